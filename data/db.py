@@ -1,0 +1,103 @@
+"""Engines and sessions.
+
+One ``Database`` per process, created in the app's lifespan and disposed on shutdown.
+Sessions come from ``read()`` and ``write()``: each call opens its own session, so
+concurrently resolved GraphQL fields never share one (an ``AsyncSession`` runs one
+statement at a time). ``write()`` commits on success and rolls back on error; services
+only flush.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    size: int = 10
+    max_overflow: int = 10
+    timeout: float = 10.0
+    recycle: int = 1800
+    pre_ping: bool = True
+    statement_timeout_ms: int = 0
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
+    """An async engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
+    pool = pool or PoolSettings()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if pool.statement_timeout_ms:
+        connect_args["server_settings"] = {"statement_timeout": str(pool.statement_timeout_ms)}
+    return create_async_engine(
+        url,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.timeout,
+        pool_recycle=pool.recycle,
+        pool_pre_ping=pool.pre_ping,
+        connect_args=connect_args,
+    )
+
+
+class Database:
+    """The engine (and optional read replica) with the two ways to get a session."""
+
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+        self.engine = engine
+        self.read_engine = read_engine or engine
+        self._write_sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(
+        cls, url: str, read_url: str | None = None, pool: PoolSettings | None = None
+    ) -> Database:
+        engine = make_engine(url, pool)
+        read_engine = make_engine(read_url, pool) if read_url else None
+        return cls(engine, read_engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for read-only work (the replica when one is configured)."""
+        async with self._read_sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed when the block succeeds, else rolled back."""
+        async with self._write_sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()

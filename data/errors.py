@@ -1,0 +1,65 @@
+"""One error hierarchy for both interfaces.
+
+Each error carries its contract code and HTTP status; REST renders it as problem+json,
+GraphQL as ``extensions.code``. Anything that is not a ``DomainError`` is ``INTERNAL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    loc: tuple[str | int, ...]
+    msg: str
+
+
+class DomainError(Exception):
+    code = "INTERNAL"
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, errors: Sequence[FieldError] = ()) -> None:
+        self.detail = detail or self.title
+        self.errors = tuple(errors)
+        super().__init__(self.detail)
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    code = "CONFLICT"
+    status = 409
+    title = "Conflict"
+
+
+class Invalid(DomainError):
+    """Bad input the caller can fix (a tampered cursor, an unknown sort, ...)."""
+
+    code = "BAD_USER_INPUT"
+    status = 400
+    title = "Bad request"
+
+
+class RateLimited(DomainError):
+    code = "RATE_LIMITED"
+    status = 429
+    title = "Too many requests"

@@ -1,0 +1,99 @@
+"""Per-request dataloaders, built by ``build_loaders(db, actor)``.
+
+Every batch opens its own read session (sibling fields resolve concurrently), applies
+the same visibility rules as the services (it calls them), and answers in key order.
+Connection loaders take ``(parent_id, args)`` keys and run one statement per distinct
+``args``, so a nested connection costs one statement however many parents it has.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiodataloader import DataLoader
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from data.actor import Actor
+from data.db import Database
+from data.services import categories, products, reviews, users
+
+def _loader(
+    db: Database, actor: Actor,
+    fetch: Callable[[AsyncSession, Actor, Sequence[Any]], Awaitable[Sequence[Any]]],
+) -> DataLoader:
+    async def batch(keys: list[Any]) -> list[Any]:
+        async with db.read() as session:
+            return list(await fetch(session, actor, keys))
+
+    return DataLoader(batch)
+
+
+def _grouped_loader(
+    db: Database, actor: Actor,
+    fetch: Callable[[AsyncSession, Actor, Sequence[Any], Any], Awaitable[Sequence[Any]]],
+) -> DataLoader:
+    """Keys are ``(parent_id, args)``: one fetch per distinct ``args``."""
+
+    async def batch(keys: list[tuple[Any, Any]]) -> list[Any]:
+        by_args: dict[Any, list[Any]] = defaultdict(list)
+        for parent_id, args in keys:
+            if parent_id not in by_args[args]:
+                by_args[args].append(parent_id)
+        results: dict[tuple[Any, Any], Any] = {}
+        async with db.read() as session:
+            for args, parent_ids in by_args.items():
+                values = await fetch(session, actor, parent_ids, args)
+                results.update({(p, args): v for p, v in zip(parent_ids, values, strict=True)})
+        return [results[key] for key in keys]
+
+    return DataLoader(batch)
+
+
+@dataclass(frozen=True)
+class ProductPageArgs:
+    where: products.ProductFilter
+    sort: str
+    page: products.PageRequest
+
+
+@dataclass(frozen=True)
+class Loaders:
+    category: DataLoader
+    product: DataLoader
+    user: DataLoader
+    review: DataLoader
+    review_stats: DataLoader
+    product_reviews: DataLoader
+    category_products: DataLoader
+    category_product_count: DataLoader
+
+
+def build_loaders(db: Database, actor: Actor) -> Loaders:
+    """The loaders for one request, bound to its actor."""
+
+    async def review_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
+                           page: products.PageRequest) -> list[Any]:
+        return await reviews.load_product_review_pages(session, actor, ids, page=page)
+
+    async def product_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
+                            args: ProductPageArgs) -> list[Any]:
+        return await products.load_category_product_pages(
+            session, actor, ids, where=args.where, sort=args.sort, page=args.page)
+
+    async def product_counts(session: AsyncSession, actor: Actor, ids: Sequence[int],
+                             where: products.ProductFilter) -> list[int]:
+        return await products.count_category_products(session, actor, ids, where=where)
+
+    return Loaders(
+        category=_loader(db, actor, categories.load_categories),
+        product=_loader(db, actor, products.load_products),
+        user=_loader(db, actor, users.load_users),
+        review=_loader(db, actor, reviews.load_reviews),
+        review_stats=_loader(db, actor, reviews.load_review_stats),
+        product_reviews=_grouped_loader(db, actor, review_pages),
+        category_products=_grouped_loader(db, actor, product_pages),
+        category_product_count=_grouped_loader(db, actor, product_counts),
+    )

@@ -1,0 +1,49 @@
+"""Visibility rules, written once as SQL predicates and field checks.
+
+Services and dataloaders apply the row predicates; both interfaces ask the field checks.
+Keeping rows rules as SQL expressions lets a future SQL compiler reuse them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, true
+
+from data.actor import Actor
+from data.models import Product, User
+
+
+def sees_inactive_products(actor: Actor) -> bool:
+    return actor.is_staff or actor.has_scope("catalog:read")
+
+
+def product_visible(actor: Actor) -> ColumnElement[bool]:
+    """Rows of ``products`` that exist for this actor."""
+    if sees_inactive_products(actor):
+        return true()
+    return Product.is_active.is_(True)
+
+
+def can_read_stock(actor: Actor) -> bool:
+    """``Product.stock``: staff, admin and keys with ``catalog:read``."""
+    return actor.is_staff or actor.has_scope("catalog:read")
+
+
+def can_read_email(actor: Actor, user: User | int) -> bool:
+    """``User.email``: that user, staff and admin."""
+    user_id = user if isinstance(user, int) else user.id
+    return actor.is_staff or (actor.user_id is not None and actor.user_id == user_id)
+
+
+def visibility_class(actor: Actor) -> str:
+    """A name for everything that changes what the catalog looks like to this actor."""
+    if sees_inactive_products(actor):
+        return "catalog-full"
+    return "public"
+
+
+def can_read_private_user_fields(actor: Actor, user: User | int) -> bool:
+    """A user's email, role, flags and dates: the same people as ``User.email``.
+
+    Everyone else meets other users only as review authors, by name.
+    """
+    return can_read_email(actor, user)

@@ -1,0 +1,1 @@
+"""The gateway: app factory, settings, identity, middleware and CLI."""

@@ -1,0 +1,96 @@
+"""RFC 9457 problem details for every REST error, from the one error hierarchy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from data.errors import DomainError, FieldError, Invalid, NotFound
+
+log = structlog.get_logger("gateway.errors")
+
+PROBLEM_TYPE = "https://gateway.example/problems/"
+STATUS_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN",
+                404: "NOT_FOUND", 409: "CONFLICT", 422: "BAD_USER_INPUT", 429: "RATE_LIMITED"}
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def problem_response(
+    request: Request, *, status: int, code: str, title: str, detail: str,
+    errors: tuple[FieldError, ...] = (), headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code.lower().replace("_", "-"),
+        "title": title, "status": status, "detail": detail, "code": code,
+        "request_id": request_id_of(request),
+    }
+    if errors:
+        body["errors"] = [{"loc": list(e.loc), "msg": e.msg} for e in errors]
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers,
+        media_type="application/problem+json",
+    )
+
+
+def domain_problem(request: Request, exc: DomainError) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="gateway"'} if exc.status == 401 else None
+    return problem_response(
+        request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
+        errors=exc.errors, headers=headers,
+    )
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return domain_problem(request, exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = tuple(
+        FieldError(tuple(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()
+    )
+    return problem_response(
+        request, status=422, code="BAD_USER_INPUT", title="Invalid request",
+        detail="The request has invalid parameters.", errors=errors,
+    )
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return domain_problem(request, NotFound(f"Nothing at {request.url.path}."))
+    code = STATUS_CODES.get(exc.status_code, "BAD_USER_INPUT" if exc.status_code < 500
+                            else "INTERNAL")
+    title = "Method not allowed" if exc.status_code == 405 else "Request error"
+    return problem_response(
+        request, status=exc.status_code, code=code, title=title, detail=str(exc.detail),
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled_exception", request_id=request_id_of(request))
+    return problem_response(
+        request, status=500, code="INTERNAL", title="Internal error",
+        detail="Something went wrong on our side; quote the request id when reporting it.",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+__all__ = ["Invalid", "domain_problem", "install_problem_handlers", "problem_response"]

@@ -1,0 +1,1 @@
+"""The Strawberry schema: types and resolvers, adapters over the service layer."""

@@ -1,0 +1,60 @@
+"""Error codes in GraphQL: ``extensions.code`` from the one error hierarchy.
+
+Domain errors keep their message and code; parse and validation errors are
+``BAD_USER_INPUT``; anything else is masked as ``INTERNAL`` (logged once, with its
+traceback, by ``GatewaySchema.process_errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from graphql.error import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from data.errors import DomainError
+
+
+def code_of(error: GraphQLError) -> str:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return original.code
+    if original is None:
+        return "BAD_USER_INPUT"
+    return "INTERNAL"
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    return code_of(error) == "INTERNAL"
+
+
+def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    code = code_of(error)
+    original = error.original_error
+    extensions = dict(error.extensions or {})
+    extensions["code"] = code
+    message = error.message
+    if isinstance(original, DomainError):
+        message = original.detail
+        if original.errors:
+            extensions["errors"] = [{"loc": list(e.loc), "msg": e.msg} for e in original.errors]
+    elif code == "INTERNAL":
+        message = "Internal server error."
+        extensions = {"code": code}
+    if request_id:
+        extensions["request_id"] = request_id
+    return GraphQLError(message, nodes=error.nodes, source=error.source,
+                        positions=error.positions, path=error.path, original_error=None,
+                        extensions=extensions)
+
+
+class ErrorCodes(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is None or not errors:
+            return
+        request = getattr(self.execution_context.context, "request", None)
+        request_id = getattr(getattr(request, "state", None), "request_id", None)
+        result.errors = [_with_code(error, request_id) for error in errors]

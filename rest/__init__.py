@@ -1,0 +1,1 @@
+"""Versioned REST routers: adapters of a few lines over the service layer."""

@@ -1,0 +1,18 @@
+"""The ``/api/v1`` and ``/api/v2`` routers: the same routes, two representations."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from rest.catalog import catalog_router
+from rest.representations import V1, V2, Representation
+
+VERSIONS: dict[str, Representation] = {"v1": V1, "v2": V2}
+
+
+def api_router(version: str) -> APIRouter:
+    """Every REST route of one version, mounted under ``/api/<version>``."""
+    rep = VERSIONS[version]
+    router = APIRouter(prefix=f"/api/{version}")
+    router.include_router(catalog_router(rep))
+    return router

@@ -1,0 +1,102 @@
+"""Catalog reads: categories, products and their reviews."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from data.services import categories, products, reviews, users
+from rest.deps import ActorDep, PageDep, ReadSession
+from rest.representations import (
+    CATEGORY_FIELDS,
+    PRODUCT_FIELDS,
+    REVIEW_FIELDS,
+    Representation,
+    sparse,
+)
+from rest.responses import json_response, list_response
+from rest.schemas import CategoryOut, ListOf, ProblemOut, ProductV1, ProductV2, ReviewOut
+
+ProductSort = Literal["created_at", "-created_at", "price", "-price", "name", "-name"]
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ProblemOut}, 404: {"model": ProblemOut}, 422: {"model": ProblemOut},
+}
+
+
+def catalog_router(rep: Representation) -> APIRouter:
+    """The catalog routes of one API version."""
+    router = APIRouter(tags=["catalog"], responses=PROBLEMS)
+    product_model = ProductV2 if rep.money_objects else ProductV1
+    Fields = Annotated[
+        str | None,
+        Query(description="Sparse fieldset, e.g. `id,name,price` (v2 only).",
+              include_in_schema=rep.sparse_fieldsets),
+    ]
+
+    @router.get("/categories", responses={200: {"model": ListOf[CategoryOut]}})
+    async def list_categories(
+        request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
+        fields: Fields = None,
+    ) -> Response:
+        """List categories by name."""
+        render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
+        result = await categories.list_categories(session, actor, page=page)
+        return list_response(request, result, lambda c: render(actor, c))
+
+    @router.get("/categories/{slug}", responses={200: {"model": CategoryOut}})
+    async def get_category(
+        request: Request, slug: str, session: ReadSession, actor: ActorDep,
+        fields: Fields = None,
+    ) -> Response:
+        """Get one category by its slug."""
+        render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
+        category = await categories.find_category(session, actor, slug=slug)
+        return json_response(request, render(actor, category))
+
+    @router.get("/products", responses={200: {"model": ListOf[product_model]}})  # type: ignore[valid-type]
+    async def list_products(
+        request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
+        category: Annotated[str | None, Query(description="Category slug.")] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Name search.")] = None,
+        min_price: Annotated[int | None, Query(ge=0, description="Minor units.")] = None,
+        max_price: Annotated[int | None, Query(ge=0, description="Minor units.")] = None,
+        in_stock: bool | None = None,
+        sort: ProductSort = "-created_at",
+        fields: Fields = None,
+    ) -> Response:
+        """List the products the caller may see, filtered and sorted."""
+        render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
+        where = products.ProductFilter(
+            category=category, q=q, min_price=min_price, max_price=max_price, in_stock=in_stock
+        )
+        result = await products.list_products(session, actor, where=where, sort=sort, page=page)
+        return list_response(request, result, lambda p: render(actor, p))
+
+    @router.get("/products/{product_id}", responses={200: {"model": product_model}})
+    async def get_product(
+        request: Request, product_id: int, session: ReadSession, actor: ActorDep,
+        fields: Fields = None,
+    ) -> Response:
+        """Get one product by id."""
+        render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
+        product = await products.find_product(session, actor, id=product_id)
+        return json_response(request, render(actor, product))
+
+    @router.get("/products/{product_id}/reviews", responses={200: {"model": ListOf[ReviewOut]}})
+    async def list_product_reviews(
+        request: Request, product_id: int, session: ReadSession, actor: ActorDep,
+        page: PageDep, fields: Fields = None,
+    ) -> Response:
+        """List a product's reviews, newest first."""
+        render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)
+        result = await reviews.list_product_reviews(
+            session, actor, product_id=product_id, page=page
+        )
+        author_ids = sorted({r.author_id for r in result.items})
+        authors = dict(zip(author_ids, await users.load_users(session, actor, author_ids),
+                           strict=True))
+        return list_response(request, result, lambda r: render(actor, r, authors[r.author_id]))
+
+    return router

@@ -1,0 +1,54 @@
+"""FastAPI dependencies shared by every REST handler (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from data.actor import ANONYMOUS, Actor
+from data.db import Database
+from data.errors import DomainError
+from data.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_actor(request: Request) -> Actor:
+    """The principal the identity middleware resolved for this request."""
+    error: DomainError | None = getattr(request.state, "identity_error", None)
+    if error is not None:
+        raise error
+    return getattr(request.state, "actor", ANONYMOUS)
+
+
+async def read_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
+    async with db.read() as session:
+        yield session
+
+
+async def write_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
+    async with db.write() as session:
+        yield session
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
+        DEFAULT_PAGE_SIZE
+    ),
+    cursor: Annotated[
+        str | None, Query(description="`next_cursor` of the previous page.")
+    ] = None,
+) -> PageRequest:
+    return PageRequest(first=limit, after=cursor)
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+ActorDep = Annotated[Actor, Depends(get_actor)]
+ReadSession = Annotated[AsyncSession, Depends(read_session)]
+WriteSession = Annotated[AsyncSession, Depends(write_session)]
+PageDep = Annotated[PageRequest, Depends(page_request)]

@@ -1,0 +1,83 @@
+"""How v1 and v2 show the same objects: they differ in money and sparse fieldsets only.
+
+Field rules come from ``data.policy``: a field the actor may not see is absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from data.actor import Actor
+from data.errors import FieldError, Invalid
+from data.models import Category, Product, Review, User
+from data.money import CURRENCY, as_utc, format_amount
+from data.policy import can_read_stock
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Representation:
+    version: str
+    money_objects: bool
+    sparse_fieldsets: bool
+
+    def money(self, name: str, cents: int) -> Body:
+        if self.money_objects:
+            return {name: {"amount": format_amount(cents), "currency": CURRENCY}}
+        return {f"{name}_cents": cents, "currency": CURRENCY}
+
+    def fieldset(self, fields: str | None) -> set[str] | None:
+        """The requested sparse fieldset (v2 ``?fields=a,b``), or None for all fields."""
+        if fields is None or not self.sparse_fieldsets:
+            return None
+        return {f.strip() for f in fields.split(",") if f.strip()}
+
+    def category(self, actor: Actor, c: Category) -> Body:
+        return {"id": c.id, "slug": c.slug, "name": c.name, "created_at": as_utc(c.created_at)}
+
+    def product(self, actor: Actor, p: Product) -> Body:
+        body: Body = {"id": p.id, "sku": p.sku, "name": p.name, "description": p.description,
+                      **self.money("price", p.price_cents)}
+        if can_read_stock(actor):
+            body["stock"] = p.stock
+        body.update({"in_stock": p.in_stock, "category": p.category_id,
+                     "is_active": p.is_active, "created_at": as_utc(p.created_at),
+                     "updated_at": as_utc(p.updated_at)})
+        return body
+
+    def review(self, actor: Actor, r: Review, author: User | None) -> Body:
+        return {"id": r.id, "product": r.product_id, "author": r.author_id,
+                "author_name": author.name if author else None, "rating": r.rating,
+                "title": r.title, "body": r.body, "created_at": as_utc(r.created_at)}
+
+
+V1 = Representation("v1", money_objects=False, sparse_fieldsets=False)
+V2 = Representation("v2", money_objects=True, sparse_fieldsets=True)
+
+PRODUCT_FIELDS = {"id", "sku", "name", "description", "price", "stock", "in_stock", "category",
+                  "is_active", "created_at", "updated_at"}
+CATEGORY_FIELDS = {"id", "slug", "name", "created_at"}
+REVIEW_FIELDS = {"id", "product", "author", "author_name", "rating", "title", "body",
+                 "created_at"}
+
+
+def sparse(
+    render: Callable[..., Body], fields: set[str] | None, allowed: set[str]
+) -> Callable[..., Body]:
+    """``render`` narrowed to ``fields``; unknown field names are ``Invalid``."""
+    if fields is None:
+        return render
+    unknown = sorted(fields - allowed)
+    if unknown:
+        raise Invalid(
+            f"Unknown fields: {', '.join(unknown)}.",
+            errors=[FieldError(("query", "fields"), f"must be among: {', '.join(sorted(allowed))}")],
+        )
+
+    def narrowed(*args: Any) -> Body:
+        return {k: v for k, v in render(*args).items() if k in fields}
+
+    return narrowed

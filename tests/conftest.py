@@ -1,0 +1,223 @@
+"""Test fixtures: every database test runs on SQLite, and on PostgreSQL when reachable.
+
+``GATEWAY_TEST_REQUIRE_SERVICES=1`` (set by ``.ci/run``) turns an unreachable PostgreSQL
+or Redis into a failure instead of a skip. Each run creates its own databases (and Redis
+key prefix) and drops them at the end, so no earlier run can change a result.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from data.db import Database
+from data.migrate import upgrade_async
+from data.models import Base
+from data.seed import seed
+from gateway.app import create_app
+from gateway.settings import Settings
+
+POSTGRES_URL = os.environ.get(
+    "GATEWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
+RUN_ID = uuid.uuid4().hex[:10]
+SEED_SCALE = 60
+
+
+async def _postgres_reachable() -> bool:
+    engine = create_async_engine(POSTGRES_URL, connect_args={"timeout": 3})
+    try:
+        async with engine.connect():
+            return True
+    except Exception:
+        return False
+    finally:
+        await engine.dispose()
+
+
+_reachable: dict[str, bool] = {}
+
+
+async def require_postgres() -> None:
+    if "pg" not in _reachable:
+        _reachable["pg"] = await _postgres_reachable()
+    if not _reachable["pg"]:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_URL}")
+        pytest.skip("PostgreSQL is not reachable")
+
+
+class PostgresDatabases:
+    """Creates databases named after this run and drops them all at the end."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def _admin(self) -> AsyncEngine:
+        return create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+
+    async def create(self) -> str:
+        name = f"gw_test_{RUN_ID}_{len(self.created)}"
+        admin = self._admin()
+        try:
+            async with admin.connect() as conn:
+                await conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        finally:
+            await admin.dispose()
+        self.created.append(name)
+        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+    async def drop_all(self) -> None:
+        if not self.created:
+            return
+        admin = self._admin()
+        try:
+            async with admin.connect() as conn:
+                for name in self.created:
+                    await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def pg_databases() -> AsyncIterator[PostgresDatabases]:
+    databases = PostgresDatabases()
+    yield databases
+    await databases.drop_all()
+
+
+async def new_database_url(
+    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
+) -> str:
+    if backend == "postgresql":
+        await require_postgres()
+        return await pg_databases.create()
+    return f"sqlite+aiosqlite:///{tmp_path / f'gw-{uuid.uuid4().hex[:8]}.sqlite3'}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@dataclass
+class SeededDatabase:
+    backend: str
+    url: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+async def seeded(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, pg_databases: PostgresDatabases
+) -> SeededDatabase:
+    """A migrated database with the deterministic seed, shared by read-only tests."""
+    url = await new_database_url(backend, tmp_path_factory.mktemp(backend), pg_databases)
+    await upgrade_async(url)
+    db = Database.from_url(url)
+    try:
+        async with db.write() as session:
+            counts = await seed(session, scale=SEED_SCALE)
+    finally:
+        await db.dispose()
+    return SeededDatabase(backend, url, counts)
+
+
+@pytest.fixture
+async def fresh(
+    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
+) -> SeededDatabase:
+    """A seeded database of this test's own, for tests that write."""
+    url = await new_database_url(backend, tmp_path, pg_databases)
+    db = Database.from_url(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with db.write() as session:
+            counts = await seed(session, scale=SEED_SCALE)
+    finally:
+        await db.dispose()
+    return SeededDatabase(backend, url, counts)
+
+
+def make_settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test", database_url=url, data_dir=tmp_path,
+        jwt_secret="test-secret-" + "x" * 40, **overrides,
+    )
+
+
+class StatementCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@dataclass
+class Gateway:
+    """A running app with a client; ``count_statements()`` counts SQL it sends."""
+
+    app: Any
+    client: httpx.AsyncClient
+    backend: str
+
+    @contextmanager
+    def count_statements(self) -> Iterator[StatementCounter]:
+        counter = StatementCounter()
+        engine = self.app.state.db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", counter)
+        try:
+            yield counter
+        finally:
+            event.remove(engine, "before_cursor_execute", counter)
+
+    async def graphql(self, query: str, variables: dict[str, Any] | None = None,
+                      **kwargs: Any) -> dict[str, Any]:
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, **kwargs
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@asynccontextmanager
+async def running_gateway(settings: Settings, backend: str) -> AsyncIterator[Gateway]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Gateway(app, client, backend)
+
+
+@pytest.fixture
+async def gateway(seeded: SeededDatabase, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The gateway over the shared seeded database (read-only tests)."""
+    async with running_gateway(make_settings(seeded.url, tmp_path), seeded.backend) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def fresh_gateway(fresh: SeededDatabase, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The gateway over a database of this test's own (tests that write)."""
+    async with running_gateway(make_settings(fresh.url, tmp_path), fresh.backend) as gw:
+        yield gw
