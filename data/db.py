@@ -94,8 +94,18 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed when the block succeeds, else rolled back."""
-        async with self._write_sessions() as session, session.begin():
-            yield session
+        async with self._write_sessions() as session:
+            try:
+                yield session
+            except BaseException as exc:
+                # Some refusals must leave a trace (a reused refresh token revokes its
+                # login); those errors say so, everything else rolls back.
+                if getattr(exc, "commit_changes", False):
+                    await session.commit()
+                else:
+                    await session.rollback()
+                raise
+            await session.commit()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
 from data.db import Database
-from data.services import categories, products, reviews, users
+from data.services import categories, orders, products, reviews, users
+
 
 def _loader(
     db: Database, actor: Actor,
@@ -69,6 +70,13 @@ class Loaders:
     product_reviews: DataLoader
     category_products: DataLoader
     category_product_count: DataLoader
+    visible_user: DataLoader
+    order: DataLoader
+    order_items: DataLoader
+    customer_orders: DataLoader
+    author_reviews: DataLoader
+    customer_order_count: DataLoader
+    author_review_count: DataLoader
 
 
 def build_loaders(db: Database, actor: Actor) -> Loaders:
@@ -87,6 +95,24 @@ def build_loaders(db: Database, actor: Actor) -> Loaders:
                              where: products.ProductFilter) -> list[int]:
         return await products.count_category_products(session, actor, ids, where=where)
 
+    async def author_review_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
+                                  page: products.PageRequest) -> list[Any]:
+        return await reviews.load_author_review_pages(session, actor, ids, page=page)
+
+    async def customer_order_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
+                                   args: tuple[products.PageRequest, str | None]) -> list[Any]:
+        page, status = args
+        return await orders.load_customer_order_pages(session, actor, ids, page=page,
+                                                      status=status)
+
+    async def customer_order_counts(session: AsyncSession, actor: Actor, ids: Sequence[int],
+                                    status: str | None) -> list[int]:
+        return await orders.count_customer_orders(session, actor, ids, status=status)
+
+    async def author_review_counts(session: AsyncSession, actor: Actor,
+                                   ids: Sequence[int]) -> list[int]:
+        return await reviews.count_author_reviews(session, actor, ids)
+
     return Loaders(
         category=_loader(db, actor, categories.load_categories),
         product=_loader(db, actor, products.load_products),
@@ -96,4 +122,11 @@ def build_loaders(db: Database, actor: Actor) -> Loaders:
         product_reviews=_grouped_loader(db, actor, review_pages),
         category_products=_grouped_loader(db, actor, product_pages),
         category_product_count=_grouped_loader(db, actor, product_counts),
+        visible_user=_loader(db, actor, users.load_visible_users),
+        order=_loader(db, actor, orders.load_orders),
+        order_items=_loader(db, actor, orders.load_order_items),
+        customer_orders=_grouped_loader(db, actor, customer_order_pages),
+        author_reviews=_grouped_loader(db, actor, author_review_pages),
+        customer_order_count=_grouped_loader(db, actor, customer_order_counts),
+        author_review_count=_loader(db, actor, author_review_counts),
     )

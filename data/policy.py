@@ -6,10 +6,10 @@ Keeping rows rules as SQL expressions lets a future SQL compiler reuse them.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, false, true
 
 from data.actor import Actor
-from data.models import Product, User
+from data.models import Order, Product, User
 
 
 def sees_inactive_products(actor: Actor) -> bool:
@@ -47,3 +47,22 @@ def can_read_private_user_fields(actor: Actor, user: User | int) -> bool:
     Everyone else meets other users only as review authors, by name.
     """
     return can_read_email(actor, user)
+
+
+def order_visible(actor: Actor) -> ColumnElement[bool]:
+    """Rows of ``orders`` that exist for this actor: a customer's own, or all for staff
+    and ``orders:read`` keys. Everyone else sees none (``false``)."""
+    if actor.is_staff or actor.has_scope("orders:read"):
+        return true()
+    if actor.user_id is not None:
+        return Order.customer_id == actor.user_id
+    return false()
+
+
+def user_visible(actor: Actor) -> ColumnElement[bool]:
+    """Rows of ``users`` that exist for this actor as users (not as review authors)."""
+    if actor.is_staff:
+        return true()
+    if actor.user_id is not None:
+        return User.id == actor.user_id
+    return false()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from data.db import Database
-from gateway.identity import IdentityMiddleware
+from gateway.auth import IdentityMiddleware, build_token_issuer
 from gateway.middleware import RequestIdMiddleware
 from gateway.problems import install_problem_handlers
 from gateway.settings import Settings
@@ -42,6 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
+    app.state.tokens = build_token_issuer(settings)
+
+    @app.get("/.well-known/jwks.json", include_in_schema=False)
+    async def jwks() -> dict[str, Any]:
+        """The public keys that verify access tokens (empty with HS256)."""
+        return app.state.tokens.jwks()
+
     install_problem_handlers(app)
     for version in API_VERSIONS:
         app.include_router(api_router(version))

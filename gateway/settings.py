@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     database_read_url: str | None = None
     redis_url: str | None = None
     jwt_secret: str | None = None
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    jwt_private_key: str | None = Field(None, description="PEM text or a path to it")
+    jwt_public_key: str | None = Field(None, description="PEM text or a path to it")
+    jwt_issuer: str = "commerce-gateway"
+    jwt_audience: str = "commerce-gateway-api"
+    access_token_ttl: int = Field(900, ge=30)
+    refresh_token_ttl: int = Field(30 * 86400, ge=60)
     data_dir: Path = Path("var")
 
     db_pool_size: int = Field(10, ge=1)
@@ -40,7 +47,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:
-        if self.environment == "production":
+        if self.jwt_algorithm != "HS256":
+            if not (self.jwt_private_key and self.jwt_public_key):
+                raise ValueError(
+                    f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PRIVATE_KEY and JWT_PUBLIC_KEY"
+                )
+        elif self.environment == "production":
             if self.jwt_secret is None or self.jwt_secret.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("JWT_SECRET must be set to a real secret in production")
             if len(self.jwt_secret) < 32:

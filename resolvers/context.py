@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
-from starlette.requests import Request
 
 from data.actor import ANONYMOUS, Actor
 from data.db import Database
 from data.errors import DomainError
 from data.loaders import Loaders, build_loaders
+from data.tokens import TokenIssuer
 
 
 class Context(BaseContext):
-    def __init__(self, db: Database, actor: Actor, identity_error: DomainError | None) -> None:
+    def __init__(self, db: Database, tokens: TokenIssuer, actor: Actor,
+                 identity_error: DomainError | None) -> None:
         super().__init__()
         self.db = db
+        self.tokens = tokens
         self.actor = actor
         self.identity_error = identity_error
         self.loaders: Loaders = build_loaders(db, actor)
@@ -25,6 +28,7 @@ async def get_context(request: Request) -> Context:
     """The request's database, the principal the identity middleware found, and loaders."""
     return Context(
         request.app.state.db,
+        request.app.state.tokens,
         getattr(request.state, "actor", ANONYMOUS),
         getattr(request.state, "identity_error", None),
     )

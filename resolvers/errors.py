@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from graphql import ExecutionResult
 from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 
@@ -58,3 +59,16 @@ class ErrorCodes(SchemaExtension):
         request = getattr(self.execution_context.context, "request", None)
         request_id = getattr(getattr(request, "state", None), "request_id", None)
         result.errors = [_with_code(error, request_id) for error in errors]
+
+
+class RejectBadCredentials(SchemaExtension):
+    """A request whose credential failed is answered ``UNAUTHENTICATED``, not run
+    anonymously: a client with an expired token must learn to refresh it."""
+
+    def on_execute(self) -> Iterator[None]:
+        error = getattr(self.execution_context.context, "identity_error", None)
+        if error is not None:
+            self.execution_context.result = ExecutionResult(
+                data=None, errors=[GraphQLError(error.detail, original_error=error)]
+            )
+        yield

@@ -16,10 +16,12 @@ from resolvers.ids import database_id_of, from_global_id
 from resolvers.types import (
     Category,
     Node,
+    Order,
     Product,
     ProductFilterInput,
     ProductOrder,
     Review,
+    User,
     product_sort,
 )
 
@@ -30,6 +32,8 @@ def _node_loaders(context: Context) -> dict[str, tuple[Any, Callable[[Any], Node
         "Product": (loaders.product, Product.of),
         "Category": (loaders.category, Category.of),
         "Review": (loaders.review, Review.of),
+        "User": (loaders.visible_user, User.of),
+        "Order": (loaders.order, Order.of),
     }
 
 
@@ -53,7 +57,7 @@ def _counter(
 
 
 @strawberry.type
-class Query:
+class CatalogQuery:
     @strawberry.field(description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         found = await _load_node(info.context, id)

@@ -9,10 +9,11 @@ from graphql.error import GraphQLError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types import ExecutionContext
 
+from resolvers.accounts import AccountQuery, ApiKey, Mutation
 from resolvers.context import get_context
-from resolvers.errors import ErrorCodes, is_unexpected
-from resolvers.query import Query
-from resolvers.types import Category, Product, Review, User
+from resolvers.errors import ErrorCodes, RejectBadCredentials, is_unexpected
+from resolvers.query import CatalogQuery
+from resolvers.types import Category, Order, Product, Review, User
 
 log = logging.getLogger("gateway.graphql")
 
@@ -27,11 +28,17 @@ class GatewaySchema(strawberry.Schema):
                 log.error("graphql_unexpected_error", exc_info=error.original_error)
 
 
+@strawberry.type
+class Query(CatalogQuery, AccountQuery):
+    pass
+
+
 def build_schema() -> GatewaySchema:
     return GatewaySchema(
         query=Query,
-        types=[Product, Category, Review, User],
-        extensions=[ErrorCodes],
+        mutation=Mutation,
+        types=[Product, Category, Review, User, Order, ApiKey],
+        extensions=[ErrorCodes, RejectBadCredentials],
     )
 
 

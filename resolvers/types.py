@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+
 import strawberry
 
 from data import models
+from data.actor import Actor
 from data.errors import Forbidden
 from data.loaders import ProductPageArgs
 from data.money import CURRENCY, as_utc, format_amount
@@ -80,14 +82,16 @@ def product_sort(order_by: ProductOrder | None) -> str:
 class User(Node):
     name: str
     row: strawberry.Private[models.User]
+    # Who the private fields are checked for: the caller, or the new user after sign-up.
+    seen_as: strawberry.Private[Actor | None] = None
 
     @classmethod
-    def of(cls, row: models.User) -> User:
+    def of(cls, row: models.User, seen_as: Actor | None = None) -> User:
         return cls(id=strawberry.ID(to_global_id("User", row.id)), database_id=row.id,
-                   name=row.name, row=row)
+                   name=row.name, row=row, seen_as=seen_as)
 
     def _private(self, info: Info) -> models.User:
-        if not can_read_private_user_fields(info.context.actor, self.row):
+        if not can_read_private_user_fields(self.seen_as or info.context.actor, self.row):
             raise Forbidden("Only this user and staff may see this field.")
         return self.row
 
@@ -106,6 +110,26 @@ class User(Node):
     @strawberry.field(description="Only for this user, staff and admins.")
     def created_at(self, info: Info) -> datetime | None:
         return as_utc(self._private(info).created_at)
+
+    @strawberry.field(description="This user's orders that you may see (none for others).")
+    async def orders(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        status: str | None = None,
+    ) -> Connection[Order]:
+        loaders = info.context.loaders
+        page = await loaders.customer_orders.load(
+            (self.database_id, (PageRequest(first, after), status)))
+        return to_connection(page, Order.of, lambda: loaders.customer_order_count.load(
+            (self.database_id, status)))
+
+    @strawberry.field(description="This user's reviews, newest first.")
+    async def reviews(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Review]:
+        loaders = info.context.loaders
+        page = await loaders.author_reviews.load((self.database_id, PageRequest(first, after)))
+        return to_connection(page, Review.of,
+                             lambda: loaders.author_review_count.load(self.database_id))
 
 
 @strawberry.type
@@ -210,3 +234,47 @@ class Product(Node):
     async def average_rating(self, info: Info) -> float | None:
         _, average = await info.context.loaders.review_stats.load(self.database_id)
         return average
+
+
+@strawberry.type
+class OrderItem:
+    quantity: int
+    unit_price: Money
+    subtotal: Money
+    row: strawberry.Private[models.OrderItem]
+
+    @classmethod
+    def of(cls, row: models.OrderItem) -> OrderItem:
+        return cls(quantity=row.quantity, unit_price=Money.of(row.unit_price_cents),
+                   subtotal=Money.of(row.subtotal_cents), row=row)
+
+    @strawberry.field(description="Null when the product no longer exists for you.")
+    async def product(self, info: Info) -> Product | None:
+        row = await info.context.loaders.product.load(self.row.product_id)
+        return Product.of(row) if row else None
+
+
+@strawberry.type
+class Order(Node):
+    status: str
+    total: Money
+    created_at: datetime
+    updated_at: datetime
+    row: strawberry.Private[models.Order]
+
+    @classmethod
+    def of(cls, row: models.Order) -> Order:
+        return cls(id=strawberry.ID(to_global_id("Order", row.id)), database_id=row.id,
+                   status=row.status, total=Money.of(row.total_cents),
+                   created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
+                   row=row)
+
+    @strawberry.field
+    async def customer(self, info: Info) -> User | None:
+        row = await info.context.loaders.user.load(self.row.customer_id)
+        return User.of(row) if row else None
+
+    @strawberry.field
+    async def items(self, info: Info) -> list[OrderItem]:
+        rows = await info.context.loaders.order_items.load(self.database_id)
+        return [OrderItem.of(row) for row in rows]

@@ -1,7 +1,5 @@
 """Catalog reads: categories, products and their reviews."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request

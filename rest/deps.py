@@ -12,10 +12,15 @@ from data.actor import ANONYMOUS, Actor
 from data.db import Database
 from data.errors import DomainError
 from data.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest
+from data.tokens import TokenIssuer
 
 
 def get_db(request: Request) -> Database:
     return request.app.state.db
+
+
+def get_tokens(request: Request) -> TokenIssuer:
+    return request.app.state.tokens
 
 
 def get_actor(request: Request) -> Actor:
@@ -47,6 +52,7 @@ def page_request(
     return PageRequest(first=limit, after=cursor)
 
 
+TokensDep = Annotated[TokenIssuer, Depends(get_tokens)]
 DbDep = Annotated[Database, Depends(get_db)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]

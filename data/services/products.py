@@ -149,5 +149,5 @@ async def count_category_products(
         Product.category_id.in_(category_ids)
     ).subquery()
     stmt = select(inner.c.category_id, func.count()).group_by(inner.c.category_id)
-    counts = {cid: n for cid, n in (await session.execute(stmt)).all()}
+    counts = dict((await session.execute(stmt)).all())
     return [int(counts.get(i, 0)) for i in category_ids]

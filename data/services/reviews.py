@@ -78,3 +78,26 @@ async def load_reviews(
     stmt = _visible_reviews(actor).where(Review.id.in_(ids))
     by_id = {r.id: r for r in (await session.scalars(stmt)).all()}
     return [by_id.get(i) for i in ids]
+
+
+async def load_author_review_pages(
+    session: AsyncSession, actor: Actor, author_ids: Sequence[int], *, page: PageRequest,
+    sort: str = DEFAULT_REVIEW_SORT,
+) -> list[Page[Review]]:
+    """A page of each author's reviews (of products this actor may see), in one statement."""
+    pages = await paginate_per_parent(
+        session, _visible_reviews(actor), model=Review, parent=Review.author_id,
+        parent_ids=author_ids, scope="reviews", sort=parse_sort(REVIEW_SORTS, sort),
+        request=page,
+    )
+    return [pages[i] for i in author_ids]
+
+
+async def count_author_reviews(
+    session: AsyncSession, actor: Actor, author_ids: Sequence[int]
+) -> list[int]:
+    """How many reviews (of products this actor may see) each author wrote, in key order."""
+    inner = _visible_reviews(actor).where(Review.author_id.in_(author_ids)).subquery()
+    stmt = select(inner.c.author_id, func.count()).group_by(inner.c.author_id)
+    counts = dict((await session.execute(stmt)).all())
+    return [int(counts.get(i, 0)) for i in author_ids]

@@ -1,0 +1,114 @@
+"""Sign-up, login, refresh with rotation and reuse detection, logout, and turning a
+credential (access token or API key) into an ``Actor``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from data.actor import Actor, api_key_actor, user_actor
+from data.errors import Unauthenticated
+from data.models import RefreshToken, User, utcnow
+from data.passwords import verify_password
+from data.services.accounts import create_user, normalize_email
+from data.services.api_keys import find_key_by_secret
+from data.tokens import ACCESS, REFRESH, TokenIssuer, TokenPair
+
+LOGIN_FAILED = "Invalid email or password."
+
+
+class RefreshTokenReused(Unauthenticated):
+    """A spent refresh token came back: its whole login is revoked, and that must stick."""
+
+    commit_changes = True
+
+
+async def register(
+    session: AsyncSession, actor: Actor, *, email: str, password: str, name: str
+) -> User:
+    """Sign up: always a customer, whatever else the request carried."""
+    return await create_user(session, email=email, password=password, name=name,
+                             role="customer")
+
+
+async def _start_login(session: AsyncSession, tokens: TokenIssuer, user: User,
+                       family: str) -> TokenPair:
+    jti = uuid.uuid4().hex
+    session.add(RefreshToken(jti=jti, family=family, user_id=user.id,
+                             expires_at=utcnow() + timedelta(seconds=tokens.refresh_ttl)))
+    await session.flush()
+    return tokens.issue(user_id=user.id, role=user.role, family=family, refresh_jti=jti)
+
+
+async def login(
+    session: AsyncSession, *, email: str, password: str, tokens: TokenIssuer
+) -> TokenPair:
+    """Tokens for a correct email and password; the same answer for every failure."""
+    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    # verify_password does the same work with or without a user, so timing tells nothing.
+    valid = verify_password(user.password_hash if user else None, password)
+    if user is None or not valid or not user.is_active:
+        raise Unauthenticated(LOGIN_FAILED)
+    return await _start_login(session, tokens, user, family=uuid.uuid4().hex)
+
+
+async def _revoke_family(session: AsyncSession, family: str) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def refresh(session: AsyncSession, *, refresh_token: str, tokens: TokenIssuer) -> TokenPair:
+    """A new pair for an unspent refresh token; a spent one revokes its whole login."""
+    claims = tokens.verify(refresh_token, kind=REFRESH)
+    row = await session.scalar(
+        select(RefreshToken).where(RefreshToken.jti == claims.jti).with_for_update()
+    )
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        raise Unauthenticated("The refresh token is invalid or expired.")
+    if row.used_at is not None:
+        await _revoke_family(session, row.family)
+        raise RefreshTokenReused("This refresh token was already used; the login is revoked.")
+    user = await session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise Unauthenticated("The refresh token is invalid or expired.")
+    row.used_at = utcnow()
+    return await _start_login(session, tokens, user, family=row.family)
+
+
+async def logout(session: AsyncSession, *, refresh_token: str, tokens: TokenIssuer) -> None:
+    """Ends the login the refresh token belongs to (its access tokens stop working too)."""
+    claims = tokens.verify(refresh_token, kind=REFRESH)
+    await _revoke_family(session, claims.family)
+
+
+async def authenticate_access_token(
+    session: AsyncSession, token: str, *, tokens: TokenIssuer
+) -> Actor:
+    """The user behind a valid access token, if still active and its login not revoked."""
+    claims = tokens.verify(token, kind=ACCESS)
+    revoked = exists().where(
+        and_(RefreshToken.family == claims.family, RefreshToken.revoked_at.is_not(None))
+    )
+    row = (await session.execute(
+        select(User.role, User.is_active, revoked).where(User.id == claims.sub)
+    )).first()
+    if row is None or not row.is_active or row[2]:
+        raise Unauthenticated("The token is invalid or expired.")
+    return user_actor(claims.sub, row.role)
+
+
+async def authenticate_api_key(session: AsyncSession, key: str) -> Actor:
+    """The API key's principal; unknown and revoked keys are ``Unauthenticated``."""
+    api_key = await find_key_by_secret(session, key)
+    now = utcnow()
+    # Recording every use would make each read a write; a minute's precision is enough.
+    if api_key.last_used_at is None or now - api_key.last_used_at > timedelta(minutes=1):
+        api_key.last_used_at = now
+        await session.flush()
+    return api_key_actor(api_key.id, set(api_key.scopes))

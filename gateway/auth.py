@@ -1,0 +1,85 @@
+"""Identity: the request's principal, resolved once, before any handler runs.
+
+``IdentityMiddleware`` reads ``Authorization: Bearer`` or ``X-API-Key``, asks the
+service layer who that is, and stores the ``Actor`` (or the authentication error to
+report) in the request state; REST dependencies and the GraphQL context read it there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jwt.algorithms import get_default_algorithms
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from data.actor import ANONYMOUS, Actor
+from data.db import Database
+from data.errors import DomainError, Unauthenticated
+from data.services import auth
+from data.tokens import TokenIssuer
+from gateway.settings import Settings
+
+
+def _pem(value: str) -> str:
+    return value if value.lstrip().startswith("-----BEGIN") else Path(value).read_text()
+
+
+def build_token_issuer(settings: Settings) -> TokenIssuer:
+    """The token issuer the settings describe (HS256 secret, or an RS256/ES256 key pair)."""
+    if settings.jwt_algorithm == "HS256":
+        signing: Any = settings.signing_secret
+        verifying: Any = signing
+    else:
+        algorithm = get_default_algorithms()[settings.jwt_algorithm]
+        assert settings.jwt_private_key
+        assert settings.jwt_public_key
+        signing = algorithm.prepare_key(_pem(settings.jwt_private_key))
+        verifying = algorithm.prepare_key(_pem(settings.jwt_public_key))
+    return TokenIssuer(
+        algorithm=settings.jwt_algorithm, signing_key=signing, verifying_key=verifying,
+        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+        access_ttl=settings.access_token_ttl, refresh_ttl=settings.refresh_token_ttl,
+    )
+
+
+async def resolve_actor(
+    db: Database, tokens: TokenIssuer, authorization: str | None, api_key: str | None
+) -> Actor:
+    """The principal behind the request's credential (anonymous without one)."""
+    if authorization is not None and api_key is not None:
+        raise Unauthenticated("Send either a bearer token or an API key, not both.")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Use 'Authorization: Bearer <access token>'.")
+        async with db.read() as session:
+            return await auth.authenticate_access_token(session, token.strip(), tokens=tokens)
+    if api_key is not None:
+        async with db.write() as session:
+            return await auth.authenticate_api_key(session, api_key.strip())
+    return ANONYMOUS
+
+
+class IdentityMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope["headers"])
+            authorization = headers.get(b"authorization")
+            api_key = headers.get(b"x-api-key")
+            state = scope.setdefault("state", {})
+            state["actor"], state["identity_error"] = ANONYMOUS, None
+            if authorization is not None or api_key is not None:
+                app_state = scope["app"].state
+                try:
+                    state["actor"] = await resolve_actor(
+                        app_state.db, app_state.tokens,
+                        authorization.decode("latin-1") if authorization is not None else None,
+                        api_key.decode("latin-1") if api_key is not None else None,
+                    )
+                except DomainError as exc:
+                    state["identity_error"] = exc
+        await self.app(scope, receive, send)

@@ -1,0 +1,169 @@
+"""Auth (register, token, refresh, logout), users and API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from data.actor import SCOPES, user_actor
+from data.services import api_keys, auth, users
+from data.tokens import TokenPair
+from rest.deps import ActorDep, PageDep, ReadSession, TokensDep, WriteSession
+from rest.representations import Representation
+from rest.responses import json_response, list_response
+from rest.schemas import ProblemOut
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemOut} for code in (400, 401, 403, 404, 409, 422)
+}
+
+
+class RegisterIn(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+    name: str = Field(max_length=200)
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str = Field(max_length=4096)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class ViewerPatch(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    password: str | None = Field(None, max_length=1024)
+    current_password: str | None = Field(None, max_length=1024)
+
+
+class UserPatch(BaseModel):
+    role: str | None = Field(None, description="customer, staff or admin")
+    is_active: bool | None = None
+    name: str | None = Field(None, max_length=200)
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(max_length=200)
+    scopes: list[str] = Field(description=f"Any of {list(SCOPES)}.")
+
+
+def _tokens(request: Request, pair: TokenPair) -> Response:
+    body = {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
+            "token_type": pair.token_type, "expires_in": pair.expires_in}
+    response = json_response(request, body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def accounts_router(rep: Representation) -> APIRouter:
+    """Auth, user and API-key routes of one API version."""
+    router = APIRouter(responses=PROBLEMS)
+
+    @router.post("/auth/register", status_code=201, tags=["auth"])
+    async def register(
+        request: Request, body: RegisterIn, session: WriteSession, actor: ActorDep
+    ) -> Response:
+        """Sign up as a customer."""
+        user = await auth.register(session, actor, email=body.email, password=body.password,
+                                   name=body.name)
+        return json_response(request, rep.user(user_actor(user.id, user.role), user), status=201)
+
+    @router.post("/auth/token", tags=["auth"], responses={200: {"model": TokenOut}})
+    async def token(
+        request: Request, session: WriteSession, tokens: TokensDep,
+        username: Annotated[str, Form(max_length=320)],
+        password: Annotated[str, Form(max_length=1024)],
+    ) -> Response:
+        """Log in with the OAuth2 password form (``username`` is the email)."""
+        pair = await auth.login(session, email=username, password=password, tokens=tokens)
+        return _tokens(request, pair)
+
+    @router.post("/auth/refresh", tags=["auth"], responses={200: {"model": TokenOut}})
+    async def refresh(
+        request: Request, body: RefreshIn, session: WriteSession, tokens: TokensDep
+    ) -> Response:
+        """Trade a refresh token (once) for a new pair."""
+        pair = await auth.refresh(session, refresh_token=body.refresh_token, tokens=tokens)
+        return _tokens(request, pair)
+
+    @router.post("/auth/logout", status_code=204, tags=["auth"])
+    async def logout(body: RefreshIn, session: WriteSession, tokens: TokensDep) -> Response:
+        """End the login the refresh token belongs to."""
+        await auth.logout(session, refresh_token=body.refresh_token, tokens=tokens)
+        return Response(status_code=204)
+
+    @router.get("/users/me", tags=["users"])
+    async def get_viewer(request: Request, session: ReadSession, actor: ActorDep) -> Response:
+        """The signed-in user."""
+        return json_response(request, rep.user(actor, await users.find_viewer(session, actor)))
+
+    @router.patch("/users/me", tags=["users"])
+    async def update_viewer(
+        request: Request, body: ViewerPatch, session: WriteSession, actor: ActorDep
+    ) -> Response:
+        """Edit your own name, email or password."""
+        user = await users.update_viewer(session, actor, **body.model_dump(exclude_unset=True))
+        return json_response(request, rep.user(actor, user))
+
+    @router.get("/users", tags=["users"])
+    async def list_users(
+        request: Request, session: ReadSession, actor: ActorDep, page: PageDep
+    ) -> Response:
+        """List users (staff and admins)."""
+        result = await users.list_users(session, actor, page=page)
+        return list_response(request, result, lambda u: rep.user(actor, u))
+
+    @router.get("/users/{user_id}", tags=["users"])
+    async def get_user(
+        request: Request, user_id: int, session: ReadSession, actor: ActorDep
+    ) -> Response:
+        """Get a user (yourself; anyone for staff and admins)."""
+        user = await users.find_user(session, actor, user_id=user_id)
+        return json_response(request, rep.user(actor, user))
+
+    @router.patch("/users/{user_id}", tags=["users"])
+    async def update_user(
+        request: Request, user_id: int, body: UserPatch, session: WriteSession, actor: ActorDep
+    ) -> Response:
+        """Change a user's role, active flag or name (admins)."""
+        user = await users.update_user(session, actor, user_id=user_id,
+                                       **body.model_dump(exclude_unset=True))
+        return json_response(request, rep.user(actor, user))
+
+    @router.post("/api-keys", status_code=201, tags=["api-keys"])
+    async def create_api_key(
+        request: Request, body: ApiKeyIn, session: WriteSession, actor: ActorDep
+    ) -> Response:
+        """Create an API key (admins); the whole key is in this response only."""
+        api_key, secret = await api_keys.create_api_key(session, actor, name=body.name,
+                                                        scopes=body.scopes)
+        response = json_response(request, {**rep.api_key(actor, api_key), "key": secret},
+                                 status=201)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @router.get("/api-keys", tags=["api-keys"])
+    async def list_api_keys(
+        request: Request, session: ReadSession, actor: ActorDep, page: PageDep
+    ) -> Response:
+        """List API keys, newest first (admins)."""
+        result = await api_keys.list_api_keys(session, actor, page=page)
+        return list_response(request, result, lambda k: rep.api_key(actor, k))
+
+    @router.delete("/api-keys/{key_id}", status_code=204, tags=["api-keys"])
+    async def revoke_api_key(key_id: int, session: WriteSession, actor: ActorDep) -> Response:
+        """Revoke an API key (admins)."""
+        await api_keys.revoke_api_key(session, actor, key_id=key_id)
+        return Response(status_code=204)
+
+    return router
+
