@@ -20,7 +20,8 @@ def code_of(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, DomainError):
         return original.code
-    if original is None:
+    if original is None or error.path is None:
+        # Parsing, validation and variable coercion: the document or its input is wrong.
         return "BAD_USER_INPUT"
     return "INTERNAL"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from data.actor import SCOPES, user_actor
@@ -21,13 +21,20 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class RegisterIn(BaseModel):
+class StrictBody(BaseModel):
+    """Unknown fields are refused (422), as GraphQL refuses unknown input fields: a body
+    cannot smuggle in what the operation does not take, such as a role at sign-up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterIn(StrictBody):
     email: str = Field(max_length=320)
     password: str = Field(max_length=1024)
     name: str = Field(max_length=200)
 
 
-class RefreshIn(BaseModel):
+class RefreshIn(StrictBody):
     refresh_token: str = Field(max_length=4096)
 
 
@@ -38,20 +45,20 @@ class TokenOut(BaseModel):
     expires_in: int
 
 
-class ViewerPatch(BaseModel):
+class ViewerPatch(StrictBody):
     name: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=320)
     password: str | None = Field(None, max_length=1024)
     current_password: str | None = Field(None, max_length=1024)
 
 
-class UserPatch(BaseModel):
+class UserPatch(StrictBody):
     role: str | None = Field(None, description="customer, staff or admin")
     is_active: bool | None = None
     name: str | None = Field(None, max_length=200)
 
 
-class ApiKeyIn(BaseModel):
+class ApiKeyIn(StrictBody):
     name: str = Field(max_length=200)
     scopes: list[str] = Field(description=f"Any of {list(SCOPES)}.")
 

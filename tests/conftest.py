@@ -36,6 +36,9 @@ REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
 RUN_ID = uuid.uuid4().hex[:10]
 SEED_SCALE = 60
 
+# Fixtures of their own module: the world of principals for access tests.
+pytest_plugins = ["tests.principals"]
+
 
 async def _postgres_reachable() -> bool:
     engine = create_async_engine(POSTGRES_URL, connect_args={"timeout": 3})
@@ -154,11 +157,9 @@ async def fresh(
 
 
 def make_settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        environment="test", database_url=url, data_dir=tmp_path,
-        jwt_secret="test-secret-" + "x" * 40, **overrides,
-    )
+    values: dict[str, Any] = {"environment": "test", "database_url": url, "data_dir": tmp_path,
+                              "jwt_secret": "test-secret-" + "x" * 40, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 class StatementCounter:
