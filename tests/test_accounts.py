@@ -169,3 +169,12 @@ async def test_other_customers_order_does_not_exist_by_any_id(world: World) -> N
     listed = (await world.gateway.client.get("/api/v1/orders?limit=100", headers=headers)).json()
     assert world.other_order not in {o["id"] for o in listed["data"]}
     assert {o["customer"] for o in listed["data"]} == {world.user_ids["customer"]}
+
+
+async def test_nodes_are_batched(world: World) -> None:
+    ids = [to_global_id("Product", i) for i in range(1, 31)]
+    with world.gateway.count_statements() as counter:
+        body = await world.gateway.graphql(
+            "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids})
+    assert len(body["data"]["nodes"]) == 30
+    assert counter.count == 1
