@@ -11,6 +11,7 @@ from strawberry.types import ExecutionContext
 
 from resolvers.context import get_context
 from resolvers.errors import ErrorCodes, is_unexpected
+from resolvers.operations import OperationInfo
 from resolvers.query import Query
 from resolvers.types import Category, Product, Review, User
 
@@ -31,7 +32,7 @@ def build_schema() -> GatewaySchema:
     return GatewaySchema(
         query=Query,
         types=[Product, Category, Review, User],
-        extensions=[ErrorCodes],
+        extensions=[ErrorCodes, OperationInfo],
     )
 
 
