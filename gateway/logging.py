@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import re
 import sys
 from typing import Any, TextIO
@@ -21,8 +22,9 @@ LOG_FORMATS = ("auto", "json", "console")
 SECRET_FIELD = re.compile(r"pass(word)?|secret|token|authorization|api[-_]?key|cookie", re.I)
 REDACTED = "[redacted]"
 # Loggers of the servers: their handlers are dropped so their records reach the root's.
-SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error",
-                  "gunicorn.access")
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "gunicorn.access")
+# uvicorn's access line is replaced by the gateway's own (gateway.access).
+SILENT_LOGGERS = ("uvicorn.access",)
 QUIET_LOGGERS = ("httpx", "httpcore")
 
 
@@ -30,6 +32,12 @@ def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDi
     for key in event_dict:
         if SECRET_FIELD.search(key):
             event_dict[key] = REDACTED
+    return event_dict
+
+
+def add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Which worker wrote the line (several share one stream under gunicorn)."""
+    event_dict["pid"] = os.getpid()
     return event_dict
 
 
@@ -46,6 +54,7 @@ def _pre_chain() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_pid,
         redact_secrets,
     ]
 
@@ -78,6 +87,7 @@ def logging_config(log_format: str, level: str = "INFO",
         "root": {"level": level.upper(), "handlers": ["default"]},
         "loggers": {
             **{name: {"handlers": [], "propagate": True} for name in SERVER_LOGGERS},
+            **{name: {"handlers": [], "propagate": False} for name in SILENT_LOGGERS},
             # httpx logs every URL it fetches at INFO, query string (and any token) included.
             **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
         },

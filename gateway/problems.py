@@ -100,4 +100,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _on_unexpected)
 
 
-__all__ = ["Invalid", "domain_problem", "internal_error", "install_problem_handlers", "problem_response"]
+__all__ = ["Invalid", "domain_problem", "install_problem_handlers", "internal_error",
+           "problem_response"]

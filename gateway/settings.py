@@ -45,9 +45,11 @@ class Settings(BaseSettings):
     cors_allow_credentials: bool = False
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     health_timeout_seconds: float = Field(2.0, gt=0)
-    shutdown_grace_seconds: float = Field(25.0, ge=0)
+    shutdown_grace_seconds: float = Field(25.0, gt=0)
     shutdown_drain_seconds: float = Field(0.0, ge=0)
     prometheus_multiproc_dir: Path | None = None
+    web_concurrency: int = Field(1, ge=1)
+    run_migrations: bool = False
 
     @field_validator("cors_origins", "trusted_hosts", mode="before")
     @classmethod
