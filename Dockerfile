@@ -30,7 +30,7 @@ RUN useradd --system --uid 10001 --no-create-home gateway \
     && chown gateway /var/lib/gateway /tmp/gateway-metrics
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-USER gateway
+USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2).status != 200)"]
