@@ -34,7 +34,7 @@ def route_of(scope: Scope) -> str:
     """
     route = scope.get("route")
     template = getattr(route, "path_format", getattr(route, "path", None))
-    if template is None:
+    if not isinstance(template, str):
         return UNMATCHED
     params = scope.get("path_params", {})
     if any("/" in str(value) for value in params.values()):
@@ -45,7 +45,7 @@ def route_of(scope: Scope) -> str:
 
 
 def principal_of(state: dict[str, Any]) -> str:
-    return getattr(state.get("actor"), "label", "anonymous")
+    return str(getattr(state.get("actor"), "label", "anonymous"))
 
 
 class AccessMiddleware:
@@ -88,6 +88,8 @@ class AccessMiddleware:
                 seconds: float) -> None:
         route = route_of(scope)
         self.metrics.observe_request(scope["method"], route, status, seconds)
+        # Under gunicorn each worker's pool gauges are its own file: keep them current.
+        self.metrics.observe_pools(getattr(getattr(scope.get("app"), "state", None), "db", None))
         fields: dict[str, Any] = {
             "method": scope["method"], "route": route, "status": status,
             "duration_ms": round(seconds * 1000, 2), "principal": principal_of(state),

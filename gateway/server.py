@@ -60,7 +60,7 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     GatewayServer(config, drain_seconds=settings.shutdown_drain_seconds).run()
 
 
-class GatewayWorker(UvicornWorker):
+class GatewayWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn-worker is untyped
     """gunicorn's uvicorn worker, with no server banner, no second access log, and drain."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:

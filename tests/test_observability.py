@@ -173,3 +173,11 @@ async def test_metrics_count_rest_and_graphql_requests(gateway: Gateway) -> None
     assert not any("/no/such/path" in str(key) for key in after)
     assert value(after, "gateway_http_requests_in_flight") == 1  # the scrape itself
     assert ("gateway_db_pool_size", frozenset({("pool", "primary")})) in after
+
+
+def test_log_format_auto_is_json_in_production() -> None:
+    from gateway.logging import resolve_format
+
+    assert resolve_format("auto", production=True) == "json"
+    assert resolve_format("console", production=True) == "console"
+    assert resolve_format("json", production=False) == "json"
