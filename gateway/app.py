@@ -10,7 +10,9 @@ from fastapi import FastAPI
 
 from data.db import Database
 from gateway.auth import IdentityMiddleware, build_token_issuer
+from gateway.logging import configure_logging, resolve_format
 from gateway.middleware import RequestIdMiddleware
+from gateway.operations import install_operations
 from gateway.problems import install_problem_handlers
 from gateway.settings import Settings
 from resolvers.schema import graphql_router
@@ -57,10 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        include_in_schema=False)
     # Outermost last: the request id exists before identity and every handler.
     app.add_middleware(IdentityMiddleware)
+    # --- operations (issue 4): probes, /metrics, access log, CORS, hosts, headers ---
+    install_operations(app, settings)
+    # --- end operations ---
     app.add_middleware(RequestIdMiddleware)
     return app
 
 
 def app_from_environment() -> FastAPI:
-    """Entry point for ASGI servers: ``gateway.app:app_from_environment``."""
-    return create_app(Settings())
+    """Entry point for ASGI servers: ``gateway.app:app_from_environment``.
+
+    Unlike ``create_app`` (which tests call many times), it also sets up logging.
+    """
+    settings = Settings()
+    configure_logging(resolve_format(settings.log_format, production=settings.is_production),
+                      settings.log_level)
+    return create_app(settings)

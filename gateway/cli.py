@@ -108,17 +108,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _migrate(settings)
         print(asyncio.run(_seed(settings, scale=200, demo=True, only_if_empty=True)))
         settings.signing_secret  # noqa: B018 - create the shared secret before workers start
-    if args.workers > 1:
-        os.environ.update(GATEWAY_BIND=f"{args.host}:{args.port}",
-                          GATEWAY_WORKERS=str(args.workers))
+    elif settings.run_migrations:
+        _migrate(settings)  # RUN_MIGRATIONS=1: once, here, before any worker starts
+        print("migrated to the latest revision")
+    workers = args.workers or settings.web_concurrency
+    if workers > 1:
+        os.environ.update(GATEWAY_BIND=f"{args.host}:{args.port}", GATEWAY_WORKERS=str(workers))
         os.execvp(sys.executable, [
-            sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
+            sys.executable, "-m", "gunicorn", "--config", "python:gateway.gunicorn_conf",
             "gateway.app:app_from_environment()",
         ])
-    import uvicorn
+    from gateway.logging import configure_logging, resolve_format
+    from gateway.server import serve
 
-    uvicorn.run("gateway.app:app_from_environment", factory=True, host=args.host,
-                port=args.port, proxy_headers=True, server_header=False)
+    configure_logging(resolve_format(settings.log_format, production=settings.is_production),
+                      settings.log_level)
+    serve(settings, host=args.host, port=args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the gateway")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes (gunicorn when > 1); default WEB_CONCURRENCY or 1")
     serve.set_defaults(func=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")

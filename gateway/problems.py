@@ -78,12 +78,19 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled_exception", request_id=request_id_of(request))
+def internal_error(request: Request) -> Response:
+    """The 500 answer: the request id and nothing about what went wrong."""
     return problem_response(
         request, status=500, code="INTERNAL", title="Internal error",
         detail="Something went wrong on our side; quote the request id when reporting it.",
     )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # Normally the access middleware catches, logs and answers first; this is the
+    # fallback for an exception raised outside it.
+    log.exception("unhandled_exception", request_id=request_id_of(request))
+    return internal_error(request)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -93,4 +100,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _on_unexpected)
 
 
-__all__ = ["Invalid", "domain_problem", "install_problem_handlers", "problem_response"]
+__all__ = ["Invalid", "domain_problem", "install_problem_handlers", "internal_error",
+           "problem_response"]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from data.db import PoolSettings
 
@@ -44,6 +44,32 @@ class Settings(BaseSettings):
 
     enable_docs: bool | None = None
     enable_graphiql: bool | None = None
+
+    # Operations (see README "Operating it").
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    health_timeout_seconds: float = Field(2.0, gt=0)
+    shutdown_grace_seconds: float = Field(25.0, gt=0)
+    shutdown_drain_seconds: float = Field(0.0, ge=0)
+    prometheus_multiproc_dir: Path | None = None
+    web_concurrency: int = Field(1, ge=1)
+    run_migrations: bool = False
+
+    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_origin_with_credentials(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("CORS_ORIGINS may not contain '*' when CORS_ALLOW_CREDENTIALS is on")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:

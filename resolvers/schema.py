@@ -12,6 +12,7 @@ from strawberry.types import ExecutionContext
 from resolvers.accounts import AccountQuery, ApiKey, Mutation
 from resolvers.context import get_context
 from resolvers.errors import ErrorCodes, RejectBadCredentials, is_unexpected
+from resolvers.operations import OperationInfo
 from resolvers.query import CatalogQuery
 from resolvers.types import Category, Order, Product, Review, User
 
@@ -38,7 +39,7 @@ def build_schema() -> GatewaySchema:
         query=Query,
         mutation=Mutation,
         types=[Product, Category, Review, User, Order, ApiKey],
-        extensions=[ErrorCodes, RejectBadCredentials],
+        extensions=[ErrorCodes, RejectBadCredentials, OperationInfo],
     )
 
 

@@ -1,0 +1,113 @@
+"""Logs: JSON lines (or console lines in development) through structlog.
+
+The gateway's own events and the stdlib records of uvicorn, gunicorn and SQLAlchemy go
+through one ``ProcessorFormatter``, so every line has the same shape and carries the
+request id bound by the access middleware. A last processor blanks any field whose
+name says it holds a secret: nothing logs headers or bodies, and this makes sure.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.types import EventDict, Processor
+
+LOG_FORMATS = ("auto", "json", "console")
+SECRET_FIELD = re.compile(r"pass(word)?|secret|token|authorization|api[-_]?key|cookie", re.I)
+REDACTED = "[redacted]"
+# Loggers of the servers: their handlers are dropped so their records reach the root's.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "gunicorn.access")
+# uvicorn's access line is replaced by the gateway's own (gateway.access).
+SILENT_LOGGERS = ("uvicorn.access",)
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    for key in event_dict:
+        if SECRET_FIELD.search(key):
+            event_dict[key] = REDACTED
+    return event_dict
+
+
+def add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Which worker wrote the line (several share one stream under gunicorn)."""
+    event_dict["pid"] = os.getpid()
+    return event_dict
+
+
+def resolve_format(log_format: str, *, production: bool) -> str:
+    """``auto`` is JSON in production or when stderr is not a terminal, else console."""
+    if log_format != "auto":
+        return log_format
+    return "json" if production or not sys.stderr.isatty() else "console"
+
+
+def _pre_chain() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_pid,
+        redact_secrets,
+    ]
+
+
+def formatter(log_format: str = "json") -> structlog.stdlib.ProcessorFormatter:
+    """The one formatter for every record (a ``()`` factory for ``dictConfig``)."""
+    renderer: list[Processor]
+    if log_format == "console":
+        renderer = [structlog.dev.ConsoleRenderer()]
+    else:
+        renderer = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        foreign_pre_chain=_pre_chain(),
+    )
+
+
+def logging_config(log_format: str, level: str = "INFO",
+                   stream: TextIO | str = "ext://sys.stdout") -> dict[str, Any]:
+    """A ``dictConfig`` document: one handler on the root, the servers propagating to it.
+
+    gunicorn takes it as ``logconfig_dict``; ``configure_logging`` applies it in-process.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"structlog": {"()": formatter, "log_format": log_format}},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structlog",
+                                 "stream": stream}},
+        "root": {"level": level.upper(), "handlers": ["default"]},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True} for name in SERVER_LOGGERS},
+            **{name: {"handlers": [], "propagate": False} for name in SILENT_LOGGERS},
+            # httpx logs every URL it fetches at INFO, query string (and any token) included.
+            **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
+        },
+    }
+
+
+def configure_logging(log_format: str, level: str = "INFO",
+                      stream: TextIO | None = None) -> None:
+    """Route structlog and the stdlib through the one formatter (idempotent)."""
+    assert log_format in ("json", "console"), log_format
+    logging.config.dictConfig(
+        logging_config(log_format, level, stream if stream is not None else "ext://sys.stdout")
+    )
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_pre_chain(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )

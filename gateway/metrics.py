@@ -1,0 +1,125 @@
+"""Prometheus metrics, and ``/metrics`` in the text format.
+
+Each app records into a registry of its own. Under gunicorn every worker writes its
+values to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode,
+chosen by that variable when the worker starts); a scrape of any worker then sums them
+all, and ``gunicorn.conf.py`` marks a dead worker's files in ``child_exit``.
+Labels are bounded: route templates (never raw paths), a fixed set of methods, and at
+most ``MAX_OPERATION_NAMES`` distinct GraphQL operation names per process.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.responses import Response
+
+UNMATCHED = "<unmatched>"
+ANONYMOUS_OPERATION = "<anonymous>"
+OTHER = "<other>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_OPERATION_NAMES = 200
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The gateway's instruments, in a registry of their own."""
+
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_http_requests", "HTTP requests answered.",
+            ["method", "route", "status"], registry=registry)
+        self.durations = Histogram(
+            "gateway_http_request_duration_seconds", "Time to answer HTTP requests.",
+            ["method", "route", "status"], buckets=BUCKETS, registry=registry)
+        self.in_flight = Gauge(
+            "gateway_http_requests_in_flight", "HTTP requests being answered.",
+            registry=registry, multiprocess_mode="livesum")
+        self.operations = Counter(
+            "gateway_graphql_operations", "GraphQL operations executed.",
+            ["operation", "type", "outcome"], registry=registry)
+        self.operation_durations = Histogram(
+            "gateway_graphql_operation_duration_seconds", "Time to answer GraphQL operations.",
+            ["operation", "type"], buckets=BUCKETS, registry=registry)
+        pool = ["pool"]
+        self.pool_size = Gauge("gateway_db_pool_size", "Connections the pool keeps.",
+                               pool, registry=registry, multiprocess_mode="livesum")
+        self.pool_checked_out = Gauge(
+            "gateway_db_pool_checked_out", "Pooled connections in use.",
+            pool, registry=registry, multiprocess_mode="livesum")
+        self.pool_overflow = Gauge(
+            "gateway_db_pool_overflow", "Connections opened beyond the pool size.",
+            pool, registry=registry, multiprocess_mode="livesum")
+        self._operation_names: set[str] = set()
+
+    def operation_label(self, name: str | None) -> str:
+        if not name:
+            return ANONYMOUS_OPERATION
+        if not OPERATION_NAME.match(name):
+            return OTHER
+        if name not in self._operation_names:
+            if len(self._operation_names) >= MAX_OPERATION_NAMES:
+                return OTHER
+            self._operation_names.add(name)
+        return name
+
+    def observe_request(self, method: str, route: str | None, status: int,
+                        seconds: float) -> None:
+        labels = (method if method in METHODS else "OTHER", route or UNMATCHED, str(status))
+        self.requests.labels(*labels).inc()
+        self.durations.labels(*labels).observe(seconds)
+
+    def observe_operation(self, name: str | None, kind: str, outcome: str,
+                          seconds: float) -> None:
+        label = self.operation_label(name)
+        self.operations.labels(label, kind, outcome).inc()
+        self.operation_durations.labels(label, kind).observe(seconds)
+
+    def observe_pools(self, db: Any) -> None:
+        """Pool gauges from SQLAlchemy's pool; pools without counters are skipped."""
+        if db is None:
+            return
+        engines = {"primary": db.engine}
+        if db.read_engine is not db.engine:
+            engines["replica"] = db.read_engine
+        for name, engine in engines.items():
+            pool = engine.pool
+            for gauge, method in ((self.pool_size, "size"),
+                                  (self.pool_checked_out, "checkedout"),
+                                  (self.pool_overflow, "overflow")):
+                counter = getattr(pool, method, None)
+                if callable(counter):
+                    gauge.labels(name).set(max(int(counter()), 0))
+
+    def render(self) -> bytes:
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+metrics_router = APIRouter(include_in_schema=False)
+
+
+@metrics_router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    recorder: Metrics = request.app.state.metrics
+    recorder.observe_pools(getattr(request.app.state, "db", None))
+    return Response(recorder.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,36 @@
+"""Production operations wired into an app: probes, metrics, access logs, HTTP hardening."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from gateway.access import AccessMiddleware
+from gateway.health import health_router
+from gateway.metrics import Metrics, metrics_router
+from gateway.security import SecurityHeadersMiddleware, TrustedHosts
+from gateway.settings import Settings
+
+EXPOSED_HEADERS = ["X-Request-ID", "X-Cache", "ETag", "Retry-After", "RateLimit",
+                   "RateLimit-Policy"]
+
+
+def install_operations(app: FastAPI, settings: Settings) -> None:
+    """Routes and middleware; call between the identity and request-id middleware."""
+    app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
+    app.include_router(health_router)
+    app.include_router(metrics_router)
+    # Added innermost first: access sees every answer, including a refused host's.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID",
+                           "If-None-Match"],
+            expose_headers=EXPOSED_HEADERS,
+        )
+    if settings.trusted_hosts != ["*"]:
+        app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(AccessMiddleware, metrics=app.state.metrics)

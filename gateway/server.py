@@ -1,0 +1,80 @@
+"""Serving: a uvicorn ``Server`` that drains on SIGTERM, and its gunicorn worker.
+
+On the first SIGTERM (or SIGINT) readiness turns 503 at once (``DRAIN``). With
+``SHUTDOWN_DRAIN_SECONDS`` the server keeps accepting for that long, so a load balancer
+sees the 503 and stops sending before the listener closes; then uvicorn stops
+accepting, lets in-flight requests finish within ``SHUTDOWN_GRACE_SECONDS``, and runs
+the app's lifespan shutdown, which closes the database pools. A second signal ends the
+delay at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import FrameType
+
+import uvicorn
+from uvicorn_worker import UvicornWorker
+
+from gateway.health import DRAIN
+from gateway.settings import Settings
+
+APP = "gateway.app:app_from_environment"
+log = logging.getLogger("gateway.server")
+
+
+class GatewayServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain_seconds: float = 0.0) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self.drain_until: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        DRAIN.begin()
+        if self.drain_seconds > 0 and self.drain_until is None:
+            self.drain_until = time.monotonic() + self.drain_seconds
+            log.info("draining before shutdown for %.1fs", self.drain_seconds)
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_until is not None and time.monotonic() >= self.drain_until:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def server_options(settings: Settings) -> dict[str, object]:
+    """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
+    return {
+        "server_header": False,
+        "access_log": False,  # the gateway writes its own access line
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    """One process: uvicorn on ``host:port``."""
+    config = uvicorn.Config(APP, factory=True, host=host, port=port, proxy_headers=True,
+                            log_config=None, **server_options(settings))  # type: ignore[arg-type]
+    GatewayServer(config, drain_seconds=settings.shutdown_drain_seconds).run()
+
+
+class GatewayWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn-worker is untyped
+    """gunicorn's uvicorn worker, with no server banner, no second access log, and drain."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.settings = Settings()
+        self.CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, **server_options(self.settings)}
+        super().__init__(*args, **kwargs)
+        # UvicornWorker hands uvicorn gunicorn's handlers; ours are on the root logger.
+        logging.getLogger("uvicorn.error").handlers = []
+        logging.getLogger("uvicorn.error").propagate = True
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        server = GatewayServer(self.config, drain_seconds=self.settings.shutdown_drain_seconds)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            raise SystemExit(3)  # gunicorn's WORKER_BOOT_ERROR

@@ -1,0 +1,32 @@
+"""Which GraphQL operation a request ran, left in the request state for logs and metrics.
+
+Strawberry has already parsed the document; this only reads the name and type from it,
+and whether the result had errors. The gateway's access middleware reads
+``request.state.graphql``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from strawberry.extensions import SchemaExtension
+
+
+class OperationInfo(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        context = self.execution_context
+        request = getattr(context.context, "request", None)
+        state = getattr(request, "state", None)
+        if state is None:
+            return
+        try:
+            kind = context.operation_type.value if context.graphql_document else "unknown"
+        except Exception:  # an operation name the document does not define
+            kind = "unknown"
+        errors = getattr(context.result, "errors", None)
+        state.graphql = {
+            "name": context.operation_name,
+            "type": kind,
+            "outcome": "error" if errors or context.result is None else "ok",
+        }

@@ -1,0 +1,183 @@
+"""Logs, errors and metrics of the running app (in process, both backends)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from data.services import products
+from gateway.logging import configure_logging
+from tests.conftest import Gateway
+
+SECRETS = ("SECRETBEARER0123456789", "SECRETAPIKEY0123456789", "hunter2-SECRETPASSWORD")
+
+
+class Logs:
+    def __init__(self, stream: io.StringIO) -> None:
+        self.stream = stream
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("event") == event]
+
+
+@pytest.fixture
+def logs() -> Iterator[Logs]:
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    try:
+        yield Logs(stream)
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float:
+    return metrics.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(gateway: Gateway) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = await gateway.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+async def test_access_line_per_request_with_route_template(gateway: Gateway, logs: Logs) -> None:
+    response = await gateway.client.get("/api/v1/products/1?q=x",
+                                        headers={"X-Request-ID": "req-abc"})
+    assert response.headers["X-Request-ID"] == "req-abc"
+    [line] = logs.events("request")
+    assert line["request_id"] == "req-abc"
+    assert line["method"] == "GET"
+    assert line["route"] == "/api/v1/products/{product_id}"
+    assert line["status"] == response.status_code
+    assert line["principal"] == "anonymous"
+    assert isinstance(line["duration_ms"], float)
+    assert line["level"] == "info"
+    assert "timestamp" in line
+
+
+async def test_graphql_access_line_names_the_operation(gateway: Gateway, logs: Logs) -> None:
+    await gateway.graphql("query TopThree { products(first: 3) { edges { node { name } } } }")
+    [line] = logs.events("request")
+    assert line["route"] == "/graphql"
+    assert (line["operation"], line["operation_type"], line["outcome"]) == (
+        "TopThree", "query", "ok")
+
+
+async def test_no_secret_reaches_the_logs(gateway: Gateway, logs: Logs) -> None:
+    headers = {"Authorization": f"Bearer {SECRETS[0]}", "X-API-Key": SECRETS[1],
+               "Cookie": f"session={SECRETS[0]}"}
+    login = {"email": "someone@example.com", "password": SECRETS[2]}
+    await gateway.client.post(f"/api/v1/auth/login?token={SECRETS[0]}", json=login,
+                              headers=headers)
+    await gateway.client.get(f"/api/v1/products?api_key={SECRETS[1]}", headers=headers)
+    query = "mutation Login($p: String!) { login(password: $p) { token } }"
+    await gateway.client.post("/graphql", json={"query": query, "variables": {"p": SECRETS[2]}},
+                              headers=headers)
+    structlog.get_logger("test").info("explicit", password=SECRETS[2], api_key=SECRETS[1])
+    assert len(logs.events("request")) == 3
+    for secret in SECRETS:
+        assert secret not in logs.text
+    [explicit] = logs.events("explicit")
+    assert explicit["password"] == explicit["api_key"] == "[redacted]"
+
+
+async def broken(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("secret SQL detail")
+
+
+async def test_unhandled_rest_error_is_logged_once_and_masked(
+    gateway: Gateway, logs: Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(products, "list_products", broken)
+    response = await gateway.client.get("/api/v1/products", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["code"] == "INTERNAL"
+    assert body["request_id"] == "boom-1"
+    assert "secret SQL detail" not in response.text
+    assert "RuntimeError" not in response.text
+    [error] = logs.events("unhandled_exception")
+    assert error["request_id"] == "boom-1"
+    assert "secret SQL detail" in error["exception"]
+    assert "Traceback" in error["exception"]
+    assert sum("secret SQL detail" in line for line in logs.text.splitlines()) == 1
+    [access] = logs.events("request")
+    assert access["status"] == 500
+
+
+async def test_unhandled_graphql_error_is_logged_once_and_masked(
+    gateway: Gateway, logs: Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(products, "list_products", broken)
+    body = await gateway.graphql("query Broken { products(first: 2) { edges { node { name } } } }",
+                                 headers={"X-Request-ID": "boom-2"})
+    [error] = body["errors"]
+    assert error["message"] == "Internal server error."
+    assert error["extensions"] == {"code": "INTERNAL", "request_id": "boom-2"}
+    assert "secret SQL detail" not in json.dumps(body)
+    logged = [line for line in logs.lines() if "secret SQL detail" in json.dumps(line)]
+    assert len(logged) == 1
+    assert logged[0]["request_id"] == "boom-2"
+    assert "Traceback" in logged[0]["exception"]
+    [access] = logs.events("request")
+    assert (access["operation"], access["outcome"]) == ("Broken", "error")
+
+
+async def test_metrics_count_rest_and_graphql_requests(gateway: Gateway) -> None:
+    before = await scrape(gateway)
+    for _ in range(3):
+        assert (await gateway.client.get("/api/v1/products/1")).status_code in (200, 404)
+    status = (await gateway.client.get("/api/v1/products/1")).status_code
+    await gateway.graphql("query Cheap { products(first: 1) { edges { node { name } } } }")
+    await gateway.graphql("query Cheap { products(first: 1) { edges { node { name } } } }")
+    await gateway.graphql("{ nope }")
+    await gateway.client.get("/no/such/path/12345")
+    after = await scrape(gateway)
+    route = {"method": "GET", "route": "/api/v1/products/{product_id}", "status": str(status)}
+    total = "gateway_http_requests_total"
+    assert value(after, total, **route) - value(before, total, **route) == 4
+    assert value(after, "gateway_http_request_duration_seconds_count", **route) - value(
+        before, "gateway_http_request_duration_seconds_count", **route) == 4
+    graphql = {"method": "POST", "route": "/graphql", "status": "200"}
+    assert value(after, total, **graphql) - value(before, total, **graphql) == 3
+    ops = "gateway_graphql_operations_total"
+    assert value(after, ops, operation="Cheap", type="query", outcome="ok") == 2
+    assert value(after, ops, operation="<anonymous>", type="query", outcome="error") == 1
+    assert value(after, total, method="GET", route="<unmatched>", status="404") == 1
+    assert not any("/no/such/path" in str(key) for key in after)
+    assert value(after, "gateway_http_requests_in_flight") == 1  # the scrape itself
+    assert ("gateway_db_pool_size", frozenset({("pool", "primary")})) in after
+
+
+def test_log_format_auto_is_json_in_production() -> None:
+    from gateway.logging import resolve_format
+
+    assert resolve_format("auto", production=True) == "json"
+    assert resolve_format("console", production=True) == "console"
+    assert resolve_format("json", production=False) == "json"
