@@ -14,7 +14,7 @@ from data.tokens import TokenPair
 from rest.deps import ActorDep, PageDep, ReadSession, TokensDep, WriteSession
 from rest.representations import Representation
 from rest.responses import json_response, list_response
-from rest.schemas import ProblemOut
+from rest.schemas import ApiKeyOut, CreatedApiKeyOut, ListOf, ProblemOut, UserOut
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemOut} for code in (400, 401, 403, 404, 409, 422)
@@ -75,7 +75,8 @@ def accounts_router(rep: Representation) -> APIRouter:
     """Auth, user and API-key routes of one API version."""
     router = APIRouter(responses=PROBLEMS)
 
-    @router.post("/auth/register", status_code=201, tags=["auth"])
+    @router.post("/auth/register", status_code=201, tags=["auth"],
+                 responses={201: {"model": UserOut}})
     async def register(
         request: Request, body: RegisterIn, session: WriteSession, actor: ActorDep
     ) -> Response:
@@ -108,12 +109,12 @@ def accounts_router(rep: Representation) -> APIRouter:
         await auth.logout(session, refresh_token=body.refresh_token, tokens=tokens)
         return Response(status_code=204)
 
-    @router.get("/users/me", tags=["users"])
+    @router.get("/users/me", tags=["users"], responses={200: {"model": UserOut}})
     async def get_viewer(request: Request, session: ReadSession, actor: ActorDep) -> Response:
         """The signed-in user."""
         return json_response(request, rep.user(actor, await users.find_viewer(session, actor)))
 
-    @router.patch("/users/me", tags=["users"])
+    @router.patch("/users/me", tags=["users"], responses={200: {"model": UserOut}})
     async def update_viewer(
         request: Request, body: ViewerPatch, session: WriteSession, actor: ActorDep
     ) -> Response:
@@ -121,7 +122,7 @@ def accounts_router(rep: Representation) -> APIRouter:
         user = await users.update_viewer(session, actor, **body.model_dump(exclude_unset=True))
         return json_response(request, rep.user(actor, user))
 
-    @router.get("/users", tags=["users"])
+    @router.get("/users", tags=["users"], responses={200: {"model": ListOf[UserOut]}})
     async def list_users(
         request: Request, session: ReadSession, actor: ActorDep, page: PageDep
     ) -> Response:
@@ -129,7 +130,7 @@ def accounts_router(rep: Representation) -> APIRouter:
         result = await users.list_users(session, actor, page=page)
         return list_response(request, result, lambda u: rep.user(actor, u))
 
-    @router.get("/users/{user_id}", tags=["users"])
+    @router.get("/users/{user_id}", tags=["users"], responses={200: {"model": UserOut}})
     async def get_user(
         request: Request, user_id: int, session: ReadSession, actor: ActorDep
     ) -> Response:
@@ -137,7 +138,7 @@ def accounts_router(rep: Representation) -> APIRouter:
         user = await users.find_user(session, actor, user_id=user_id)
         return json_response(request, rep.user(actor, user))
 
-    @router.patch("/users/{user_id}", tags=["users"])
+    @router.patch("/users/{user_id}", tags=["users"], responses={200: {"model": UserOut}})
     async def update_user(
         request: Request, user_id: int, body: UserPatch, session: WriteSession, actor: ActorDep
     ) -> Response:
@@ -146,7 +147,8 @@ def accounts_router(rep: Representation) -> APIRouter:
                                        **body.model_dump(exclude_unset=True))
         return json_response(request, rep.user(actor, user))
 
-    @router.post("/api-keys", status_code=201, tags=["api-keys"])
+    @router.post("/api-keys", status_code=201, tags=["api-keys"],
+                 responses={201: {"model": CreatedApiKeyOut}})
     async def create_api_key(
         request: Request, body: ApiKeyIn, session: WriteSession, actor: ActorDep
     ) -> Response:
@@ -158,7 +160,8 @@ def accounts_router(rep: Representation) -> APIRouter:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @router.get("/api-keys", tags=["api-keys"])
+    @router.get("/api-keys", tags=["api-keys"],
+                responses={200: {"model": ListOf[ApiKeyOut]}})
     async def list_api_keys(
         request: Request, session: ReadSession, actor: ActorDep, page: PageDep
     ) -> Response:

@@ -11,7 +11,7 @@ from data.services import orders
 from rest.deps import ActorDep, PageDep, ReadSession
 from rest.representations import Representation
 from rest.responses import json_response, list_response
-from rest.schemas import ProblemOut
+from rest.schemas import ListOf, OrderV1, OrderV2, ProblemOut
 
 OrderStatus = Literal["pending", "paid", "shipped", "delivered", "cancelled"]
 
@@ -22,7 +22,9 @@ def orders_router(rep: Representation) -> APIRouter:
         code: {"model": ProblemOut} for code in (401, 403, 404, 422)
     })
 
-    @router.get("/orders")
+    order_model = OrderV2 if rep.money_objects else OrderV1
+
+    @router.get("/orders", responses={200: {"model": ListOf[order_model]}})  # type: ignore[valid-type]
     async def list_orders(
         request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
         status: OrderStatus | None = None,
@@ -33,7 +35,7 @@ def orders_router(rep: Representation) -> APIRouter:
         items = dict(zip(ids, await orders.load_order_items(session, actor, ids), strict=True))
         return list_response(request, result, lambda o: rep.order(actor, o, items[o.id]))
 
-    @router.get("/orders/{order_id}")
+    @router.get("/orders/{order_id}", responses={200: {"model": order_model}})
     async def get_order(
         request: Request, order_id: int, session: ReadSession, actor: ActorDep
     ) -> Response:

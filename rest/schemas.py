@@ -74,3 +74,61 @@ class ProblemOut(BaseModel):
     code: str = Field(examples=["NOT_FOUND"])
     request_id: str | None
     errors: list[dict[str, object]] | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    email: str | None = Field(None, description="Only for that user, staff and admins.")
+    role: str | None = Field(None, description="Only for that user, staff and admins.")
+    is_active: bool | None = Field(None, description="Only for that user, staff and admins.")
+    created_at: datetime | None = Field(None,
+                                        description="Only for that user, staff and admins.")
+
+
+class OrderItemV1(BaseModel):
+    product: int
+    quantity: int
+    unit_price_cents: int
+    subtotal_cents: int
+    currency: str
+
+
+class OrderItemV2(BaseModel):
+    product: int
+    quantity: int
+    unit_price: Money
+    subtotal: Money
+
+
+class OrderBase(BaseModel):
+    id: int
+    customer: int = Field(description="The customer's user id.")
+    status: str = Field(examples=["pending", "paid", "shipped", "delivered", "cancelled"])
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderV1(OrderBase):
+    total_cents: int
+    currency: str
+    items: list[OrderItemV1]
+
+
+class OrderV2(OrderBase):
+    total: Money
+    items: list[OrderItemV2]
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    scopes: list[str]
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CreatedApiKeyOut(ApiKeyOut):
+    key: str = Field(description="The whole key: shown in this response only.")

@@ -178,3 +178,30 @@ async def test_nodes_are_batched(world: World) -> None:
             "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids})
     assert len(body["data"]["nodes"]) == 30
     assert counter.count == 1
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_bodies_match_their_openapi_models(world: World, version: str) -> None:
+    from pydantic import BaseModel
+
+    from rest import schemas
+
+    def check(model: type[BaseModel], body: dict[str, Any]) -> None:
+        model.model_validate(body)
+        assert set(body) <= set(model.model_fields), set(body) - set(model.model_fields)
+
+    client, admin = world.gateway.client, world.headers["admin"]
+    check(schemas.UserOut, (await client.get(f"/api/{version}/users/me", headers=admin)).json())
+    orders = (await client.get(f"/api/{version}/orders", headers=admin)).json()
+    order_model = schemas.OrderV1 if version == "v1" else schemas.OrderV2
+    assert orders["data"]
+    for order in orders["data"]:
+        check(order_model, order)
+        item_model = schemas.OrderItemV1 if version == "v1" else schemas.OrderItemV2
+        for item in order["items"]:
+            check(item_model, item)
+    for key in (await client.get(f"/api/{version}/api-keys", headers=admin)).json()["data"]:
+        check(schemas.ApiKeyOut, key)
+    spec = (await client.get("/openapi.json")).json()
+    for path in ("/users/me", "/users", "/orders", "/orders/{order_id}", "/api-keys"):
+        assert f"/api/{version}{path}" in spec["paths"]
