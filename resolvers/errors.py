@@ -19,6 +19,8 @@ def code_of(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, DomainError):
         return original.code
+    if isinstance(original, GraphQLError):  # e.g. a variable that does not coerce
+        return code_of(original)
     if original is None:
         return "BAD_USER_INPUT"
     return "INTERNAL"
