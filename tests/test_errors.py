@@ -178,6 +178,7 @@ async def test_inactive_products_do_not_exist_for_anonymous(gateway: Gateway) ->
     (f'{{ product(id: "{gid("Category", 1)}") {{ id }} }}', {}),
     ("{ product { id } }", {}),
     ("{ nodes(ids: [%s]) { id } }" % ",".join(['"x"'] * 101), {}),
+    ('{ nodes(ids: ["x", "y", "UHJvZHVjdDox"]) { id } }', {}),
 ])
 async def test_bad_documents_and_arguments_are_bad_user_input(
     gateway: Gateway, query: str, variables: dict[str, Any]

@@ -197,6 +197,23 @@ async def test_a_full_last_page_has_no_next_cursor(gateway: Gateway) -> None:
     assert await walk_rest(gateway, "price", via_link=True, size=size) == expected
 
 
+async def test_link_header_keeps_the_filters(gateway: Gateway) -> None:
+    catalog = await load_catalog(gateway)
+    filters = {"category": catalog.categories[0].slug, "in_stock": "true", "max_price": 40_000}
+    expected = catalog.active_ids("-price", category=filters["category"], in_stock=True,
+                                  max_price=40_000)
+    assert len(expected) > 4
+    seen: list[int] = []
+    url: str | None = "/api/v2/products"
+    params: dict[str, Any] | None = {**filters, "sort": "-price", "limit": 2}
+    while url is not None:
+        response = await gateway.client.get(url, params=params)
+        seen += [p["id"] for p in response.json()["data"]]
+        match = LINK.match(response.headers.get("link", ""))
+        url, params = (match["url"], None) if match else (None, None)
+    assert seen == expected
+
+
 async def test_edge_cursors_resume_after_their_own_row(gateway: Gateway) -> None:
     expected = (await load_catalog(gateway)).active_ids("name")
     page = await graphql_page(gateway, "name", first=5)
@@ -249,6 +266,7 @@ async def test_inserts_while_paging_never_repeat_or_skip(
         await insert_products(gateway, batch)
     assert len(seen) == len(set(seen)), "a row was repeated"
     assert [i for i in seen if i in set(existing)] == existing, "a row was skipped"
+    assert set(seen) - set(existing), "rows inserted ahead of the walk show up in it"
 
 
 # -- tampered cursors ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -130,4 +131,22 @@ async def test_rest_reviews_are_constant_in_page_size(gateway: Gateway, version:
         assert all(r["author_name"] for r in body)
         counts.append(counter.count)
     # the product's visibility, the page, the authors
+    assert counts[0] == counts[1] <= 3
+
+
+async def test_nodes_are_loaded_in_one_batch(gateway: Gateway) -> None:
+    catalog = await load_catalog(gateway)
+    query = """query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Product { name
+                 category { name } } ... on Category { slug } } }"""
+    counts = []
+    for n in (2, 20):
+        ids = [base64.b64encode(f"Product:{i}".encode()).decode()
+               for i in catalog.active_ids()[:n]]
+        ids.append(base64.b64encode(f"Category:{catalog.categories[0].id}".encode()).decode())
+        with gateway.count_statements() as counter:
+            body = await gateway.graphql(query, {"ids": ids})
+        assert "errors" not in body, body
+        assert [node["id"] for node in body["data"]["nodes"]] == ids
+        counts.append(counter.count)
+    # products, then categories (Category nodes and Product.category)
     assert counts[0] == counts[1] <= 3
