@@ -153,6 +153,11 @@ async def test_inactive_products_do_not_exist_for_anonymous(gateway: Gateway) ->
         by_id = await gateway.graphql("query($id: ID!) { product(id: $id) { id } }",
                                       {"id": str(product_id)})
         assert codes(by_id) == ["NOT_FOUND"]
+    hidden_reviews = [r.id for r in catalog.reviews if r.product_id in inactive]
+    assert hidden_reviews
+    body = await gateway.graphql("query($id: ID!) { node(id: $id) { id } }",
+                                 {"id": gid("Review", hidden_reviews[0])})
+    assert codes(body) == ["NOT_FOUND"]
 
 
 # -- GraphQL ------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from data.errors import Invalid
 from data.models import Category, Product
-from data.pagination import decode_cursor, encode_cursor
+from data.pagination import Edge, Page, PageRequest, decode_cursor, encode_cursor
 from data.services.categories import CATEGORY_SORTS
 from data.services.products import PRODUCT_SORTS
 from data.services.reviews import REVIEW_SORTS
@@ -45,24 +46,27 @@ def test_cursor_round_trips_every_sort() -> None:
         assert decode_cursor("products", sort, cursor) == key
 
 
-@pytest.mark.parametrize("cursor", [
-    "", "!!!", "bm90IGpzb24", b64(b"\xff\xfe\x00"), raw_cursor(), b64(b"123"), b64(b'"abc"'),
-    raw_cursor("reviews", "price", [1999, 42]),
-    raw_cursor("products", "-price", [1999, 42]),
-    raw_cursor("products", "price", [1999]),
-    raw_cursor("products", "price", [1999, 42, 7]),
-    raw_cursor("products", "price", {"a": 1}),
-    raw_cursor("products", "price", ["1999", 42]),
-    raw_cursor("products", "price", [19.99, 42]),
-    raw_cursor("products", "price", [True, 42]),
-    raw_cursor("products", "price", [None, 42]),
-    raw_cursor("products", "price", [2**31, 42]),
-    raw_cursor("products", "price", [1999, -(2**31) - 1]),
-    b64(b'["products","price",[NaN,42]]'),
-])
-def test_decode_rejects(cursor: str) -> None:
-    from data.errors import Invalid
+BAD_PRICE_CURSORS = {
+    "empty": "", "not_base64": "!!!", "not_json": "bm90IGpzb24",
+    "binary": b64(b"\xff\xfe\x00"), "empty_list": raw_cursor(), "number": b64(b"123"),
+    "string": b64(b'"abc"'),
+    "other_scope": raw_cursor("reviews", "price", [1999, 42]),
+    "other_sort": raw_cursor("products", "-price", [1999, 42]),
+    "short_key": raw_cursor("products", "price", [1999]),
+    "long_key": raw_cursor("products", "price", [1999, 42, 7]),
+    "key_not_a_list": raw_cursor("products", "price", {"a": 1}),
+    "string_price": raw_cursor("products", "price", ["1999", 42]),
+    "float_price": raw_cursor("products", "price", [19.99, 42]),
+    "bool_price": raw_cursor("products", "price", [True, 42]),
+    "null_price": raw_cursor("products", "price", [None, 42]),
+    "price_over_int32": raw_cursor("products", "price", [2**31, 42]),
+    "id_under_int32": raw_cursor("products", "price", [1999, -(2**31) - 1]),
+    "nan": b64(b'["products","price",[NaN,42]]'),
+}
 
+
+@pytest.mark.parametrize("cursor", list(BAD_PRICE_CURSORS.values()), ids=list(BAD_PRICE_CURSORS))
+def test_decode_rejects(cursor: str) -> None:
     with pytest.raises(Invalid) as caught:
         decode_cursor("products", PRODUCT_SORTS["price"], cursor)
     assert caught.value.code == "BAD_USER_INPUT"
@@ -76,15 +80,29 @@ def test_decode_rejects(cursor: str) -> None:
     ("name", 5), ("name", "Eco\x00"), ("name", "\ud800"), ("name", None),
 ])
 def test_decode_rejects_bad_values_of_each_type(sort: str, value: Any) -> None:
-    from data.errors import Invalid
-
     with pytest.raises(Invalid):
         decode_cursor("products", PRODUCT_SORTS[sort], raw_cursor("products", sort, [value, 1]))
 
 
-def test_scopes_and_sorts_do_not_mix() -> None:
-    from data.errors import Invalid
+def test_page_requests_are_validated() -> None:
+    assert PageRequest().size == 20
+    assert PageRequest(last=3, before="x").backward and PageRequest(before="x").backward
+    assert not PageRequest(first=3, before="x").backward
+    for bad in (PageRequest(first=101), PageRequest(last=-1), PageRequest(first=1, last=1)):
+        with pytest.raises(Invalid):
+            bad.validate()
+    assert PageRequest(first=100).validate().size == 100
 
+
+def test_a_page_continues_only_when_there_is_more() -> None:
+    edges = [Edge("a", 1), Edge("b", 2)]
+    assert Page(edges, has_next_page=True, has_previous_page=False).next_cursor == "b"
+    assert Page(edges, has_next_page=False, has_previous_page=True).next_cursor is None
+    empty = Page([], has_next_page=False, has_previous_page=False)
+    assert (empty.start_cursor, empty.end_cursor, empty.items) == (None, None, [])
+
+
+def test_scopes_and_sorts_do_not_mix() -> None:
     review = encode_cursor("reviews", REVIEW_SORTS["-created_at"], (datetime(2026, 1, 1), 1))
     category = encode_cursor("categories", CATEGORY_SORTS["name"], ("Books", 1))
     with pytest.raises(Invalid):
