@@ -249,7 +249,7 @@ class GraphQLAdapter(Adapter):
         outcome = await self._run(query, {"v": value}, "product")
         return ("ok", graphql_product(outcome[1])) if outcome[0] == "ok" else outcome
 
-    async def get_product(self, product_id: int) -> Outcome:
+    async def get_product(self, product_id: int | str) -> Outcome:
         return await self._product_by("id", str(product_id))
 
     async def get_product_by_sku(self, sku: str) -> Outcome:

@@ -6,6 +6,7 @@ test runs it through all three at once and asserts the normalised answers are eq
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,9 @@ CASES = [
          lambda a, c: a.list_reviews(busiest_product(c), cursor="garbage!"),
          lambda c: ("invalid",)),
     Case("limit_over_100", lambda a, c: a.list_products(limit=101), lambda c: ("invalid",)),
+    Case("limit_negative", lambda a, c: a.list_products(limit=-1), lambda c: ("invalid",)),
+    Case("categories_tampered_cursor", lambda a, c: a.list_categories(cursor="e30"),
+         lambda c: ("invalid",)),
     Case("categories_limit_over_100", lambda a, c: a.list_categories(limit=101),
          lambda c: ("invalid",)),
     Case("reviews_limit_over_100", lambda a, c: a.list_reviews(busiest_product(c), limit=101),
@@ -181,6 +185,8 @@ async def test_graphql_product_by_sku(gateway: Gateway, catalog: Catalog) -> Non
     sku = catalog.products[product_id].sku
     assert await graphql.get_product_by_sku(sku) == ("ok", catalog.product_body(product_id))
     assert await graphql.get_product_by_sku("SKU-NOPE") == ("not_found",)
+    global_id = base64.b64encode(f"Product:{product_id}".encode()).decode()
+    assert await graphql.get_product(global_id) == ("ok", catalog.product_body(product_id))
     inactive = catalog.products[inactive_product(catalog)].sku
     assert await graphql.get_product_by_sku(inactive) == ("not_found",)
 
