@@ -148,7 +148,8 @@ class RestV2(RestAdapter):
     name = version = "v2"
 
     def _product(self, body: dict[str, Any]) -> dict[str, Any]:
-        assert "price_cents" not in body and "currency" not in body
+        assert "price_cents" not in body
+        assert "currency" not in body
         assert set(body["price"]) == {"amount", "currency"}
         return _rest_product(body, body["price"])
 

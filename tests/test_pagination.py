@@ -86,7 +86,8 @@ def test_decode_rejects_bad_values_of_each_type(sort: str, value: Any) -> None:
 
 def test_page_requests_are_validated() -> None:
     assert PageRequest().size == 20
-    assert PageRequest(last=3, before="x").backward and PageRequest(before="x").backward
+    assert PageRequest(last=3, before="x").backward
+    assert PageRequest(before="x").backward
     assert not PageRequest(first=3, before="x").backward
     for bad in (PageRequest(first=101), PageRequest(last=-1), PageRequest(first=1, last=1)):
         with pytest.raises(Invalid):
@@ -131,7 +132,8 @@ async def walk_rest(gateway: Gateway, sort: str, *, via_link: bool, size: int = 
         assert match, link
         if via_link:
             url = match["url"]
-            assert f"cursor={body['next_cursor']}" in url and f"sort={sort}" in url
+            assert f"cursor={body['next_cursor']}" in url
+            assert f"sort={sort}" in url
         else:
             url = f"/api/v1/products?sort={sort}&limit={size}&cursor={body['next_cursor']}"
     return seen
