@@ -25,6 +25,7 @@ from sqlalchemy import DateTime, Integer, Select, String, Text, func, select, tu
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from data.errors import FieldError, Invalid
+from data.inputs import storable_int, storable_text
 
 T = TypeVar("T")
 
@@ -124,13 +125,17 @@ def _decode_value(column: InstrumentedAttribute[Any], raw: Any) -> Any:
     if isinstance(column_type, DateTime):
         if not isinstance(raw, str):
             raise ValueError("timestamp expected")
-        return datetime.fromisoformat(raw)
+        value = datetime.fromisoformat(raw)
+        # Only what encode_cursor writes: naive UTC in isoformat, nothing looser.
+        if value.tzinfo is not None or value.isoformat() != raw:
+            raise ValueError("timestamp expected")
+        return value
     if isinstance(column_type, Integer):
-        if not isinstance(raw, int) or isinstance(raw, bool):
+        if not storable_int(raw):
             raise ValueError("integer expected")
         return raw
     if isinstance(column_type, String | Text):
-        if not isinstance(raw, str):
+        if not storable_text(raw):
             raise ValueError("string expected")
         return raw
     raise ValueError("unsupported cursor column")  # pragma: no cover - a programming error

@@ -70,8 +70,13 @@ class CatalogQuery:
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > 100:
             raise Invalid("At most 100 ids at once.")
-        # Concurrently, so the loaders batch them: one statement per type, not per id.
-        return list(await asyncio.gather(*(_load_node(info.context, i) for i in ids)))
+        # Gathered, not awaited one by one, so the loaders batch them into one statement.
+        found = await asyncio.gather(*(_load_node(info.context, i) for i in ids),
+                                     return_exceptions=True)
+        for result in found:
+            if isinstance(result, BaseException):
+                raise result
+        return [result for result in found if not isinstance(result, BaseException)]
 
     @strawberry.field(description="One product by global id (or database id) or by sku.")
     async def product(

@@ -1,5 +1,8 @@
 """Catalog reads: categories, products and their reviews."""
 
+# No ``from __future__ import annotations`` here: FastAPI resolves parameter annotations
+# against module globals, and ``Fields`` is local to ``catalog_router`` (it differs per
+# version), so string annotations made every request with ``?fields=`` a 500.
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request

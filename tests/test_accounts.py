@@ -205,3 +205,35 @@ async def test_bodies_match_their_openapi_models(world: World, version: str) -> 
     spec = (await client.get("/openapi.json")).json()
     for path in ("/users/me", "/users", "/orders", "/orders/{order_id}", "/api-keys"):
         assert f"/api/{version}{path}" in spec["paths"]
+
+
+BIG = 2**40
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    ("GET", f"/users/{BIG}", None, 404),
+    ("PATCH", f"/users/{BIG}", {"name": "x"}, 404),
+    ("GET", f"/orders/{BIG}", None, 404),
+    ("DELETE", f"/api-keys/{BIG}", None, 404),
+    ("POST", "/api-keys", {"name": "nul\x00", "scopes": []}, 400),
+    ("PATCH", "/users/me", {"name": "nul\x00"}, 400),
+])
+async def test_unstorable_input_is_never_a_server_error(
+    world: World, method: str, path: str, body: Any, status: int
+) -> None:
+    response = await world.gateway.client.request(
+        method, f"/api/v1{path}", json=body, headers=world.headers["admin"])
+    assert response.status_code == status, response.text
+
+
+async def test_unstorable_credentials_are_ordinary_failures(world: World) -> None:
+    client = world.gateway.client
+    response = await client.post("/api/v1/auth/register", json={
+        "email": "nul\x00@example.com", "password": "long-enough", "name": "N"})
+    assert response.status_code == 400
+    response = await client.post("/api/v1/auth/token", data={
+        "username": "nul\x00@example.com", "password": "long-enough"})
+    assert response.status_code == 401
+    body = await world.gateway.graphql(
+        f'{{ user(id: "{to_global_id("User", BIG)}") {{ id }} }}', headers=world.headers["admin"])
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.errors import Conflict, FieldError, Invalid
+from data.inputs import storable_text
 from data.models import ROLES, User
 from data.passwords import hash_password
 
@@ -19,11 +20,12 @@ def normalize_email(email: str) -> str:
 def _validate(email: str, password: str, name: str, role: str) -> None:
     errors = []
     local, _, domain = email.partition("@")
-    if not local or "." not in domain or len(email) > 320 or " " in email:
+    if (not local or "." not in domain or len(email) > 320 or " " in email
+            or not storable_text(email)):
         errors.append(FieldError(("email",), "not a valid email address"))
     if len(password) < MIN_PASSWORD_LENGTH:
         errors.append(FieldError(("password",), f"at least {MIN_PASSWORD_LENGTH} characters"))
-    if not name.strip() or len(name) > 200:
+    if not name.strip() or len(name) > 200 or not storable_text(name):
         errors.append(FieldError(("name",), "between 1 and 200 characters"))
     if role not in ROLES:
         errors.append(FieldError(("role",), f"one of {', '.join(ROLES)}"))

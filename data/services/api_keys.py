@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import SCOPES, Actor
 from data.errors import FieldError, Invalid, NotFound, Unauthenticated
+from data.inputs import storable_int, storable_text
 from data.models import ApiKey, utcnow
 from data.pagination import Page, PageRequest, paginate, sort_set
 from data.services.guards import require_admin
@@ -26,9 +27,9 @@ def _digest(key: str) -> str:
 
 def _validate(name: str, scopes: Sequence[str]) -> None:
     errors = []
-    if not name.strip() or len(name) > 200:
+    if not name.strip() or len(name) > 200 or not storable_text(name):
         errors.append(FieldError(("name",), "between 1 and 200 characters"))
-    unknown = sorted(set(scopes) - set(SCOPES))
+    unknown = sorted(str(s) for s in set(scopes) - set(SCOPES))
     if unknown:
         errors.append(FieldError(("scopes",), f"unknown scopes {unknown}; use {list(SCOPES)}"))
     if errors:
@@ -60,7 +61,7 @@ async def list_api_keys(session: AsyncSession, actor: Actor, *, page: PageReques
 async def revoke_api_key(session: AsyncSession, actor: Actor, *, key_id: int) -> ApiKey:
     """Revokes a key (admins); revoking twice keeps the first time."""
     require_admin(actor)
-    api_key = await session.get(ApiKey, key_id)
+    api_key = await session.get(ApiKey, key_id) if storable_int(key_id) else None
     if api_key is None:
         raise NotFound("No such API key.")
     if api_key.revoked_at is None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor, api_key_actor, user_actor
 from data.errors import Unauthenticated
+from data.inputs import storable_text
 from data.models import RefreshToken, User, utcnow
 from data.passwords import verify_password
 from data.services.accounts import create_user, normalize_email
@@ -47,7 +48,9 @@ async def login(
     session: AsyncSession, *, email: str, password: str, tokens: TokenIssuer
 ) -> TokenPair:
     """Tokens for a correct email and password; the same answer for every failure."""
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    email = normalize_email(email)
+    user = (await session.scalar(select(User).where(User.email == email))
+            if storable_text(email) else None)
     # verify_password does the same work with or without a user, so timing tells nothing.
     valid = verify_password(user.password_hash if user else None, password)
     if user is None or not valid or not user.is_active:

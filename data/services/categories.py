@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
 from data.errors import NotFound
+from data.inputs import storable_ids, storable_text
 from data.models import Category
 from data.pagination import Page, PageRequest, paginate, parse_sort, sort_set
 
@@ -33,7 +34,9 @@ async def count_categories(session: AsyncSession, actor: Actor) -> int:
 
 async def find_category(session: AsyncSession, actor: Actor, *, slug: str) -> Category:
     """The category with this slug, or ``NotFound``."""
-    category = await session.scalar(select(Category).where(Category.slug == slug))
+    category = None
+    if storable_text(slug):  # else no row can have it
+        category = await session.scalar(select(Category).where(Category.slug == slug))
     if category is None:
         raise NotFound(f"No category with slug {slug!r}.")
     return category
@@ -43,6 +46,6 @@ async def load_categories(
     session: AsyncSession, actor: Actor, ids: Sequence[int]
 ) -> list[Category | None]:
     """Categories by id, in key order (``None`` where there is none)."""
-    rows = (await session.scalars(select(Category).where(Category.id.in_(ids)))).all()
+    rows = (await session.scalars(select(Category).where(Category.id.in_(storable_ids(ids))))).all()
     by_id = {row.id: row for row in rows}
     return [by_id.get(i) for i in ids]

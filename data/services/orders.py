@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
 from data.errors import FieldError, Forbidden, Invalid, NotFound
+from data.inputs import storable_ids, storable_int
 from data.models import ORDER_STATUSES, Order, OrderItem
 from data.pagination import Page, PageRequest, paginate, paginate_per_parent, sort_set
 from data.policy import order_visible
@@ -56,7 +57,8 @@ async def count_orders(session: AsyncSession, actor: Actor, *, status: str | Non
 async def find_order(session: AsyncSession, actor: Actor, *, order_id: int) -> Order:
     """An order this actor may see; another customer's is ``NotFound``."""
     _check_reader(actor)
-    order = await session.scalar(_visible_orders(actor, None).where(Order.id == order_id))
+    order = (await session.scalar(_visible_orders(actor, None).where(Order.id == order_id))
+             if storable_int(order_id) else None)
     if order is None:
         raise NotFound("No such order.")
     return order
@@ -66,7 +68,7 @@ async def load_orders(
     session: AsyncSession, actor: Actor, ids: Sequence[int]
 ) -> list[Order | None]:
     """Orders by id in key order; ``None`` for those that do not exist for this actor."""
-    stmt = select(Order).where(order_visible(actor), Order.id.in_(ids))
+    stmt = select(Order).where(order_visible(actor), Order.id.in_(storable_ids(ids)))
     by_id = {o.id: o for o in (await session.scalars(stmt)).all()}
     return [by_id.get(i) for i in ids]
 

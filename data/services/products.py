@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
 from data.errors import FieldError, Invalid, NotFound
+from data.inputs import MAX_INT, storable_ids, storable_int, storable_text
 from data.models import Category, Product
 from data.pagination import (
     Page,
@@ -42,12 +43,17 @@ class ProductFilter:
 
     def validate(self) -> ProductFilter:
         errors = [
-            FieldError((name,), "must be zero or more")
-            for name in ("min_price", "max_price")
-            if (getattr(self, name) or 0) < 0
+            FieldError((name,), f"must be between 0 and {MAX_INT}")
+            for name, value in (("min_price", self.min_price), ("max_price", self.max_price))
+            if value is not None and not (storable_int(value) and value >= 0)
         ]
         if self.q is not None and len(self.q) > MAX_QUERY_LENGTH:
             errors.append(FieldError(("q",), f"at most {MAX_QUERY_LENGTH} characters"))
+        errors.extend(
+            FieldError((name,), "must be text without NUL characters")
+            for name, text in (("category", self.category), ("q", self.q))
+            if text is not None and not storable_text(text)
+        )
         if errors:
             raise Invalid("Invalid product filter.", errors=errors)
         return self
@@ -104,6 +110,8 @@ async def find_product(
     """The product with this id or sku, if this actor may see it; else ``NotFound``."""
     if (id is None) == (sku is None):
         raise Invalid("Give exactly one of id and sku.")
+    if not (storable_int(id) if id is not None else storable_text(sku)):
+        raise NotFound("No such product.")  # no row can have it
     stmt = select(Product).where(product_visible(actor))
     stmt = stmt.where(Product.id == id) if id is not None else stmt.where(Product.sku == sku)
     product = await session.scalar(stmt)
@@ -116,7 +124,7 @@ async def load_products(
     session: AsyncSession, actor: Actor, ids: Sequence[int]
 ) -> list[Product | None]:
     """Products by id in key order; ``None`` for those that do not exist for this actor."""
-    stmt = select(Product).where(product_visible(actor), Product.id.in_(ids))
+    stmt = select(Product).where(product_visible(actor), Product.id.in_(storable_ids(ids)))
     by_id = {row.id: row for row in (await session.scalars(stmt)).all()}
     return [by_id.get(i) for i in ids]
 

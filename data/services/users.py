@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
 from data.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from data.inputs import storable_ids, storable_int, storable_text
 from data.models import ROLES, User
 from data.pagination import Page, PageRequest, paginate, sort_set
 from data.passwords import hash_password, verify_password
@@ -24,7 +25,8 @@ async def load_users(session: AsyncSession, actor: Actor, ids: Sequence[int]) ->
 
     Any user may be met by name this way; ``data.policy`` hides the private fields.
     """
-    by_id = {u.id: u for u in (await session.scalars(select(User).where(User.id.in_(ids)))).all()}
+    stmt = select(User).where(User.id.in_(storable_ids(ids)))
+    by_id = {u.id: u for u in (await session.scalars(stmt)).all()}
     return [by_id.get(i) for i in ids]
 
 
@@ -49,9 +51,9 @@ async def update_viewer(
     """Edits the signed-in user's own name, email or password (never the role)."""
     user = await find_viewer(session, actor)
     errors = []
-    if name is not None and not 0 < len(name.strip()) <= 200:
+    if name is not None and not (0 < len(name.strip()) <= 200 and storable_text(name)):
         errors.append(FieldError(("name",), "between 1 and 200 characters"))
-    if email is not None and ("@" not in email or len(email) > 320):
+    if email is not None and ("@" not in email or len(email) > 320 or not storable_text(email)):
         errors.append(FieldError(("email",), "not a valid email address"))
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         errors.append(FieldError(("password",), f"at least {MIN_PASSWORD_LENGTH} characters"))
@@ -81,7 +83,8 @@ async def list_users(session: AsyncSession, actor: Actor, *, page: PageRequest) 
 
 async def find_user(session: AsyncSession, actor: Actor, *, user_id: int) -> User:
     """A user this actor may see as a user (itself; everyone for staff), else ``NotFound``."""
-    user = await session.scalar(select(User).where(user_visible(actor), User.id == user_id))
+    user = (await session.scalar(select(User).where(user_visible(actor), User.id == user_id))
+            if storable_int(user_id) else None)
     if user is None:
         raise NotFound("No such user.")
     return user
@@ -96,7 +99,7 @@ async def update_user(
     require_admin(actor)
     if role is not None and role not in ROLES:
         raise Invalid("Unknown role.", errors=[FieldError(("role",), f"one of {list(ROLES)}")])
-    if name is not None and not 0 < len(name.strip()) <= 200:
+    if name is not None and not (0 < len(name.strip()) <= 200 and storable_text(name)):
         raise Invalid("Invalid name.", errors=[FieldError(("name",), "1 to 200 characters")])
     if user.id == actor.user_id and (role not in (None, "admin") or is_active is False):
         raise Conflict("Admins cannot demote or deactivate themselves.")
@@ -114,7 +117,7 @@ async def load_visible_users(
     session: AsyncSession, actor: Actor, ids: Sequence[int]
 ) -> list[User | None]:
     """Users by id that this actor may see as users (``node`` lookups)."""
-    stmt = select(User).where(user_visible(actor), User.id.in_(ids))
+    stmt = select(User).where(user_visible(actor), User.id.in_(storable_ids(ids)))
     by_id = {u.id: u for u in (await session.scalars(stmt)).all()}
     return [by_id.get(i) for i in ids]
 
