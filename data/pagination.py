@@ -73,10 +73,10 @@ class PageRequest:
         if self.first is not None and self.last is not None:
             raise Invalid("Pass either first or last, not both.")
         for name, value in (("first", self.first), ("last", self.last)):
-            if value is not None and not 0 <= value <= MAX_PAGE_SIZE:
+            if value is not None and not 1 <= value <= MAX_PAGE_SIZE:
                 raise Invalid(
-                    f"{name} must be between 0 and {MAX_PAGE_SIZE}.",
-                    errors=[FieldError((name,), f"must be between 0 and {MAX_PAGE_SIZE}")],
+                    f"{name} must be between 1 and {MAX_PAGE_SIZE}.",
+                    errors=[FieldError((name,), f"must be between 1 and {MAX_PAGE_SIZE}")],
                 )
         return self
 

@@ -237,3 +237,10 @@ async def test_unstorable_credentials_are_ordinary_failures(world: World) -> Non
     body = await world.gateway.graphql(
         f'{{ user(id: "{to_global_id("User", BIG)}") {{ id }} }}', headers=world.headers["admin"])
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_an_empty_page_size_is_bad_input_in_both_interfaces(world: World) -> None:
+    response = await world.gateway.client.get("/api/v1/products?limit=0")
+    assert response.status_code == 422
+    body = await world.gateway.graphql("{ products(first: 0) { totalCount } }")
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
