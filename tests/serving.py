@@ -35,7 +35,9 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        """What the server has logged so far, in whole lines: a worker may be mid-write."""
+        text = self.log.read_text(errors="replace")
+        return text[: text.rfind("\n") + 1]
 
 
 def wait_until_live(served: Served, timeout: float = START_TIMEOUT) -> None:
