@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from data.errors import DomainError, FieldError, Invalid, NotFound
+from data.errors import DomainError, FieldError, NotFound
 
 log = structlog.get_logger("gateway.errors")
 
@@ -100,5 +100,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _on_unexpected)
 
 
-__all__ = ["Invalid", "domain_problem", "install_problem_handlers", "internal_error",
+__all__ = ["domain_problem", "install_problem_handlers", "internal_error",
            "problem_response"]

@@ -118,11 +118,7 @@ class AccountQuery:
             page = await users.list_users(session, context.actor,
                                           page=PageRequest(first, after, last, before))
 
-        async def count() -> int:
-            async with context.db.read() as session:
-                return await users.count_users(session, context.actor)
-
-        return to_connection(page, User.of, count)
+        return to_connection(page, User.of, context.counter(users.count_users))
 
     @strawberry.field(description="API keys, newest first (admins).")
     async def api_keys(
@@ -133,11 +129,7 @@ class AccountQuery:
             page = await api_keys.list_api_keys(session, context.actor,
                                                 page=PageRequest(first, after))
 
-        async def count() -> int:
-            async with context.db.read() as session:
-                return await api_keys.count_api_keys(session, context.actor)
-
-        return to_connection(page, ApiKey.of, count)
+        return to_connection(page, ApiKey.of, context.counter(api_keys.count_api_keys))
 
     @strawberry.field(description="One order you may see.")
     async def order(self, info: Info, id: strawberry.ID) -> Order | None:
@@ -157,11 +149,7 @@ class AccountQuery:
             page = await orders.list_orders(session, context.actor, status=status,
                                             page=PageRequest(first, after, last, before))
 
-        async def count() -> int:
-            async with context.db.read() as session:
-                return await orders.count_orders(session, context.actor, status=status)
-
-        return to_connection(page, Order.of, count)
+        return to_connection(page, Order.of, context.counter(orders.count_orders, status=status))
 
 
 @strawberry.type

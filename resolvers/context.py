@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from starlette.requests import Request
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
@@ -22,6 +25,17 @@ class Context(BaseContext):
         self.actor = actor
         self.identity_error = identity_error
         self.loaders: Loaders = build_loaders(db, actor)
+
+    def counter(
+        self, count: Callable[..., Awaitable[int]], **kwargs: Any
+    ) -> Callable[[], Awaitable[int]]:
+        """A ``totalCount`` that runs ``count(session, actor, **kwargs)`` only when asked."""
+
+        async def run() -> int:
+            async with self.db.read() as session:
+                return await count(session, self.actor, **kwargs)
+
+        return run
 
 
 async def get_context(request: Request) -> Context:

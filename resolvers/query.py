@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
@@ -45,16 +45,6 @@ async def _load_node(context: Context, global_id: str) -> Node | None:
         return None
     row = await loader.load(database_id)
     return wrap(row) if row is not None else None
-
-
-def _counter(
-    context: Context, count: Callable[..., Awaitable[int]], **kwargs: Any
-) -> Callable[[], Awaitable[int]]:
-    async def run() -> int:
-        async with context.db.read() as session:
-            return await count(session, context.actor, **kwargs)
-
-    return run
 
 
 @strawberry.type
@@ -102,7 +92,7 @@ class CatalogQuery:
                 page=PageRequest(first, after, last, before),
             )
         return to_connection(page, Product.of,
-                             _counter(context, products.count_products, where=where))
+                             context.counter(products.count_products, where=where))
 
     @strawberry.field(description="One category by slug.")
     async def category(self, info: Info, slug: str) -> Category | None:
@@ -121,4 +111,4 @@ class CatalogQuery:
             page = await categories.list_categories(
                 session, context.actor, page=PageRequest(first, after, last, before)
             )
-        return to_connection(page, Category.of, _counter(context, categories.count_categories))
+        return to_connection(page, Category.of, context.counter(categories.count_categories))

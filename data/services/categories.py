@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
+from data.batching import in_key_order
 from data.errors import NotFound
 from data.inputs import storable_ids, storable_text
 from data.models import Category
@@ -47,5 +48,4 @@ async def load_categories(
 ) -> list[Category | None]:
     """Categories by id, in key order (``None`` where there is none)."""
     rows = (await session.scalars(select(Category).where(Category.id.in_(storable_ids(ids))))).all()
-    by_id = {row.id: row for row in rows}
-    return [by_id.get(i) for i in ids]
+    return in_key_order(rows, ids)

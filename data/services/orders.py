@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
+from data.batching import in_key_order
 from data.errors import FieldError, Forbidden, Invalid, NotFound
 from data.inputs import storable_ids, storable_int
 from data.models import ORDER_STATUSES, Order, OrderItem
@@ -69,8 +70,7 @@ async def load_orders(
 ) -> list[Order | None]:
     """Orders by id in key order; ``None`` for those that do not exist for this actor."""
     stmt = select(Order).where(order_visible(actor), Order.id.in_(storable_ids(ids)))
-    by_id = {o.id: o for o in (await session.scalars(stmt)).all()}
-    return [by_id.get(i) for i in ids]
+    return in_key_order((await session.scalars(stmt)).all(), ids)
 
 
 async def load_order_items(

@@ -9,6 +9,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
+from data.batching import in_key_order
 from data.errors import FieldError, Invalid, NotFound
 from data.inputs import MAX_INT, storable_ids, storable_int, storable_text
 from data.models import Category, Product
@@ -125,8 +126,7 @@ async def load_products(
 ) -> list[Product | None]:
     """Products by id in key order; ``None`` for those that do not exist for this actor."""
     stmt = select(Product).where(product_visible(actor), Product.id.in_(storable_ids(ids)))
-    by_id = {row.id: row for row in (await session.scalars(stmt)).all()}
-    return [by_id.get(i) for i in ids]
+    return in_key_order((await session.scalars(stmt)).all(), ids)
 
 
 async def load_category_product_pages(

@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
+from data.batching import in_key_order
 from data.inputs import storable_ids
 from data.models import Product, Review
 from data.pagination import Page, PageRequest, paginate, paginate_per_parent, parse_sort, sort_set
@@ -77,8 +78,7 @@ async def load_reviews(
 ) -> list[Review | None]:
     """Reviews by id in key order; ``None`` where the review or its product is hidden."""
     stmt = _visible_reviews(actor).where(Review.id.in_(storable_ids(ids)))
-    by_id = {r.id: r for r in (await session.scalars(stmt)).all()}
-    return [by_id.get(i) for i in ids]
+    return in_key_order((await session.scalars(stmt)).all(), ids)
 
 
 async def load_author_review_pages(

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
+from data.batching import in_key_order
 from data.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from data.inputs import storable_ids, storable_int, storable_text
 from data.models import ROLES, User
@@ -26,8 +27,7 @@ async def load_users(session: AsyncSession, actor: Actor, ids: Sequence[int]) ->
     Any user may be met by name this way; ``data.policy`` hides the private fields.
     """
     stmt = select(User).where(User.id.in_(storable_ids(ids)))
-    by_id = {u.id: u for u in (await session.scalars(stmt)).all()}
-    return [by_id.get(i) for i in ids]
+    return in_key_order((await session.scalars(stmt)).all(), ids)
 
 
 async def find_viewer(session: AsyncSession, actor: Actor) -> User:
@@ -118,8 +118,7 @@ async def load_visible_users(
 ) -> list[User | None]:
     """Users by id that this actor may see as users (``node`` lookups)."""
     stmt = select(User).where(user_visible(actor), User.id.in_(storable_ids(ids)))
-    by_id = {u.id: u for u in (await session.scalars(stmt)).all()}
-    return [by_id.get(i) for i in ids]
+    return in_key_order((await session.scalars(stmt)).all(), ids)
 
 
 async def count_users(session: AsyncSession, actor: Actor) -> int:
