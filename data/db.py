@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -22,6 +23,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from data.changes import CommitListener, take_changes
+
+log = structlog.get_logger("gateway.db")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,15 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     )
 
 
+def _for_reads(engine: AsyncEngine) -> AsyncEngine:
+    """Read sessions on PostgreSQL run without BEGIN and ROLLBACK (autocommit): at READ
+    COMMITTED every statement takes its own snapshot inside a transaction or not, and a
+    session per loader batch paid two extra round trips for it (issue 9)."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 class Database:
     """The engine (and optional read replica) with the two ways to get a session."""
 
@@ -71,7 +85,13 @@ class Database:
         self.engine = engine
         self.read_engine = read_engine or engine
         self._write_sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(_for_reads(self.read_engine),
+                                                 expire_on_commit=False)
+        self._commit_listeners: list[CommitListener] = []
+
+    def on_commit(self, listener: CommitListener) -> None:
+        """Calls ``listener(changes)`` after each write that recorded changes commits."""
+        self._commit_listeners.append(listener)
 
     @classmethod
     def from_url(
@@ -93,7 +113,11 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction: committed when the block succeeds, else rolled back."""
+        """A session in a transaction: committed when the block succeeds, else rolled back.
+
+        After a commit, the changes the services recorded (``data.changes``) go to the
+        commit listeners before this returns; after a rollback they are dropped.
+        """
         async with self._write_sessions() as session:
             try:
                 yield session
@@ -102,10 +126,26 @@ class Database:
                 # login); those errors say so, everything else rolls back.
                 if getattr(exc, "commit_changes", False):
                     await session.commit()
+                    await self._announce(session)
                 else:
                     await session.rollback()
+                    take_changes(session)
                 raise
             await session.commit()
+            await self._announce(session)
+
+    async def _announce(self, session: AsyncSession) -> None:
+        changes = take_changes(session)
+        if not changes:
+            return
+        for listener in self._commit_listeners:
+            # The write has committed: a listener that fails (Redis down) is logged, and
+            # must itself make sure nothing stale is served (the cache bypasses then).
+            try:
+                await listener(changes)
+            except Exception:
+                log.exception("commit_listener_failed",
+                              listener=getattr(listener, "__qualname__", "?"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -59,7 +59,19 @@ class Invalid(DomainError):
     title = "Bad request"
 
 
+class InvalidInput(Invalid):
+    """A request body (or header) that fails the operation's rules: 422, like a body that
+    fails schema validation, with ``errors[].loc`` naming the offending value."""
+
+    status = 422
+    title = "Invalid request"
+
+
 class RateLimited(DomainError):
     code = "RATE_LIMITED"
     status = 429
     title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after))  # seconds, for the Retry-After header

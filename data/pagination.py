@@ -158,7 +158,8 @@ def decode_cursor(scope: str, sort: Sort, cursor: str) -> tuple[Any, ...]:
         if not isinstance(raw_values, list) or len(raw_values) != len(sort.columns):
             raise ValueError("wrong arity")
         return tuple(_decode_value(c, v) for c, v in zip(sort.columns, raw_values, strict=True))
-    except (ValueError, TypeError, UnicodeError, binascii.Error) as exc:
+    # RecursionError: a cursor of thousands of nested brackets is bad input, not a crash.
+    except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError) as exc:
         raise Invalid(
             "The cursor is not valid for this list.",
             errors=[FieldError(("cursor",), "invalid cursor")],

@@ -35,10 +35,18 @@ def can_read_email(actor: Actor, user: User | int) -> bool:
 
 
 def visibility_class(actor: Actor) -> str:
-    """A name for everything that changes what the catalog looks like to this actor."""
+    """A name for everything that changes what the catalog looks like to this actor.
+
+    The response cache shares entries only within a class. ``catalog-full`` sees inactive
+    products and ``stock``; ``authenticated`` (customers, keys without ``catalog:read``)
+    sees what ``anonymous`` sees today, but stays apart so a rule that one day shows
+    customers more can never leak into anonymous answers.
+    """
     if sees_inactive_products(actor):
         return "catalog-full"
-    return "public"
+    if actor.is_anonymous:
+        return "anonymous"
+    return "authenticated"
 
 
 def can_read_private_user_fields(actor: Actor, user: User | int) -> bool:

@@ -32,8 +32,12 @@ async def is_empty(session: AsyncSession) -> bool:
     return not await session.scalar(select(func.count()).select_from(Product))
 
 
-async def seed(session: AsyncSession, *, scale: int = 100, demo: bool = False) -> dict[str, int]:
-    """Insert about ``scale`` products with categories, users, reviews and orders."""
+async def seed(session: AsyncSession, *, scale: int = 100, demo: bool = False,
+               max_reviews: int = 5) -> dict[str, int]:
+    """Insert about ``scale`` products with categories, users, reviews and orders.
+
+    Each product gets 0 to ``max_reviews`` reviews (about ``max_reviews / 2`` on average).
+    """
     rng = random.Random(scale)
     n_categories = max(3, min(len(CATEGORY_NAMES) * 10, scale // 20))
     n_users = max(5, scale // 4)
@@ -82,7 +86,7 @@ async def seed(session: AsyncSession, *, scale: int = 100, demo: bool = False) -
 
     reviews = []
     for pid, _price in product_rows:
-        authors = rng.sample(user_ids, k=min(len(user_ids), rng.randrange(0, 6)))
+        authors = rng.sample(user_ids, k=min(len(user_ids), rng.randrange(0, max_reviews + 1)))
         for j, author in enumerate(authors):
             reviews.append({
                 "product_id": pid, "author_id": author, "rating": rng.randint(1, 5),

@@ -18,6 +18,7 @@ import jwt
 from jwt.algorithms import get_default_algorithms
 
 from data.errors import Unauthenticated
+from data.inputs import storable_int
 
 REQUIRED_CLAIMS = ["sub", "role", "type", "iat", "exp", "jti", "iss", "aud"]
 ACCESS = "access"
@@ -85,8 +86,14 @@ class TokenIssuer:
             )
             if claims["type"] != kind:
                 raise jwt.InvalidTokenError("wrong token type")
+            subject = claims["sub"]
+            # A signed but absurd subject ("abc", 2**40) names no user; an id beyond the
+            # INTEGER column would otherwise reach SQL and fail there.
+            if not (isinstance(subject, str) and subject.isascii() and subject.isdigit()
+                    and storable_int(int(subject))):
+                raise jwt.InvalidTokenError("subject out of range")
             return Claims(
-                sub=int(claims["sub"]), role=str(claims["role"]), type=claims["type"],
+                sub=int(subject), role=str(claims["role"]), type=claims["type"],
                 jti=str(claims["jti"]), family=str(claims.get("fam") or claims["jti"]),
                 expires_at=datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None),
             )

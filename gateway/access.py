@@ -15,14 +15,16 @@ import time
 from typing import Any
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.utils import ClientDisconnected
 
 from gateway.metrics import UNMATCHED, Metrics
 from gateway.problems import internal_error
 
 log = structlog.get_logger("gateway.access")
 errors = structlog.get_logger("gateway.errors")
+CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
 
 
 def route_of(scope: Scope) -> str:
@@ -48,10 +50,15 @@ def principal_of(state: dict[str, Any]) -> str:
     return str(getattr(state.get("actor"), "label", "anonymous"))
 
 
+# Pool gauges are read at most this often per request stream (and on every scrape).
+POOL_GAUGE_SECONDS = 1.0
+
+
 class AccessMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.pools_observed_at = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,17 +75,34 @@ class AccessMiddleware:
                 status, started = message["status"], True
             await send(message)
 
+        disconnected = False
+
+        async def receive_and_watch() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            disconnected = disconnected or message["type"] == "http.disconnect"
+            return message
+
         begin = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_and_watch)
-        except Exception:
-            errors.exception("unhandled_exception", method=scope["method"],
-                             route=route_of(scope))
-            status = 500
-            if not started:
-                await internal_error(Request(scope))(scope, receive, send)
+            await self.app(scope, receive_and_watch, send_and_watch)
+        except Exception as exc:
+            if disconnected or isinstance(exc, ClientDisconnect | ClientDisconnected):
+                # The client went away (mid-upload, say): nothing to answer, nothing broken.
+                log.info("client_disconnected", method=scope["method"], route=route_of(scope))
+                status = CLIENT_CLOSED
+            else:
+                errors.exception("unhandled_exception", method=scope["method"],
+                                 route=route_of(scope))
+                status = 500
+                if not started:
+                    await internal_error(Request(scope))(scope, receive, send)
         finally:
+            if disconnected and status != CLIENT_CLOSED:
+                # Whatever the app made of a body cut short (FastAPI: a 400), nobody got it.
+                log.info("client_disconnected", method=scope["method"], route=route_of(scope))
+                status = CLIENT_CLOSED
             seconds = time.perf_counter() - begin
             self.metrics.in_flight.dec()
             self._record(scope, state, status, seconds)
@@ -88,8 +112,13 @@ class AccessMiddleware:
                 seconds: float) -> None:
         route = route_of(scope)
         self.metrics.observe_request(scope["method"], route, status, seconds)
-        # Under gunicorn each worker's pool gauges are its own file: keep them current.
-        self.metrics.observe_pools(getattr(getattr(scope.get("app"), "state", None), "db", None))
+        # Under gunicorn each worker's pool gauges are its own file: keep them current,
+        # to the second (reading the pools on every request cost more than the probe).
+        now = time.monotonic()
+        if now - self.pools_observed_at >= POOL_GAUGE_SECONDS:
+            self.pools_observed_at = now
+            self.metrics.observe_pools(
+                getattr(getattr(scope.get("app"), "state", None), "db", None))
         fields: dict[str, Any] = {
             "method": scope["method"], "route": route, "status": status,
             "duration_ms": round(seconds * 1000, 2), "principal": principal_of(state),

@@ -10,12 +10,18 @@ from fastapi import FastAPI
 
 from data.db import Database
 from gateway.auth import IdentityMiddleware, build_token_issuer
+from gateway.cache import CacheMiddleware, ResponseCache
+from gateway.events import running_event_bus
+from gateway.graphiql import mount_graphiql_assets
+from gateway.graphql_options import graphql_options
+from gateway.limits import RequestLimitsMiddleware
 from gateway.logging import configure_logging, resolve_format
 from gateway.middleware import RequestIdMiddleware
 from gateway.operations import install_operations
 from gateway.problems import install_problem_handlers
-from gateway.settings import Settings
-from resolvers.schema import graphql_router
+from gateway.ratelimit import install_rate_limits
+from gateway.settings import Settings, load_settings
+from resolvers.schema import graphql_router, schema
 from rest.api import api_router
 
 API_VERSIONS = ("v1", "v2")
@@ -24,16 +30,26 @@ API_VERSIONS = ("v1", "v2")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A gateway for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings()
+    graphql = graphql_options(settings)
+    cache = ResponseCache(settings, schema._schema)  # response cache (issue 8)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database.from_url(settings.sqlalchemy_url, settings.database_read_url,
                                settings.pool)
         app.state.db = db
+        app.state.metrics.count_statements(db)  # issue 9: SQL statements per request
+        await cache.start(db, getattr(app.state, "metrics", None))
         try:
-            yield
+            # --- live order events (issue 7): app.state.events, fed by db commits ---
+            async with running_event_bus(db, settings) as app.state.events:
+                yield
+            # --- end live order events ---
         finally:
+            await cache.close()
             await db.dispose()
+            await app.state.rate_limits.aclose()  # rate limits (issue 8)
+            await graphql["persisted"].close()
 
     app = FastAPI(
         title="Commerce gateway",
@@ -46,6 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.tokens = build_token_issuer(settings)
+    # --- compiled reads (issue 9) ---
+    app.state.compiled_reads = settings.compiled_reads
+    # --- end compiled reads ---
 
     @app.get("/.well-known/jwks.json", include_in_schema=False)
     async def jwks() -> dict[str, Any]:
@@ -55,10 +74,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     for version in API_VERSIONS:
         app.include_router(api_router(version))
-    app.include_router(graphql_router(graphiql=settings.graphiql_enabled), prefix="/graphql",
+    # --- limits (issue 8): GraphQL limits, persisted queries; HTTP limits around identity ---
+    app.include_router(graphql_router(**graphql), prefix="/graphql",
                        include_in_schema=False)
+    if settings.graphiql_enabled:
+        mount_graphiql_assets(app)
     # Outermost last: the request id exists before identity and every handler.
+    # Identity -> rate limits -> response cache -> routes: a cache hit still spends its cost.
+    # --- response cache (issue 8): inside identity (it needs the actor) ---
+    app.state.cache = cache
+    app.add_middleware(CacheMiddleware, cache=cache)
+    # --- end response cache ---
+    # --- rate limits (issue 8): inside identity, which resolves the principal ---
+    install_rate_limits(app, settings)
+    # --- end rate limits ---
     app.add_middleware(IdentityMiddleware)
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
+                       max_query_string_bytes=settings.max_query_string_bytes,
+                       timeout_seconds=settings.request_timeout_seconds)
+    # --- end limits ---
     # --- operations (issue 4): probes, /metrics, access log, CORS, hosts, headers ---
     install_operations(app, settings)
     # --- end operations ---
@@ -71,7 +105,7 @@ def app_from_environment() -> FastAPI:
 
     Unlike ``create_app`` (which tests call many times), it also sets up logging.
     """
-    settings = Settings()
+    settings = load_settings()  # a settings error names the setting, never its value
     configure_logging(resolve_format(settings.log_format, production=settings.is_production),
                       settings.log_level)
     return create_app(settings)

@@ -1,7 +1,8 @@
 """Identity: the request's principal, resolved once, before any handler runs.
 
 ``IdentityMiddleware`` reads ``Authorization: Bearer`` or ``X-API-Key``, asks the
-service layer who that is, and stores the ``Actor`` (or the authentication error to
+service layer who that is (``auth.resolve_credentials``, which the GraphQL WebSocket
+connect hook uses too), and stores the ``Actor`` (or the authentication error to
 report) in the request state; REST dependencies and the GraphQL context read it there.
 """
 
@@ -13,9 +14,8 @@ from typing import Any
 from jwt.algorithms import get_default_algorithms
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from data.actor import ANONYMOUS, Actor
-from data.db import Database
-from data.errors import DomainError, Unauthenticated
+from data.actor import ANONYMOUS
+from data.errors import DomainError
 from data.services import auth
 from data.tokens import TokenIssuer
 from gateway.settings import Settings
@@ -43,39 +43,24 @@ def build_token_issuer(settings: Settings) -> TokenIssuer:
     )
 
 
-async def resolve_actor(
-    db: Database, tokens: TokenIssuer, authorization: str | None, api_key: str | None
-) -> Actor:
-    """The principal behind the request's credential (anonymous without one)."""
-    if authorization is not None and api_key is not None:
-        raise Unauthenticated("Send either a bearer token or an API key, not both.")
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("Use 'Authorization: Bearer <access token>'.")
-        async with db.read() as session:
-            return await auth.authenticate_access_token(session, token.strip(), tokens=tokens)
-    if api_key is not None:
-        async with db.write() as session:
-            return await auth.authenticate_api_key(session, api_key.strip())
-    return ANONYMOUS
-
-
 class IdentityMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            headers = dict(scope["headers"])
-            authorization = headers.get(b"authorization")
-            api_key = headers.get(b"x-api-key")
+            authorization = api_key = None
+            for name, value in scope["headers"]:  # no dict: most requests carry neither
+                if name == b"authorization":
+                    authorization = value
+                elif name == b"x-api-key":
+                    api_key = value
             state = scope.setdefault("state", {})
             state["actor"], state["identity_error"] = ANONYMOUS, None
             if authorization is not None or api_key is not None:
                 app_state = scope["app"].state
                 try:
-                    state["actor"] = await resolve_actor(
+                    state["actor"] = await auth.resolve_credentials(
                         app_state.db, app_state.tokens,
                         authorization.decode("latin-1") if authorization is not None else None,
                         api_key.decode("latin-1") if api_key is not None else None,

@@ -1,4 +1,4 @@
-"""The ``gateway`` command: serve, migrate, seed, create-user, export-schema."""
+"""The ``gateway`` command: serve, migrate, seed, create-user, export-schema, persist-queries."""
 
 from __future__ import annotations
 
@@ -9,18 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from gateway.settings import Settings
+from gateway.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise SystemExit(f"gateway: invalid settings:\n{exc}") from None
+    # Never the ValidationError itself: it would print the values, secrets included.
+    return load_settings()
 
 
 def _migrate(settings: Settings) -> None:
@@ -31,7 +27,8 @@ def _migrate(settings: Settings) -> None:
     upgrade(settings.sqlalchemy_url)
 
 
-async def _seed(settings: Settings, *, scale: int, demo: bool, only_if_empty: bool) -> str:
+async def _seed(settings: Settings, *, scale: int, demo: bool, only_if_empty: bool,
+                max_reviews: int = 5) -> str:
     from data.db import Database
     from data.seed import is_empty, seed
 
@@ -42,7 +39,7 @@ async def _seed(settings: Settings, *, scale: int, demo: bool, only_if_empty: bo
                 if only_if_empty:
                     return "the database already has data; nothing seeded"
                 raise SystemExit("gateway: the database already has data; seed fills an empty one")
-            counts = await seed(session, scale=scale, demo=demo)
+            counts = await seed(session, scale=scale, demo=demo, max_reviews=max_reviews)
         return "seeded " + ", ".join(f"{n} {name}" for name, n in counts.items())
     finally:
         await db.dispose()
@@ -56,7 +53,8 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_seed(args: argparse.Namespace) -> None:
     settings = _settings()
     _migrate(settings)
-    print(asyncio.run(_seed(settings, scale=args.scale, demo=args.demo, only_if_empty=False)))
+    print(asyncio.run(_seed(settings, scale=args.scale, demo=args.demo, only_if_empty=False,
+                            max_reviews=args.max_reviews)))
 
 
 def cmd_create_user(args: argparse.Namespace) -> None:
@@ -126,6 +124,28 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(settings, host=args.host, port=args.port)
 
 
+# --- limits (issue 8): the persisted query allow-list ---
+def cmd_persist_queries(args: argparse.Namespace) -> None:
+    import json
+
+    from resolvers.persisted import build_manifest
+    from resolvers.schema import schema
+
+    documents: dict[str, str] = {}
+    for given in args.paths:
+        path = Path(given)
+        files = sorted(path.glob("**/*.graphql")) if path.is_dir() else [path]
+        for file in files:
+            documents[str(file)] = file.read_text(encoding="utf-8")
+    try:
+        manifest = build_manifest(documents, schema._schema)
+    except ValueError as exc:
+        raise SystemExit(f"gateway: {exc}") from None
+    Path(args.output).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {len(manifest['operations'])} operations to {args.output}")
+# --- end limits ---
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed", help="load deterministic data into an empty database")
     seed.add_argument("--scale", type=int, default=100, help="about this many products")
     seed.add_argument("--demo", action="store_true", help="demo accounts with a known password")
+    seed.add_argument("--max-reviews", type=int, default=5, choices=range(0, 51),
+                      metavar="0..50", help="reviews per product, 0 to this (default 5)")
     seed.set_defaults(func=cmd_seed)
 
     user = commands.add_parser("create-user", help="create a user of any role")
@@ -156,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", default="schema.graphql")
     export.add_argument("--check", action="store_true", help="fail if the file differs")
     export.set_defaults(func=cmd_export_schema)
+
+    persist = commands.add_parser(
+        "persist-queries", help="check .graphql documents and write an allow-list manifest")
+    persist.add_argument("paths", nargs="+", help=".graphql files or directories of them")
+    persist.add_argument("--output", default="persisted-queries.json")
+    persist.set_defaults(func=cmd_persist_queries)
     return parser
 
 

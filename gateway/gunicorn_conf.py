@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 
 from gateway.logging import logging_config, resolve_format
-from gateway.settings import Settings
+from gateway.settings import load_settings
 
-settings = Settings()
+settings = load_settings()
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GATEWAY_WORKERS", str(settings.web_concurrency)))

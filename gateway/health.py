@@ -9,6 +9,7 @@ Error texts are not echoed: a URL in one could hold a password.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,9 +25,18 @@ class Drain:
 
     def __init__(self) -> None:
         self.started = False
+        self._callbacks: list[Callable[[], None]] = []
 
     def begin(self) -> None:
         self.started = True
+        # Called from a signal handler: the callbacks must only schedule work.
+        for callback in list(self._callbacks):
+            callback()
+
+    def on_begin(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls ``callback()`` when shutdown begins; returns what unregisters it."""
+        self._callbacks.append(callback)
+        return lambda: self._callbacks.remove(callback)
 
     def reset(self) -> None:
         self.started = False

@@ -15,6 +15,7 @@ import re
 import sys
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.types import EventDict, Processor
 
@@ -41,6 +42,21 @@ def add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+# Dates and dataclasses go to structlog's fallback, as they did with ``json``.
+PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """JSON lines through orjson (several times faster than ``json`` on every request);
+    ``json`` for what orjson refuses (keys that are not strings, huge integers)."""
+    try:
+        return orjson.dumps(value, default=kwargs.get("default"), option=PASSTHROUGH).decode()
+    except TypeError:
+        import json
+
+        return json.dumps(value, **kwargs)
+
+
 def resolve_format(log_format: str, *, production: bool) -> str:
     """``auto`` is JSON in production or when stderr is not a terminal, else console."""
     if log_format != "auto":
@@ -65,7 +81,8 @@ def formatter(log_format: str = "json") -> structlog.stdlib.ProcessorFormatter:
     if log_format == "console":
         renderer = [structlog.dev.ConsoleRenderer()]
     else:
-        renderer = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        renderer = [structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer(dumps)]
     return structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
         foreign_pre_chain=_pre_chain(),

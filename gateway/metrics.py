@@ -10,6 +10,7 @@ most ``MAX_OPERATION_NAMES`` distinct GraphQL operation names per process.
 
 from __future__ import annotations
 
+import hmac
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,11 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import event
 from starlette.responses import Response
+
+from data.errors import Unauthenticated
+from gateway.problems import domain_problem
 
 UNMATCHED = "<unmatched>"
 ANONYMOUS_OPERATION = "<anonymous>"
@@ -65,6 +70,26 @@ class Metrics:
         self.pool_overflow = Gauge(
             "gateway_db_pool_overflow", "Connections opened beyond the pool size.",
             pool, registry=registry, multiprocess_mode="livesum")
+        # --- rate limits (issue 8) ---
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests refused by a rate limit or the login backoff.",
+            ["policy"], registry=registry)
+        # --- end rate limits ---
+        # --- response cache (issue 8): labelled by interface, "rest" or "graphql" ---
+        self.cache_hits = Counter(
+            "gateway_cache_hits", "Responses served from the response cache.",
+            ["interface"], registry=registry)
+        self.cache_misses = Counter(
+            "gateway_cache_misses", "Shareable reads computed because no entry was current.",
+            ["interface"], registry=registry)
+        self.cache_bypasses = Counter(
+            "gateway_cache_bypasses", "Requests answered without the cache (private, "
+            "writes, failed credentials, Redis unreachable).",
+            ["interface"], registry=registry)
+        # --- end response cache ---
+        self.db_statements = Counter(
+            "gateway_db_statements", "SQL statements sent to the database.",
+            registry=registry)
         self._operation_names: set[str] = set()
 
     def operation_label(self, name: str | None) -> str:
@@ -106,6 +131,15 @@ class Metrics:
                 if callable(counter):
                     gauge.labels(name).set(max(int(counter()), 0))
 
+    def count_statements(self, db: Any) -> None:
+        """Counts every statement ``db``'s engines send (the benchmark divides by requests)."""
+        engines = {id(db.engine): db.engine, id(db.read_engine): db.read_engine}
+        for engine in engines.values():
+            event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)
+
+    def _count_statement(self, *_args: Any) -> None:
+        self.db_statements.inc()
+
     def render(self) -> bytes:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
@@ -120,6 +154,13 @@ metrics_router = APIRouter(include_in_schema=False)
 @metrics_router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus metrics in the text exposition format."""
+    # --- limits (issue 8): METRICS_TOKEN puts the metrics behind a bearer token ---
+    token = request.app.state.settings.metrics_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                 token.encode()):
+            return domain_problem(request, Unauthenticated("The metrics need their token."))
     recorder: Metrics = request.app.state.metrics
     recorder.observe_pools(getattr(request.app.state, "db", None))
     return Response(recorder.render(), media_type=CONTENT_TYPE_LATEST)

@@ -18,8 +18,13 @@ EXPOSED_HEADERS = ["X-Request-ID", "X-Cache", "ETag", "Retry-After", "RateLimit"
 def install_operations(app: FastAPI, settings: Settings) -> None:
     """Routes and middleware; call between the identity and request-id middleware."""
     app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
+    earlier = len(app.router.routes)
     app.include_router(health_router)
     app.include_router(metrics_router)
+    # Routes are matched in order: probes and scrapes come first, so that they do not try
+    # every REST route before their own (it halved the cost of /health/live; issue 9).
+    routes = app.router.routes
+    routes[:] = [*routes[earlier:], *routes[:earlier]]
     # Added innermost first: access sees every answer, including a refused host's.
     if settings.cors_origins:
         app.add_middleware(

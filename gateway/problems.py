@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from data.errors import DomainError, FieldError, NotFound
+from data.errors import DomainError, FieldError, NotFound, RateLimited
 
 log = structlog.get_logger("gateway.errors")
 
@@ -43,6 +43,8 @@ def problem_response(
 
 def domain_problem(request: Request, exc: DomainError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="gateway"'} if exc.status == 401 else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem_response(
         request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
         errors=exc.errors, headers=headers,

@@ -8,10 +8,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # JSON answers load nothing and may be framed by nobody.
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# GraphiQL (/graphql) and Swagger UI (/docs) are HTML pages with inline scripts that load
-# their code and styles from public CDNs; they get just enough for that.
-_CDNS = "https://unpkg.com https://cdn.jsdelivr.net"
+# GraphiQL (/graphql) is served whole by the gateway (gateway/graphiql.py): its page loads
+# nothing from elsewhere. Inline styles stay (React sets style attributes), fonts are data:.
 PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+# Swagger UI (/docs, off in production unless enabled) is FastAPI's page, which loads its
+# code from a CDN.
+_CDNS = "https://cdn.jsdelivr.net"
+DOCS_CSP = (
     f"default-src 'self'; script-src 'self' 'unsafe-inline' {_CDNS}; "
     f"style-src 'self' 'unsafe-inline' {_CDNS}; font-src 'self' data: {_CDNS}; "
     "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
@@ -22,6 +29,8 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    # Answers that never reach the response cache (refused hosts, preflights) say so too.
+    "X-Cache": "BYPASS",
 }
 
 
@@ -34,6 +43,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         page = scope["path"] in PAGE_PATHS
+        page_csp = PAGE_CSP if scope["path"] == "/graphql" else DOCS_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -42,7 +52,7 @@ class SecurityHeadersMiddleware:
                     headers.setdefault(name, value)
                 html = headers.get("content-type", "").startswith("text/html")
                 headers.setdefault("Content-Security-Policy",
-                                   PAGE_CSP if page and html else STRICT_CSP)
+                                   page_csp if page and html else STRICT_CSP)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -5,12 +5,13 @@ Handed to ``create_app(settings)``; nothing reads the environment at import time
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from data.db import PoolSettings
@@ -58,6 +59,74 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(1, ge=1)
     run_migrations: bool = False
 
+    # --- live order events (issue 7, see README "Live order events") ---
+    # Every Redis key and channel this deployment uses starts with it, so deployments
+    # (and test runs) sharing one Redis never meet.
+    redis_prefix: str = Field("gateway", min_length=1, max_length=64)
+    events_heartbeat_seconds: float = Field(15.0, gt=0)
+    events_retry_ms: int = Field(3000, ge=0)
+    events_queue_size: int = Field(64, ge=1, le=10_000)
+    # --- end live order events ---
+
+    # --- rate limits (issue 8; README "Rate limits") ---
+    rate_limit_enabled: bool = True
+    rate_limit_per_minute: int = Field(1200, ge=1, description="cost units refilled a minute")
+    rate_limit_burst: int | None = Field(None, ge=1, description="bucket size; per-minute if unset")
+    auth_rate_limit_per_minute: int = Field(20, ge=1)
+    auth_rate_limit_burst: int | None = Field(None, ge=1)
+    rate_limit_key_prefix: str = "gateway:rl:"
+    rate_limit_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    login_backoff_failures: int = Field(5, ge=1)
+    login_backoff_window_seconds: int = Field(900, ge=1)
+    login_backoff_base_seconds: int = Field(30, ge=1)
+    login_backoff_max_seconds: int = Field(3600, ge=1)
+    password_hash_threads: int = Field(2, ge=1)
+    password_hash_queue: int = Field(32, ge=0)
+
+    @field_validator("rate_limit_trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        for item in value if isinstance(value, list) else ():
+            ipaddress.ip_network(str(item), strict=False)  # ValueError names the bad entry
+        return value
+    # --- end rate limits ---
+
+    # --- limits (issue 8): GraphQL and HTTP limits, persisted queries (README "Limits") ---
+    graphql_max_depth: int = Field(10, ge=1)
+    graphql_max_aliases: int = Field(30, ge=0)
+    graphql_max_tokens: int = Field(2000, ge=1)
+    graphql_max_cost: int = Field(5000, ge=1)
+    graphql_max_batch: int = Field(10, ge=0, description="0 turns batching off")
+    graphql_introspection: bool | None = None  # default: on, except in production
+    graphql_suggestions: bool | None = None  # "Did you mean ...": on, except in production
+    graphql_allowlist: Path | None = Field(
+        None, description="a persisted query manifest, or a directory of .graphql files")
+    graphql_allowlist_only: bool = False
+    graphql_apq_redis_prefix: str = "gateway:apq:"
+    max_body_bytes: int = Field(1_048_576, ge=1)
+    max_query_string_bytes: int = Field(100_000, ge=1)
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    metrics_token: str | None = None
+    # --- end limits ---
+
+    # --- response cache (issue 8; see README "Response cache") ---
+    cache_enabled: bool = True
+    cache_ttl_seconds: int = Field(120, ge=1, le=86400)
+    cache_prefix: str = Field("gw:", max_length=64)
+    cache_max_entries: int = Field(10_000, ge=1)
+    cache_max_body_bytes: int = Field(1_048_576, ge=1)
+    cache_redis_timeout_seconds: float = Field(0.5, gt=0)
+    cache_redis_retry_seconds: float = Field(1.0, ge=0)
+    cache_lock_seconds: float = Field(5.0, gt=0)
+    cache_lock_wait_seconds: float = Field(2.0, ge=0)
+    # --- end response cache ---
+
+    # --- compiled reads (issue 9): catalog reads as one SQL statement on PostgreSQL ---
+    compiled_reads: bool = True
+    # --- end compiled reads ---
+
     @field_validator("cors_origins", "trusted_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -84,6 +153,31 @@ class Settings(BaseSettings):
             if len(self.jwt_secret) < 32:
                 raise ValueError("JWT_SECRET must be at least 32 characters in production")
         return self
+
+    # --- limits (issue 8) ---
+    @model_validator(mode="after")
+    def _production_needs_trusted_hosts(self) -> Settings:
+        # Without it a forged Host header reaches absolute URLs (Link: rel="next").
+        if self.is_production and (not self.trusted_hosts or "*" in self.trusted_hosts):
+            raise ValueError("TRUSTED_HOSTS must list the gateway's host names in production")
+        return self
+
+    @model_validator(mode="after")
+    def _allowlist_mode_needs_a_list(self) -> Settings:
+        if self.graphql_allowlist_only and self.graphql_allowlist is None:
+            raise ValueError("GRAPHQL_ALLOWLIST_ONLY needs GRAPHQL_ALLOWLIST (a manifest)")
+        return self
+
+    @property
+    def introspection_enabled(self) -> bool:
+        chosen = self.graphql_introspection
+        return chosen if chosen is not None else not self.is_production
+
+    @property
+    def suggestions_enabled(self) -> bool:
+        chosen = self.graphql_suggestions
+        return chosen if chosen is not None else not self.is_production
+    # --- end limits ---
 
     @property
     def is_production(self) -> bool:
@@ -137,3 +231,21 @@ class Settings(BaseSettings):
             except FileExistsError:
                 pass
         return path.read_text().strip()
+
+
+# --- limits (issue 8) ---
+def settings_error_text(error: ValidationError) -> str:
+    """What is wrong with the settings, never the values given (they may be secrets)."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item.get("loc", ())).upper() or "settings"
+        lines.append(f"  {where}: {item.get('msg', 'invalid')}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment, or ``SystemExit`` naming what is wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(f"gateway: {settings_error_text(exc)}") from None

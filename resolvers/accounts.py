@@ -165,7 +165,8 @@ class Mutation:
     async def login(self, info: Info, email: str, password: str) -> AuthTokens:
         async with info.context.db.write() as session:
             pair = await auth.login(session, email=email, password=password,
-                                    tokens=info.context.tokens)
+                                    tokens=info.context.tokens,
+                                    attempts=info.context.login_attempts)
         return AuthTokens.of(pair)
 
     @strawberry.mutation(description="Trade a refresh token (once) for a new pair.")

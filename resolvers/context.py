@@ -5,26 +5,40 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
 from data.actor import ANONYMOUS, Actor
+from data.attempts import NO_BACKOFF, LoginAttempts
 from data.db import Database
 from data.errors import DomainError
+from data.events import EventBus
 from data.loaders import Loaders, build_loaders
 from data.tokens import TokenIssuer
 
 
 class Context(BaseContext):
     def __init__(self, db: Database, tokens: TokenIssuer, actor: Actor,
-                 identity_error: DomainError | None) -> None:
+                 identity_error: DomainError | None, events: EventBus | None = None) -> None:
         super().__init__()
         self.db = db
         self.tokens = tokens
         self.actor = actor
         self.identity_error = identity_error
         self.loaders: Loaders = build_loaders(db, actor)
+        self.events = events
+        self.login_attempts: LoginAttempts = NO_BACKOFF
+        self.compiled_reads = False  # set by get_context from the app's settings
+
+    def use_actor(self, actor: Actor) -> None:
+        """Another principal for this context (a WebSocket's ``connection_init``)."""
+        self.actor, self.identity_error = actor, None
+        self.refresh_loaders()
+
+    def refresh_loaders(self) -> None:
+        """Empty loaders: a long-lived context (a subscription) must not serve old rows."""
+        self.loaders = build_loaders(self.db, self.actor)
 
     def counter(
         self, count: Callable[..., Awaitable[int]], **kwargs: Any
@@ -38,14 +52,21 @@ class Context(BaseContext):
         return run
 
 
-async def get_context(request: Request) -> Context:
-    """The request's database, the principal the identity middleware found, and loaders."""
-    return Context(
+async def get_context(request: HTTPConnection) -> Context:
+    """The request's database, the principal the identity middleware found, and loaders.
+
+    ``request`` is the HTTP request, or the WebSocket of a subscription.
+    """
+    context = Context(
         request.app.state.db,
         request.app.state.tokens,
         getattr(request.state, "actor", ANONYMOUS),
         getattr(request.state, "identity_error", None),
+        getattr(request.app.state, "events", None),
     )
+    context.login_attempts = getattr(request.app.state, "login_attempts", NO_BACKOFF)
+    context.compiled_reads = getattr(request.app.state, "compiled_reads", False)
+    return context
 
 
 Info = StrawberryInfo[Context, None]

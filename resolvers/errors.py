@@ -8,6 +8,7 @@ traceback, by ``GatewaySchema.process_errors``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import ExecutionResult
 from graphql.error import GraphQLError
@@ -60,6 +61,15 @@ class ErrorCodes(SchemaExtension):
         request = getattr(self.execution_context.context, "request", None)
         request_id = getattr(getattr(request, "state", None), "request_id", None)
         result.errors = [_with_code(error, request_id) for error in errors]
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        # Subscriptions send results one by one (on_operation sees only the last, sent).
+        errors = getattr(result, "errors", None)
+        if errors and not all("code" in (error.extensions or {}) for error in errors):
+            request = getattr(self.execution_context.context, "request", None)
+            request_id = getattr(getattr(request, "state", None), "request_id", None)
+            result.errors = [_with_code(error, request_id) for error in errors]
+        yield
 
 
 class RejectBadCredentials(SchemaExtension):

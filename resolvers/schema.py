@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
 
-from resolvers.accounts import AccountQuery, ApiKey, Mutation
+from resolvers.accounts import AccountQuery, ApiKey
+from resolvers.accounts import Mutation as AccountMutation
+from resolvers.catalog_writes import CatalogMutation
+from resolvers.compiled import CompiledReads
 from resolvers.context import get_context
+from resolvers.documents import DocumentCache
 from resolvers.errors import ErrorCodes, RejectBadCredentials, is_unexpected
+from resolvers.limits import DEFAULT_LIMITS, GraphQLLimits, Limits
 from resolvers.operations import OperationInfo
+from resolvers.orders import OrderMutation
+from resolvers.persisted import Persisted
 from resolvers.query import CatalogQuery
+from resolvers.router import GatewayGraphQLRouter
+from resolvers.subscriptions import Subscription
+from resolvers.throttled import RateLimitedStatus
 from resolvers.types import Category, Order, Product, Review, User
 
 log = logging.getLogger("gateway.graphql")
@@ -34,21 +45,40 @@ class Query(CatalogQuery, AccountQuery):
     pass
 
 
+@strawberry.type
+class Mutation(OrderMutation, CatalogMutation, AccountMutation):
+    pass
+
+
 def build_schema() -> GatewaySchema:
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,  # live order events (issue 7)
         types=[Product, Category, Review, User, Order, ApiKey],
-        extensions=[ErrorCodes, RejectBadCredentials, OperationInfo],
+        # Limits before DocumentCache: it sets the parse options the cache keys on, and its
+        # refusals must stand before cached validation. CompiledReads answers in on_execute
+        # only when nothing before it did. RateLimitedStatus after ErrorCodes: it must see
+        # the original errors.
+        extensions=[ErrorCodes, RejectBadCredentials, OperationInfo, Limits, DocumentCache,
+                    CompiledReads, RateLimitedStatus],
     )
 
 
 schema = build_schema()
 
 
-def graphql_router(*, graphiql: bool) -> GraphQLRouter:
-    return GraphQLRouter(
+def graphql_router(*, graphiql: bool, limits: GraphQLLimits = DEFAULT_LIMITS,
+                   persisted: Persisted | None = None, batching: bool = True,
+                   ide_html: Callable[[], str] | None = None) -> GatewayGraphQLRouter:
+    # Subscriptions: graphql-transport-ws only (graphql-ws is the retired protocol).
+    return GatewayGraphQLRouter(
         schema,
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        limits=limits,
+        persisted=persisted,
+        batching=batching,
+        ide_html=ide_html,
         context_getter=get_context,
         graphql_ide="graphiql" if graphiql else None,
         allow_queries_via_get=True,

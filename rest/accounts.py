@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from data.actor import SCOPES, user_actor
 from data.services import api_keys, auth, users
 from data.tokens import TokenPair
-from rest.deps import ActorDep, PageDep, ReadSession, TokensDep, WriteSession
+from rest.bodies import StrictBody  # a role cannot be smuggled in at sign-up
+from rest.deps import ActorDep, AttemptsDep, PageDep, ReadSession, TokensDep, WriteSession
 from rest.representations import Representation
 from rest.responses import json_response, list_response
 from rest.schemas import ApiKeyOut, CreatedApiKeyOut, ListOf, ProblemOut, UserOut
@@ -19,13 +20,6 @@ from rest.schemas import ApiKeyOut, CreatedApiKeyOut, ListOf, ProblemOut, UserOu
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemOut} for code in (400, 401, 403, 404, 409, 422)
 }
-
-
-class StrictBody(BaseModel):
-    """Unknown fields are refused (422), as GraphQL refuses unknown input fields: a body
-    cannot smuggle in what the operation does not take, such as a role at sign-up."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class RegisterIn(StrictBody):
@@ -87,12 +81,13 @@ def accounts_router(rep: Representation) -> APIRouter:
 
     @router.post("/auth/token", tags=["auth"], responses={200: {"model": TokenOut}})
     async def token(
-        request: Request, session: WriteSession, tokens: TokensDep,
+        request: Request, session: WriteSession, tokens: TokensDep, attempts: AttemptsDep,
         username: Annotated[str, Form(max_length=320)],
         password: Annotated[str, Form(max_length=1024)],
     ) -> Response:
         """Log in with the OAuth2 password form (``username`` is the email)."""
-        pair = await auth.login(session, email=username, password=password, tokens=tokens)
+        pair = await auth.login(session, email=username, password=password, tokens=tokens,
+                                attempts=attempts)
         return _tokens(request, pair)
 
     @router.post("/auth/refresh", tags=["auth"], responses={200: {"model": TokenOut}})

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from data.compiled import rest as compiled
 from data.services import categories, products, reviews, users
+from rest.compiled import compiled_body, shape
 from rest.deps import ActorDep, PageDep, ReadSession
 from rest.representations import (
     CATEGORY_FIELDS,
@@ -17,7 +19,7 @@ from rest.representations import (
     Representation,
     sparse,
 )
-from rest.responses import json_response, list_response
+from rest.responses import envelope_response, json_response, list_response
 from rest.schemas import CategoryOut, ListOf, ProblemOut, ProductV1, ProductV2, ReviewOut
 
 ProductSort = Literal["created_at", "-created_at", "price", "-price", "name", "-name"]
@@ -43,6 +45,10 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """List categories by name."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
+        body = await compiled_body(request, session, lambda: compiled.rest_categories(
+            session, actor, shape(rep, fields), page=page))
+        if body is not None:
+            return envelope_response(request, body)
         result = await categories.list_categories(session, actor, page=page)
         return list_response(request, result, lambda c: render(actor, c))
 
@@ -53,6 +59,10 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """Get one category by its slug."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
+        body = await compiled_body(request, session, lambda: compiled.rest_category(
+            session, actor, shape(rep, fields), slug=slug))
+        if body is not None:
+            return json_response(request, body)
         category = await categories.find_category(session, actor, slug=slug)
         return json_response(request, render(actor, category))
 
@@ -72,6 +82,10 @@ def catalog_router(rep: Representation) -> APIRouter:
         where = products.ProductFilter(
             category=category, q=q, min_price=min_price, max_price=max_price, in_stock=in_stock
         )
+        body = await compiled_body(request, session, lambda: compiled.rest_products(
+            session, actor, shape(rep, fields), where=where, sort=sort, page=page))
+        if body is not None:
+            return envelope_response(request, body)
         result = await products.list_products(session, actor, where=where, sort=sort, page=page)
         return list_response(request, result, lambda p: render(actor, p))
 
@@ -82,6 +96,10 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """Get one product by id."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
+        body = await compiled_body(request, session, lambda: compiled.rest_product(
+            session, actor, shape(rep, fields), product_id=product_id))
+        if body is not None:
+            return json_response(request, body)
         product = await products.find_product(session, actor, id=product_id)
         return json_response(request, render(actor, product))
 
@@ -92,6 +110,10 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """List a product's reviews, newest first."""
         render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)
+        body = await compiled_body(request, session, lambda: compiled.rest_product_reviews(
+            session, actor, shape(rep, fields), product_id=product_id, page=page))
+        if body is not None:
+            return envelope_response(request, body)
         result = await reviews.list_product_reviews(
             session, actor, product_id=product_id, page=page
         )

@@ -1,4 +1,8 @@
-"""FastAPI dependencies shared by every REST handler (``Annotated`` aliases)."""
+"""FastAPI dependencies shared by every REST handler (``Annotated`` aliases).
+
+All ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+hop per dependency per request for functions that only read attributes (issue 9).
+"""
 
 from __future__ import annotations
 
@@ -9,26 +13,32 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import ANONYMOUS, Actor
+from data.attempts import NO_BACKOFF, LoginAttempts
 from data.db import Database
 from data.errors import DomainError
 from data.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest
 from data.tokens import TokenIssuer
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_tokens(request: Request) -> TokenIssuer:
+async def get_tokens(request: Request) -> TokenIssuer:
     return request.app.state.tokens
 
 
-def get_actor(request: Request) -> Actor:
+async def get_actor(request: Request) -> Actor:
     """The principal the identity middleware resolved for this request."""
     error: DomainError | None = getattr(request.state, "identity_error", None)
     if error is not None:
         raise error
     return getattr(request.state, "actor", ANONYMOUS)
+
+
+def get_login_attempts(request: Request) -> LoginAttempts:
+    """The failed-login backoff store the gateway installed."""
+    return getattr(request.app.state, "login_attempts", NO_BACKOFF)
 
 
 async def read_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
@@ -41,7 +51,7 @@ async def write_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterat
         yield session
 
 
-def page_request(
+async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
         DEFAULT_PAGE_SIZE
     ),
@@ -56,5 +66,8 @@ TokensDep = Annotated[TokenIssuer, Depends(get_tokens)]
 DbDep = Annotated[Database, Depends(get_db)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
-WriteSession = Annotated[AsyncSession, Depends(write_session)]
+# "function" scope: the transaction commits (and its changes are announced) before the
+# response is sent. The default scope would run the commit after the client had its 2xx.
+WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 PageDep = Annotated[PageRequest, Depends(page_request)]
+AttemptsDep = Annotated[LoginAttempts, Depends(get_login_attempts)]

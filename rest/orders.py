@@ -1,19 +1,40 @@
-"""Reading orders."""
+"""Orders: reading, placing (idempotently), cancelling and changing status."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
+from pydantic import Field, StrictInt
 from starlette.responses import Response
 
-from data.services import orders
-from rest.deps import ActorDep, PageDep, ReadSession
+from data.inputs import MAX_INT
+from data.services import order_writes, orders
+from data.services.order_writes import MAX_LINES, MAX_QUANTITY, OrderLine
+from rest.bodies import StrictBody, located
+from rest.deps import ActorDep, PageDep, ReadSession, WriteSession
 from rest.representations import Representation
 from rest.responses import json_response, list_response
 from rest.schemas import ListOf, OrderV1, OrderV2, ProblemOut
 
 OrderStatus = Literal["pending", "paid", "shipped", "delivered", "cancelled"]
+KEY_HEADER = {("idempotency_key",): ("header", "Idempotency-Key")}
+
+
+class OrderLineIn(StrictBody):
+    # Strict: 1.5, "1", true and null are refused, not coerced.
+    product_id: StrictInt = Field(ge=1, le=MAX_INT)
+    quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY)
+
+
+class PlaceOrderIn(StrictBody):
+    """The server owns prices, totals, status and the customer: sending any is a 422."""
+
+    items: list[OrderLineIn] = Field(min_length=1, max_length=MAX_LINES)
+
+
+class OrderStatusIn(StrictBody):
+    status: str = Field(max_length=16, examples=["paid", "shipped", "delivered", "cancelled"])
 
 
 def orders_router(rep: Representation) -> APIRouter:
@@ -42,6 +63,45 @@ def orders_router(rep: Representation) -> APIRouter:
         """Get one order; another customer's order does not exist for you."""
         order = await orders.find_order(session, actor, order_id=order_id)
         [items] = await orders.load_order_items(session, actor, [order.id])
+        return json_response(request, rep.order(actor, order, items))
+
+    @router.post("/orders", status_code=201, responses={
+        201: {"model": order_model}, 409: {"model": ProblemOut}})
+    async def place_order(
+        request: Request, body: PlaceOrderIn, session: WriteSession, actor: ActorDep,
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key",
+            description="Makes retries safe: the same key and body give the same order.",
+        )] = None,
+    ) -> Response:
+        """Place an order for yourself; prices come from the catalog, stock is reserved."""
+        lines = [OrderLine(i.product_id, i.quantity) for i in body.items]
+        with located(renames=KEY_HEADER):
+            order, items = await order_writes.place_order(
+                session, actor, lines=lines, idempotency_key=idempotency_key)
+        return json_response(request, rep.order(actor, order, items), status=201)
+
+    @router.post("/orders/{order_id}/cancel", responses={
+        200: {"model": order_model}, 409: {"model": ProblemOut}})
+    async def cancel_order(
+        request: Request, order_id: int, session: WriteSession, actor: ActorDep
+    ) -> Response:
+        """Cancel your pending or paid order (staff: any); its stock goes back."""
+        order = await order_writes.cancel_order(session, actor, order_id=order_id)
+        items = await order_writes.load_items(session, order)
+        return json_response(request, rep.order(actor, order, items))
+
+    @router.patch("/orders/{order_id}", responses={
+        200: {"model": order_model}, 409: {"model": ProblemOut}})
+    async def update_order_status(
+        request: Request, order_id: int, body: OrderStatusIn, session: WriteSession,
+        actor: ActorDep,
+    ) -> Response:
+        """Move an order along pending → paid → shipped → delivered, or cancel it (staff)."""
+        with located():
+            order = await order_writes.update_order_status(
+                session, actor, order_id=order_id, status=body.status)
+        items = await order_writes.load_items(session, order)
         return json_response(request, rep.order(actor, order, items))
 
     return router

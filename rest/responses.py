@@ -32,11 +32,20 @@ def list_response(
     extra: Iterable[tuple[str, str]] = (),
 ) -> Response:
     """``{"data": [...], "next_cursor": ...}`` with ``Link: <...>; rel="next"``."""
-    response = json_response(
-        request, {"data": [render(item) for item in page.items], "next_cursor": page.next_cursor}
+    return envelope_response(
+        request, {"data": [render(item) for item in page.items], "next_cursor": page.next_cursor},
+        extra,
     )
-    if page.next_cursor is not None:
-        next_url = request.url.include_query_params(cursor=page.next_cursor)
+
+
+def envelope_response(
+    request: Request, body: dict[str, Any], extra: Iterable[tuple[str, str]] = ()
+) -> Response:
+    """A list envelope already built (by the service path or the compiled path)."""
+    response = json_response(request, body)
+    next_cursor = body["next_cursor"]
+    if next_cursor is not None:
+        next_url = request.url.include_query_params(cursor=next_cursor)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     for name, value in extra:
         response.headers[name] = value

@@ -37,7 +37,7 @@ RUN_ID = uuid.uuid4().hex[:10]
 SEED_SCALE = 60
 
 # Fixtures of their own module: the world of principals for access tests.
-pytest_plugins = ["tests.principals"]
+pytest_plugins = ["tests.principals", "tests.cache_world"]  # cache_world: issue 8
 
 
 async def _postgres_reachable() -> bool:
@@ -156,9 +156,20 @@ async def fresh(
     return SeededDatabase(backend, url, counts)
 
 
+# --- rate limits (issue 8): generous unless a test asks for strict ones; a run's own keys ---
+RATE_LIMIT_PREFIX = f"gw-test-{RUN_ID}:rl:"
+GENEROUS_LIMITS: dict[str, Any] = {
+    "rate_limit_per_minute": 1_000_000, "auth_rate_limit_per_minute": 1_000_000,
+    "login_backoff_failures": 1_000_000, "rate_limit_key_prefix": RATE_LIMIT_PREFIX,
+}
+# --- end rate limits ---
+
+
 def make_settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"environment": "test", "database_url": url, "data_dir": tmp_path,
-                              "jwt_secret": "test-secret-" + "x" * 40, **overrides}
+                              "jwt_secret": "test-secret-" + "x" * 40, **GENEROUS_LIMITS,
+                              # A loaded CI machine is slow; tests of the time limit set theirs.
+                              "request_timeout_seconds": 120.0, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

@@ -101,5 +101,8 @@ async def world(
     async with db.write() as session:
         await seed(session, scale=40, demo=True)
     await db.dispose()
-    async with running_gateway(make_settings(url, Path(tmp)), backend) as gateway:
+    # Access tests walk paths deeper and wider than the default GraphQL limits allow
+    # (tests/test_limits.py covers those): the world raises them.
+    settings = make_settings(url, Path(tmp), graphql_max_depth=20, graphql_max_cost=10**9)
+    async with running_gateway(settings, backend) as gateway:
         yield await build_world(gateway)

@@ -76,6 +76,24 @@ async def test_seed_refuses_a_database_with_data(tmp_path: Path) -> None:
     assert await dump(url) == before
 
 
+async def test_seed_max_reviews_sets_reviews_per_product(tmp_path: Path) -> None:
+    counts = {}
+    for most in ("0", "5", "10"):
+        (tmp_path / most).mkdir()
+        url = f"sqlite+aiosqlite:///{tmp_path / most / 'gw.sqlite3'}"
+        done = await gateway_cli("seed", "--scale", "40", "--max-reviews", most, url=url,
+                                 cwd=tmp_path / most)
+        assert done.returncode == 0, done.stderr
+        rows = await dump(url)
+        counts[most] = len(rows["reviews"])
+        per_product: dict[int, int] = {}
+        for review in rows["reviews"]:
+            per_product[review[1]] = per_product.get(review[1], 0) + 1
+        assert max(per_product.values(), default=0) <= int(most)
+    assert counts["0"] == 0
+    assert counts["5"] < counts["10"]
+
+
 async def test_create_user_stores_an_argon2_hash(backend: str, tmp_path: Path,
                                                  pg_databases: PostgresDatabases) -> None:
     url = await new_database_url(backend, tmp_path, pg_databases)

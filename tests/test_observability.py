@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from data.services import products
 from gateway.logging import configure_logging
-from tests.conftest import Gateway
+from tests.conftest import Gateway, SeededDatabase, make_settings, running_gateway
 
 SECRETS = ("SECRETBEARER0123456789", "SECRETAPIKEY0123456789", "hunter2-SECRETPASSWORD")
 
@@ -110,11 +111,22 @@ async def broken(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("secret SQL detail")
 
 
+@pytest.fixture
+async def resolver_gateway(seeded: SeededDatabase, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """Reads through the services every time (no compiled reads, no response cache), so
+    a service made to fail is the one that answers."""
+    settings = make_settings(seeded.url, tmp_path, compiled_reads=False, cache_enabled=False)
+    async with running_gateway(settings, seeded.backend) as gw:
+        yield gw
+
+
 async def test_unhandled_rest_error_is_logged_once_and_masked(
-    gateway: Gateway, logs: Logs, monkeypatch: pytest.MonkeyPatch
+    resolver_gateway: Gateway, logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(products, "list_products", broken)
-    response = await gateway.client.get("/api/v1/products", headers={"X-Request-ID": "boom-1"})
+    response = await resolver_gateway.client.get(
+        "/api/v1/products", headers={"X-Request-ID": "boom-1"}
+    )
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
@@ -132,11 +144,13 @@ async def test_unhandled_rest_error_is_logged_once_and_masked(
 
 
 async def test_unhandled_graphql_error_is_logged_once_and_masked(
-    gateway: Gateway, logs: Logs, monkeypatch: pytest.MonkeyPatch
+    resolver_gateway: Gateway, logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(products, "list_products", broken)
-    body = await gateway.graphql("query Broken { products(first: 2) { edges { node { name } } } }",
-                                 headers={"X-Request-ID": "boom-2"})
+    body = await resolver_gateway.graphql(
+        "query Broken { products(first: 2) { edges { node { name } } } }",
+        headers={"X-Request-ID": "boom-2"},
+    )
     [error] = body["errors"]
     assert error["message"] == "Internal server error."
     assert error["extensions"] == {"code": "INTERNAL", "request_id": "boom-2"}
@@ -173,6 +187,17 @@ async def test_metrics_count_rest_and_graphql_requests(gateway: Gateway) -> None
     assert not any("/no/such/path" in str(key) for key in after)
     assert value(after, "gateway_http_requests_in_flight") == 1  # the scrape itself
     assert ("gateway_db_pool_size", frozenset({("pool", "primary")})) in after
+
+
+async def test_metrics_count_sql_statements(gateway: Gateway) -> None:
+    # The benchmark divides this counter by requests: it must count each statement once.
+    statements = "gateway_db_statements_total"
+    before = value(await scrape(gateway), statements)
+    assert (await gateway.client.get("/health/live")).status_code == 200
+    after_probe = value(await scrape(gateway), statements)
+    assert after_probe == before
+    assert (await gateway.client.get("/api/v1/products/1")).status_code == 200
+    assert value(await scrape(gateway), statements) == after_probe + 1
 
 
 def test_log_format_auto_is_json_in_production() -> None:

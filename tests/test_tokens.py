@@ -66,6 +66,10 @@ ATTACKS: dict[str, Callable[[World], str]] = {
         {k: v for k, v in _claims(_access(w)).items() if k != "jti"},
         w.gateway.app.state.tokens.signing_key, algorithm="HS256"),
     "deleted_user": lambda w: _forge(_claims(_access(w)), w, sub="999999"),
+    # Signed, but a subject no INTEGER id can be: once a 500 on PostgreSQL.
+    "subject_out_of_range": lambda w: _forge(_claims(_access(w)), w, sub=str(2**40)),
+    "subject_not_a_number": lambda w: _forge(_claims(_access(w)), w, sub="abc"),
+    "subject_negative_huge": lambda w: _forge(_claims(_access(w)), w, sub="-" + "9" * 30),
 }
 
 
@@ -255,5 +259,5 @@ def test_production_refuses_placeholder_secrets(secret: str | None, tmp_path: Pa
 
 def test_production_accepts_a_real_secret(tmp_path: Path) -> None:
     settings = make_settings("sqlite+aiosqlite:///x.db", tmp_path, environment="production",
-                             jwt_secret="a" * 48)
+                             jwt_secret="a" * 48, trusted_hosts="api.example.com")
     assert settings.is_production

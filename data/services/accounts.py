@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from data.errors import Conflict, FieldError, Invalid
 from data.inputs import storable_text
 from data.models import ROLES, User
-from data.passwords import hash_password
+from data.passwords import hash_password_async
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -42,7 +42,8 @@ async def create_user(
     taken = await session.scalar(select(func.count()).where(User.email == email))
     if taken:
         raise Conflict("An account with this email already exists.")
-    user = User(email=email, name=name.strip(), role=role, password_hash=hash_password(password))
+    user = User(email=email, name=name.strip(), role=role,
+                password_hash=await hash_password_async(password))
     session.add(user)
     await session.flush()
     return user

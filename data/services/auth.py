@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from data.actor import Actor, api_key_actor, user_actor
+from data.actor import ANONYMOUS, Actor, api_key_actor, user_actor
+from data.attempts import NO_BACKOFF, LoginAttempts, account_key
 from data.errors import Unauthenticated
 from data.inputs import storable_text
 from data.models import RefreshToken, User, utcnow
-from data.passwords import verify_password
+from data.passwords import verify_password_async
 from data.services.accounts import create_user, normalize_email
 from data.services.api_keys import find_key_by_secret
 from data.tokens import ACCESS, REFRESH, TokenIssuer, TokenPair
+
+if TYPE_CHECKING:
+    from data.db import Database
 
 LOGIN_FAILED = "Invalid email or password."
 
@@ -45,16 +50,25 @@ async def _start_login(session: AsyncSession, tokens: TokenIssuer, user: User,
 
 
 async def login(
-    session: AsyncSession, *, email: str, password: str, tokens: TokenIssuer
+    session: AsyncSession, *, email: str, password: str, tokens: TokenIssuer,
+    attempts: LoginAttempts = NO_BACKOFF,
 ) -> TokenPair:
-    """Tokens for a correct email and password; the same answer for every failure."""
+    """Tokens for a correct email and password; the same answer for every failure.
+
+    An account with too many recent failures is ``RateLimited`` before its password is
+    checked, whoever asks and from wherever; a success forgets its failures.
+    """
     email = normalize_email(email)
+    account = account_key(email)
+    await attempts.check(account)
     user = (await session.scalar(select(User).where(User.email == email))
             if storable_text(email) else None)
-    # verify_password does the same work with or without a user, so timing tells nothing.
-    valid = verify_password(user.password_hash if user else None, password)
+    # The check does the same work with or without a user, so timing tells nothing.
+    valid = await verify_password_async(user.password_hash if user else None, password)
     if user is None or not valid or not user.is_active:
+        await attempts.failed(account)
         raise Unauthenticated(LOGIN_FAILED)
+    await attempts.succeeded(account)
     return await _start_login(session, tokens, user, family=uuid.uuid4().hex)
 
 
@@ -115,3 +129,25 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Actor:
         api_key.last_used_at = now
         await session.flush()
     return api_key_actor(api_key.id, set(api_key.scopes))
+
+
+async def resolve_credentials(
+    db: Database, tokens: TokenIssuer, authorization: str | None, api_key: str | None
+) -> Actor:
+    """The principal behind a credential (anonymous without one), for HTTP and WebSocket.
+
+    ``authorization`` is the ``Authorization`` value (``Bearer <access token>``),
+    ``api_key`` the ``X-API-Key`` value; both at once is refused.
+    """
+    if authorization is not None and api_key is not None:
+        raise Unauthenticated("Send either a bearer token or an API key, not both.")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Use 'Authorization: Bearer <access token>'.")
+        async with db.read() as session:
+            return await authenticate_access_token(session, token.strip(), tokens=tokens)
+    if api_key is not None:
+        async with db.write() as session:
+            return await authenticate_api_key(session, api_key.strip())
+    return ANONYMOUS

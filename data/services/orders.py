@@ -65,6 +65,20 @@ async def find_order(session: AsyncSession, actor: Actor, *, order_id: int) -> O
     return order
 
 
+async def find_order_to_follow(session: AsyncSession, actor: Actor, *, order_id: int) -> Order:
+    """An order whose live events this actor may follow: its customer, staff, admin and
+    ``orders:read`` keys. For everyone else (anonymous too) it does not exist: ``NotFound``.
+
+    Unlike reading, nobody learns here that signing in or a scope would help: a stream
+    is refused the same way whoever asks. A bad credential never gets this far (401).
+    """
+    order = (await session.scalar(_visible_orders(actor, None).where(Order.id == order_id))
+             if storable_int(order_id) else None)
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
 async def load_orders(
     session: AsyncSession, actor: Actor, ids: Sequence[int]
 ) -> list[Order | None]:

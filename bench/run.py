@@ -1,0 +1,280 @@
+"""``./dev bench``: seed, start, load, report. Every process it starts is ended on exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlencode
+
+import asyncpg
+import redis
+
+from bench.harness import (
+    ROOT,
+    Load,
+    Processes,
+    counters,
+    fetch,
+    free_port,
+    gateway_server,
+    python_server,
+    run_wrk,
+    wrk_path,
+)
+from bench.report import Row, load_average, machine_info, render_table, write_results
+from bench.scenarios import NAMES, Request, Scenario, scenarios
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__)
+    parser.add_argument("--scale", type=int, default=10_000, help="products (default 10000)")
+    parser.add_argument("--max-reviews", type=int, default=10,
+                        help="reviews per product, 0 to this (default 10: ~5 a product)")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per run")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--only", default=",".join(NAMES),
+                        help=f"comma-separated scenarios of: {', '.join(NAMES)}")
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "BENCH_POSTGRES_URL", os.environ.get("GATEWAY_TEST_POSTGRES_URL", DEFAULT_POSTGRES)),
+        help="a server and a database to connect to for CREATE DATABASE")
+    parser.add_argument("--redis-url", default=os.environ.get(
+        "BENCH_REDIS_URL", os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")))
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the gateway (repeatable)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--database", metavar="NAME",
+                        help="reuse a database a --keep run left (no seeding, never dropped)")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md",
+                        help="where to record the results (default bench/RESULTS.md)")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(args.only) - set(NAMES)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    return args
+
+
+def plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def with_database(url: str, name: str) -> str:
+    head, _, tail = plain_dsn(url).rpartition("/")
+    query = "?" + tail.partition("?")[2] if "?" in tail else ""
+    return f"{head}/{name}{query}"
+
+
+async def admin(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def pick_product(dsn: str) -> tuple[int, int, int]:
+    """The active product with the most reviews, and the product and review counts."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("ANALYZE")
+        product = await connection.fetchval(
+            "SELECT p.id FROM products p JOIN reviews r ON r.product_id = p.id "
+            "WHERE p.is_active GROUP BY p.id ORDER BY count(*) DESC, p.id LIMIT 1")
+        if product is None:
+            product = await connection.fetchval("SELECT min(id) FROM products WHERE is_active")
+        return (product, await connection.fetchval("SELECT count(*) FROM products"),
+                await connection.fetchval("SELECT count(*) FROM reviews"))
+    finally:
+        await connection.close()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwind through the finally blocks that stop the servers
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.processes = Processes(workdir)
+        self.workdir = workdir
+        # Two gateways: one with the response cache off (what the uncached scenarios
+        # measure) and one with it on (the cached page).
+        self.gateway = self.cached = self.floor = self.ceiling = ""
+
+    def start(self, dsn: str, db_url: str, redis_key: str) -> None:
+        ports = [free_port() for _ in range(4)]
+        self.gateway, self.floor, self.ceiling, self.cached = (
+            f"http://127.0.0.1:{p}" for p in ports)
+        metrics_dir = self.workdir / "metrics"
+        metrics_dir.mkdir()
+        (self.workdir / "metrics-cached").mkdir()
+        env = {"DATABASE_URL": db_url, "REDIS_URL": self.args.redis_url,
+               "ENVIRONMENT": "production", "JWT_SECRET": secrets.token_urlsafe(48),
+               "DB_POOL_SIZE": "10", "LOG_FORMAT": "json", "WEB_CONCURRENCY": "1",
+               "GATEWAY_BIND": f"127.0.0.1:{ports[0]}", "GATEWAY_WORKERS": "1",
+               "GATEWAY_MAX_REQUESTS": "0",  # no worker recycling in the middle of a run
+               "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+               "DATA_DIR": str(self.workdir / "var"),
+               # Production needs its host names; the load generator must not be throttled;
+               # this run's Redis keys are its own.
+               "TRUSTED_HOSTS": "127.0.0.1,localhost", "RATE_LIMIT_ENABLED": "false",
+               "REDIS_PREFIX": f"{redis_key}:gw", "CACHE_PREFIX": f"{redis_key}:cache:"}
+        env.update(item.split("=", 1) for item in self.args.gateway_env)
+        self.processes.start("gateway", gateway_server(ports[0]),
+                             {**env, "CACHE_ENABLED": "false"})
+        self.processes.start("gateway-cached", gateway_server(ports[3]), {
+            **env, "CACHE_ENABLED": "true", "GATEWAY_BIND": f"127.0.0.1:{ports[3]}",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics-cached")})
+        self.processes.start("floor", python_server("bench.floor:app", ports[1]),
+                             {"BENCH_DSN": dsn})
+        self.processes.start("ceiling", python_server("bench.ceiling:app", ports[2]),
+                             {"BENCH_REDIS_URL": self.args.redis_url,
+                              "BENCH_REDIS_KEY": redis_key})
+        self.processes.wait_ready("gateway", self.gateway, "/health/live")
+        self.processes.wait_ready("gateway-cached", self.cached, "/health/live")
+        self.processes.wait_ready("floor", self.floor, "/health/live")
+        self.processes.wait_ready("ceiling", self.ceiling, "/")
+
+    def warm(self, base: str, method: str, path: str, body: dict[str, object] | None) -> None:
+        a = self.args
+        if a.warmup > 0:
+            run_wrk(base, method, path, body, seconds=a.warmup, connections=a.connections,
+                    threads=a.threads)
+
+    def load(self, base: str, method: str, path: str, body: dict[str, object] | None) -> Load:
+        a = self.args
+        self.warm(base, method, path, body)
+        return run_wrk(base, method, path, body, seconds=a.duration,
+                       connections=a.connections, threads=a.threads)
+
+    def check(self, base: str, s: Scenario, floor: bool = False) -> bytes:
+        request = s.floor if floor else s.gateway
+        assert request is not None
+        answer = fetch(base, request.method, request.path, request.body)
+        if answer.status != 200 or (s.graphql and answer.json().get("errors")):
+            raise SystemExit(f"bench: {s.name} on {base} answered {answer.status}: "
+                             f"{answer.body[:500]!r}")
+        return answer.body
+
+    def cached_request(self, s: Scenario) -> tuple[Request | None, str]:
+        """The form of the page (POST, else GET) the gateway answers from its cache."""
+        body = s.gateway.body or {}
+        forms = [s.gateway, Request("GET", "/graphql?" + urlencode(
+            {"query": body.get("query", ""), "operationName": body.get("operationName", "")}))]
+        verdict = None
+        for form in forms:
+            for _ in range(3):
+                answer = fetch(self.cached, form.method, form.path, form.body)
+            verdict = answer.headers.get("x-cache")
+            if answer.status == 200 and (verdict or "").upper().startswith("HIT"):
+                return form, ""
+        if verdict is None:
+            return None, "n/a: no response cache (no X-Cache header)"
+        return None, f"n/a: X-Cache: {verdict}"
+
+    def measure_gateway(self, s: Scenario, request: Request | None = None,
+                        base: str | None = None) -> Row:
+        request, a, base = request or s.gateway, self.args, base or self.gateway
+        self.warm(base, request.method, request.path, request.body)
+        before = counters(base)
+        load = run_wrk(base, request.method, request.path, request.body,
+                       seconds=a.duration, connections=a.connections, threads=a.threads)
+        after = counters(base)
+        per_request = None
+        if before is not None and after is not None and after[1] > before[1]:
+            per_request = (after[0] - before[0]) / (after[1] - before[1])
+        return Row(s.name, s.title, "gateway", load, per_request)
+
+    def scenario(self, s: Scenario, redis_key: str) -> list[Row]:
+        rows: list[Row] = []
+        request, base = s.gateway, self.gateway
+        if s.floor is None:  # the cached page, against the ceiling
+            cached, why = self.cached_request(s)
+            if cached is None:
+                return [Row(s.name, s.title, "gateway", None, None, note=why)]
+            request, base = cached, self.cached
+            page = fetch(self.cached, cached.method, cached.path, cached.body).body
+            redis.Redis.from_url(self.args.redis_url).set(redis_key, page, ex=3600)
+            rows.append(Row(s.name, s.title, "ceiling",
+                            self.load(self.ceiling, "GET", "/", None), None))
+        else:
+            self.check(self.gateway, s)
+            self.check(self.floor, s, floor=True)
+            rows.append(Row(s.name, s.title, "floor",
+                            self.load(self.floor, s.floor.method, s.floor.path, s.floor.body),
+                            0.0 if s.name == "health" else 1.0))
+        rows.append(self.measure_gateway(s, request, base))
+        return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    wrk_path()
+    signal.signal(signal.SIGTERM, _interrupt)
+    name = args.database or f"bench_{os.getpid()}_{secrets.token_hex(3)}"
+    db_url = with_database(args.postgres_url, name).replace(
+        "postgresql://", "postgresql+asyncpg://", 1)
+    dsn = with_database(args.postgres_url, name)
+    redis_key = f"bench:{name}:catalog"
+    command = "./dev bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        bench = Bench(args, Path(tmp))
+        if not args.database:
+            asyncio.run(admin(args.postgres_url, f'CREATE DATABASE "{name}"'))
+        try:
+            started = time.monotonic()
+            if not args.database:
+                print(f"bench: database {name}: seeding {args.scale} products ...", flush=True)
+                subprocess.run([sys.executable, "-m", "gateway.cli", "seed", "--scale",
+                                str(args.scale), "--max-reviews", str(args.max_reviews)],
+                               cwd=ROOT, env={**os.environ, "DATABASE_URL": db_url},
+                               check=True, stdout=subprocess.DEVNULL)
+            product, n_products, n_reviews = asyncio.run(pick_product(dsn))
+            print(f"bench: {n_products} products, {n_reviews} reviews, ready in "
+                  f"{time.monotonic() - started:.0f}s; starting servers ...", flush=True)
+            bench.start(dsn, db_url, redis_key)
+            rows: list[Row] = []
+            from resolvers.ids import to_global_id
+
+            for s in scenarios(product, to_global_id("Product", product)):
+                if s.name in args.only:
+                    print(f"bench: {s.title} ...", flush=True)
+                    rows.extend(bench.scenario(s, redis_key))
+            table = render_table(rows)
+            print(table)
+            if not args.no_record:
+                info = machine_info(dsn, n_products, n_reviews, load_before)
+                write_results(args.results, command, info, table, args)
+                print(f"bench: recorded in {args.results}")
+        except KeyboardInterrupt:
+            print("bench: interrupted; stopping", file=sys.stderr)
+            raise SystemExit(130) from None
+        finally:
+            bench.processes.stop_all()
+            try:
+                client = redis.Redis.from_url(args.redis_url)
+                client.delete(redis_key)
+                for key in client.scan_iter(f"{redis_key}:*", count=1000):
+                    client.delete(key)  # the gateway's cache and event keys of this run
+            except redis.RedisError:
+                pass
+            if args.keep or args.database:
+                print(f"bench: kept database {name} (reuse: --database {name})")
+            else:
+                asyncio.run(admin(args.postgres_url, f'DROP DATABASE "{name}" WITH (FORCE)'))

@@ -1,0 +1,37 @@
+"""Running a compiled statement: one pooled connection, one round trip, parsed by orjson."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from data.actor import Actor
+from data.compiled.graph import CompiledQuery, Sel, compile_query
+from data.compiled.sql import MARK
+from data.db import Database
+
+
+async def fetch_json(db: Database, sql: str, params: Sequence[Any]) -> Any:
+    """The one JSON value ``sql`` selects, parsed."""
+    async with db.read() as session:
+        connection = await session.connection()
+        result = await connection.exec_driver_sql(MARK + sql, tuple(params))
+        raw = result.scalar_one()
+    return orjson.loads(raw)
+
+
+async def fetch_query(db: Database, actor: Actor, root: Sequence[Sel]) -> dict[str, Any] | None:
+    """The ``data`` of a catalog query, or ``None`` when a required root object is missing
+    (the resolver path then answers with its ``NOT_FOUND`` error). ``Unsupported`` when
+    the query is outside the compiler."""
+    return await fetch_compiled(db, compile_query(actor, root))
+
+
+async def fetch_compiled(db: Database, compiled: CompiledQuery) -> dict[str, Any] | None:
+    """As ``fetch_query``, for a statement compiled before (and perhaps cached)."""
+    data = await fetch_json(db, compiled.sql, compiled.params)
+    if any(data.get(key) is None for key in compiled.required):
+        return None
+    return data

@@ -1,0 +1,263 @@
+"""Where rate-limit state lives: token buckets and failed-login counts.
+
+With ``REDIS_URL`` both live in Redis, so every worker and instance shares them; each
+operation is one atomic Lua script run by ``EVALSHA`` (one round trip; redis-py loads
+the script again if the server lost it) and timed by the Redis server's clock, so
+instances with skewed clocks still agree. Without Redis, or while Redis cannot be
+reached, they live in this process (a warning is logged: limits then hold per worker).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from data.errors import RateLimited
+
+log = structlog.get_logger("gateway.ratelimit")
+
+MAX_LOCAL_KEYS = 100_000
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One bucket to take ``cost`` tokens from: ``capacity`` tokens, refilled at ``rate``
+    tokens a second."""
+
+    key: str
+    capacity: int
+    rate: float
+    cost: int
+
+
+@dataclass(frozen=True)
+class Level:
+    remaining: int  # whole tokens left after this request (before it, when refused)
+    retry_ms: int  # how long until this bucket could pay the cost (0: it can now)
+    reset_ms: int  # how long until the bucket is full again
+
+
+# All buckets or none: a request refused by one policy spends nothing from the others.
+TAKE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local levels, ok = {}, 1
+for i = 1, #KEYS do
+  local cap, rate, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local s = redis.call('HMGET', KEYS[i], 'level', 'ts')
+  local level, ts = tonumber(s[1]), tonumber(s[2])
+  if level == nil or ts == nil then level, ts = cap, now end
+  level = math.min(cap, level + math.max(0, now - ts) * rate)
+  levels[i] = level
+  if level < cost then ok = 0 end
+end
+local out = {ok}
+for i = 1, #KEYS do
+  local cap, rate, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local level, retry = levels[i], 0
+  if ok == 1 then
+    level = level - cost
+  elseif level < cost then
+    retry = math.ceil((cost - level) / rate)
+  end
+  local reset = math.ceil((cap - level) / rate)
+  redis.call('HSET', KEYS[i], 'level', tostring(level), 'ts', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], reset + 1000)
+  out[#out + 1] = math.floor(level)
+  out[#out + 1] = retry
+  out[#out + 1] = reset
+end
+return out
+"""
+
+# KEYS[1]: the account; returns the milliseconds it stays locked (0: not locked).
+CHECK_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local locked = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if locked > now then return locked - now end
+return 0
+"""
+
+# ARGV: failures before a lock, window ms, first lock ms, longest lock ms.
+FAIL_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local threshold, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local base, longest = tonumber(ARGV[3]), tonumber(ARGV[4])
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local lock = 0
+if failures >= threshold then
+  lock = math.min(longest, base * 2 ^ math.min(failures - threshold, 30))
+  redis.call('HSET', KEYS[1], 'until', tostring(now + lock))
+end
+redis.call('PEXPIRE', KEYS[1], window + lock)
+return lock
+"""
+
+
+class LocalBuckets:
+    """Token buckets in this process (``time.monotonic``), the same arithmetic as Lua."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    async def take(self, spends: Sequence[Spend]) -> tuple[bool, list[Level]]:
+        now = time.monotonic() * 1000
+        levels = []
+        for spend in spends:
+            level, at = self._buckets.get(spend.key, (float(spend.capacity), now))
+            levels.append(min(spend.capacity, level + max(0.0, now - at) * spend.rate / 1000))
+        ok = all(level >= spend.cost for level, spend in zip(levels, spends, strict=True))
+        out = []
+        for level, spend in zip(levels, spends, strict=True):
+            per_ms = spend.rate / 1000
+            retry = 0 if ok or level >= spend.cost else math.ceil((spend.cost - level) / per_ms)
+            if ok:
+                level -= spend.cost
+            self._buckets.pop(spend.key, None)  # re-insert: the dict stays in use order
+            self._buckets[spend.key] = (level, now)
+            out.append(Level(math.floor(level), retry, math.ceil((spend.capacity - level)
+                                                                 / per_ms)))
+        if len(self._buckets) > MAX_LOCAL_KEYS:  # forget the least recently used tenth
+            for key in list(self._buckets)[: MAX_LOCAL_KEYS // 10]:
+                del self._buckets[key]
+        return ok, out
+
+
+@dataclass
+class Backoff:
+    """The numbers of the failed-login backoff (seconds)."""
+
+    failures: int
+    window: int
+    base: int
+    longest: int
+
+
+class LocalAttempts:
+    """Failed logins per account in this process."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self._accounts: dict[str, tuple[int, float, float]] = {}  # failures, expires, until
+
+    def locked_for(self, account: str) -> float:
+        failures, expires, until = self._accounts.get(account, (0, 0.0, 0.0))
+        return max(0.0, until - time.monotonic())
+
+    def fail(self, account: str) -> float:
+        now = time.monotonic()
+        failures, expires, until = self._accounts.get(account, (0, 0.0, 0.0))
+        failures = failures + 1 if expires > now else 1
+        lock = 0.0
+        if failures >= self.backoff.failures:
+            lock = min(self.backoff.longest,
+                       self.backoff.base * 2 ** min(failures - self.backoff.failures, 30))
+            until = now + lock
+        self._accounts.pop(account, None)
+        self._accounts[account] = (failures, now + self.backoff.window + lock, until)
+        if len(self._accounts) > MAX_LOCAL_KEYS:
+            for key in list(self._accounts)[: MAX_LOCAL_KEYS // 10]:
+                del self._accounts[key]
+        return lock
+
+    def forget(self, account: str) -> None:
+        self._accounts.pop(account, None)
+
+
+class Store:
+    """Buckets and login attempts: in Redis when given a URL, else (or when it fails) here."""
+
+    def __init__(self, redis_url: str | None, prefix: str, backoff: Backoff,
+                 on_login_refused: Callable[[], None] = lambda: None) -> None:
+        self.prefix = prefix
+        self.backoff = backoff
+        self.on_login_refused = on_login_refused
+        self.local = LocalBuckets()
+        self.local_attempts = LocalAttempts(backoff)
+        self.redis: aioredis.Redis | None = None
+        self._warned_at = -math.inf
+        if redis_url:
+            self.redis = aioredis.from_url(redis_url, socket_connect_timeout=1,
+                                           socket_timeout=1)
+            self._take = self.redis.register_script(TAKE_SCRIPT)
+            self._check = self.redis.register_script(CHECK_SCRIPT)
+            self._fail = self.redis.register_script(FAIL_SCRIPT)
+
+    def _fell_back(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 60:  # once a minute while Redis stays away
+            self._warned_at = now
+            log.warning("rate_limit_redis_unavailable", error=type(exc).__name__)
+
+    async def take(self, spends: Sequence[Spend]) -> tuple[bool, list[Level]]:
+        """Take every spend's cost from its bucket, or (if any cannot pay) none."""
+        if self.redis is not None:
+            args: list[Any] = []
+            for spend in spends:
+                args += [spend.capacity, repr(spend.rate / 1000), spend.cost]
+            try:
+                out = await self._take(keys=[self.prefix + s.key for s in spends], args=args)
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+            else:
+                levels = [Level(int(out[i]), int(out[i + 1]), int(out[i + 2]))
+                          for i in range(1, len(out), 3)]
+                return bool(out[0]), levels
+        return await self.local.take(spends)
+
+    # The login service's LoginAttempts protocol (data/attempts.py).
+    def _account(self, account: str) -> str:
+        return f"{self.prefix}login:{account}"
+
+    async def check(self, account: str) -> None:
+        """Refuse while the account is locked after repeated failures."""
+        locked_ms: float = 0
+        if self.redis is not None:
+            try:
+                locked_ms = int(await self._check(keys=[self._account(account)]))
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+                locked_ms = self.local_attempts.locked_for(account) * 1000
+        else:
+            locked_ms = self.local_attempts.locked_for(account) * 1000
+        if locked_ms > 0:
+            self.on_login_refused()
+            seconds = math.ceil(locked_ms / 1000)
+            raise RateLimited(
+                f"Too many failed logins for this account; try again in {seconds} s.",
+                retry_after=seconds)
+
+    async def failed(self, account: str) -> None:
+        """Count a failure; from the threshold on, each locks the account twice as long."""
+        if self.redis is not None:
+            b = self.backoff
+            try:
+                await self._fail(keys=[self._account(account)],
+                                 args=[b.failures, b.window * 1000, b.base * 1000,
+                                       b.longest * 1000])
+                return
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        self.local_attempts.fail(account)
+
+    async def succeeded(self, account: str) -> None:
+        """A correct password forgets the account's failures."""
+        if self.redis is not None:
+            try:
+                await self.redis.delete(self._account(account))
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        self.local_attempts.forget(account)
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()

@@ -1,0 +1,340 @@
+"""The response cache: catalog reads shared by everyone of one visibility class.
+
+``CacheMiddleware`` is pure ASGI and sits just inside ``IdentityMiddleware`` (it needs the
+actor): a hit is answered before FastAPI routing or Strawberry run. What is shareable:
+
+- REST ``GET /api/v{1,2}/products[/{id}[/reviews]]`` and ``/categories[/{slug}]``;
+- GraphQL queries (POST JSON or GET) whose every field is a public catalog field
+  (``gateway.cache_graphql``).
+
+Everything else, a failed credential and an unreachable Redis are ``BYPASS``. The key is
+the visibility class, the interface's request (normalized document, operation name and
+variables; or scheme, host, path and query, the API version being in the path) and the
+versions of the tags the entry depends on, so a write (``ResponseCache.invalidate``, a
+``Database`` commit listener) makes older entries unreachable before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import structlog
+from graphql import GraphQLSchema
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from data.changes import CATALOG, Changes
+from data.db import Database
+from data.policy import visibility_class
+from gateway.cache_asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry, stamped
+from gateway.cache_graphql import DocumentPolicy
+from gateway.cache_store import Entry, MemoryStore, RedisStore, StoreUnavailable
+from gateway.settings import Settings
+
+log = structlog.get_logger("gateway.cache")
+
+REST_PATH = re.compile(
+    r"^/api/v[12]/(?:products(?:/[^/]+(?:/reviews)?)?|categories(?:/[^/]+)?)$")
+HIT = (b"x-cache", b"HIT")
+MISS = (b"x-cache", b"MISS")
+BYPASS = (b"x-cache", b"BYPASS")
+KEPT_HEADERS = frozenset({b"content-type", b"etag", b"link"})
+# Every catalog write touches ``catalog`` (data.changes), so it is the one tag entries
+# read; per-object tags (product:<id>) would let a write spare unrelated entries.
+ENTRY_TAGS = (CATALOG,)
+MAX_GRAPHQL_BODY = 65_536
+GRAPHQL_KEYS = frozenset({"query", "variables", "operationName"})
+
+
+class ResponseCache:
+    """The store, the document policy, the in-flight recomputes and the counters."""
+
+    def __init__(self, settings: Settings, schema: GraphQLSchema) -> None:
+        self.settings = settings
+        # Without Redis, each worker's cache would miss the others' writes.
+        self.enabled = settings.cache_enabled and (
+            settings.redis_url is not None or settings.web_concurrency == 1)
+        self.prefix = settings.cache_prefix
+        self.ttl = settings.cache_ttl_seconds
+        self.policy = DocumentPolicy(schema)
+        self.store: MemoryStore | RedisStore = MemoryStore(settings.cache_max_entries)
+        self.inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self.counters: dict[tuple[str, str], Any] = {}
+
+    async def start(self, db: Database, metrics: Any = None) -> None:
+        if self.settings.redis_url:
+            self.store = RedisStore(
+                self.settings.redis_url, self.prefix,
+                timeout=self.settings.cache_redis_timeout_seconds,
+                retry_seconds=self.settings.cache_redis_retry_seconds)
+        db.on_commit(self.invalidate)
+        if metrics is not None:
+            for result, counter in (("hit", metrics.cache_hits), ("miss", metrics.cache_misses),
+                                    ("bypass", metrics.cache_bypasses)):
+                for interface in ("rest", "graphql"):
+                    self.counters[result, interface] = counter.labels(interface)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def invalidate(self, changes: Changes) -> None:
+        """Bumps the versions of the tags a committed write touched."""
+        if not changes.tags:
+            return
+        try:
+            await self.store.bump(changes.tags)
+        except StoreUnavailable as exc:
+            # Kept as pending by the store: this process bypasses until it gets through.
+            log.warning("cache_invalidation_deferred", tags=sorted(changes.tags), error=str(exc))
+
+    def count(self, result: str, interface: str) -> None:
+        counter = self.counters.get((result, interface))
+        if counter is not None:
+            counter.inc()
+
+
+class CacheMiddleware:
+    def __init__(self, app: ASGIApp, cache: ResponseCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        method = scope["method"]
+        if path == GRAPHQL_PATH:
+            interface = "graphql"
+        elif path.startswith("/api/"):
+            interface = "rest"
+        else:
+            await self.app(scope, receive, stamped(send, BYPASS))
+            return
+        cache = self.cache
+        state = scope.get("state") or {}
+        actor = state.get("actor")
+        base: str | None = None
+        if cache.enabled and actor is not None and state.get("identity_error") is None:
+            if interface == "rest":
+                if method == "GET" and REST_PATH.match(path):
+                    base = self._rest_base(scope)
+            elif method == "POST":
+                body, receive = await read_body(receive, MAX_GRAPHQL_BODY)
+                base = self._graphql_post_base(scope, body)
+            elif method == "GET":
+                base = self._graphql_get_base(scope)
+        if base is None:
+            cache.count("bypass", interface)
+            await self.app(scope, receive, stamped(send, BYPASS))
+            return
+        key_base = f"{cache.prefix}r:{visibility_class(actor)}:{base}:"
+        await self._cached(scope, receive, send, interface, key_base)
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _rest_base(self, scope: Scope) -> str:
+        host = b""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                break
+        query = scope["query_string"]
+        if query:
+            # Stable by name only: for a repeated parameter the order is meaningful.
+            pairs = sorted(parse_qsl(query.decode("latin-1"), keep_blank_values=True),
+                           key=lambda pair: pair[0])
+            query = orjson.dumps(pairs)
+        # The host and scheme are in the key because Link headers carry them.
+        raw = b"\x00".join((scope["scheme"].encode(), host, scope["path"].encode(), query))
+        return "rest:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+    def _graphql_base(self, state: dict[str, Any], method: bytes, query: Any,
+                      operation_name: Any, variables: Any) -> str | None:
+        if not isinstance(query, str) or not (operation_name is None
+                                               or isinstance(operation_name, str)):
+            return None
+        if variables is None:
+            variables = {}
+        elif not isinstance(variables, dict):
+            return None
+        shareable = self.cache.policy.shareable(query, operation_name)
+        if shareable is None:
+            return None
+        state["graphql_hit"] = {"name": shareable.operation, "type": "query", "outcome": "ok"}
+        raw = b"\x00".join((method, shareable.digest, (operation_name or "").encode(),
+                            orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)))
+        return "gql:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+    def _graphql_post_base(self, scope: Scope, body: bytes | None) -> str | None:
+        if body is None:
+            return None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                if not value.split(b";")[0].strip().lower() == b"application/json":
+                    return None
+                break
+        else:
+            return None
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        # Batches, persisted-query hashes and other extensions go through uncached.
+        if not isinstance(payload, dict) or not GRAPHQL_KEYS.issuperset(payload):
+            return None
+        return self._graphql_base(scope["state"], b"POST", payload.get("query"),
+                                  payload.get("operationName"),
+                                  payload.get("variables"))
+
+    def _graphql_get_base(self, scope: Scope) -> str | None:
+        params: dict[str, str] = {}
+        for name, value in parse_qsl(scope["query_string"].decode("latin-1"),
+                                     keep_blank_values=True):
+            if name in params or name not in GRAPHQL_KEYS:
+                return None
+            params[name] = value
+        variables: Any = None
+        if params.get("variables"):
+            try:
+                variables = orjson.loads(params["variables"])
+            except orjson.JSONDecodeError:
+                return None
+        return self._graphql_base(scope["state"], b"GET", params.get("query"),
+                                  params.get("operationName"),
+                                  variables)
+
+    # -- lookup, collapse, compute ------------------------------------------------------
+
+    async def _cached(self, scope: Scope, receive: Receive, send: Send, interface: str,
+                      key_base: str) -> None:
+        cache = self.cache
+        store = cache.store
+        wanted = None
+        if interface == "rest":
+            for name, value in scope["headers"]:
+                if name == b"if-none-match":
+                    wanted = value
+                    break
+        try:
+            stamp, entry = await store.lookup(key_base, ENTRY_TAGS)
+        except StoreUnavailable:
+            cache.count("bypass", interface)
+            await self.app(scope, receive, stamped(send, BYPASS))
+            return
+        if entry is not None:
+            cache.count("hit", interface)
+            mark_hit(scope, interface)
+            await send_entry(send, entry, HIT, wanted)
+            return
+        key = key_base + stamp
+        running = cache.inflight.get(key)
+        if running is not None:
+            # Someone in this process is computing the same answer: wait for theirs.
+            try:
+                entry = await asyncio.wait_for(asyncio.shield(running),
+                                               cache.settings.cache_lock_seconds)
+            except TimeoutError:
+                entry = None
+            if entry is not None:
+                cache.count("hit", interface)
+                mark_hit(scope, interface)
+                await send_entry(send, entry, HIT, wanted)
+                return
+        future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        cache.inflight.setdefault(key, future)
+        entry = None
+        try:
+            entry = await self._compute(scope, receive, send, interface, key, wanted)
+        finally:
+            if cache.inflight.get(key) is future:
+                del cache.inflight[key]
+            future.set_result(entry)
+
+    async def _compute(self, scope: Scope, receive: Receive, send: Send, interface: str,
+                       key: str, wanted: bytes | None) -> Entry | None:
+        """Runs the app (once per key across workers when Redis is shared), stores a
+        shareable answer and sends it; returns the entry stored, if any."""
+        cache = self.cache
+        store = cache.store
+        locked = False
+        if store.shared:
+            try:
+                locked, entry = await store.claim(key, cache.settings.cache_lock_seconds)
+                if entry is not None and locked:
+                    await store.release(key)
+                if entry is None and not locked:
+                    entry = await self._wait_for(key)
+                if entry is not None:
+                    # Computed meanwhile, here or by another worker: served as a hit.
+                    cache.count("hit", interface)
+                    mark_hit(scope, interface)
+                    await send_entry(send, entry, HIT, wanted)
+                    return entry
+            except StoreUnavailable:
+                locked = False
+        if wanted is not None:
+            # Compute the full answer (to store it); the 304 is decided here.
+            scope = dict(scope)
+            scope["headers"] = [h for h in scope["headers"] if h[0] != b"if-none-match"]
+        cache.count("miss", interface)
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def buffer(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        entry = None
+        try:
+            await self.app(scope, receive, buffer)
+            entry = self._entry(scope, start, b"".join(chunks))
+            if entry is not None:
+                # Stored before the lock goes: a worker polling sees one or the other.
+                await store.put(key, entry, cache.ttl)
+        except StoreUnavailable:
+            pass
+        finally:
+            if locked:
+                try:
+                    await store.release(key)
+                except StoreUnavailable:
+                    pass
+        if entry is not None:
+            await send_entry(send, entry, MISS, wanted)
+            return entry
+        body = b"".join(chunks)
+        headers = [*start.get("headers", ()), MISS]
+        await send({"type": "http.response.start", "status": start.get("status", 500),
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return None
+
+    def _entry(self, scope: Scope, start: Message, body: bytes) -> Entry | None:
+        """A shareable answer: a 200 without GraphQL errors (they carry a request id)."""
+        if start.get("status") != 200 or len(body) > self.cache.settings.cache_max_body_bytes:
+            return None
+        if scope["path"] == GRAPHQL_PATH and b'"errors":' in body:
+            return None
+        kept = [(n.lower(), v) for n, v in start.get("headers", ()) if n.lower() in KEPT_HEADERS]
+        kept.append((b"content-length", str(len(body)).encode()))
+        return Entry(200, tuple(kept), body)
+
+    async def _wait_for(self, key: str) -> Entry | None:
+        """Another worker holds the recompute lock: poll for its entry, briefly, and stop
+        when the lock is gone without one (that answer was not shareable)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cache.settings.cache_lock_wait_seconds
+        while loop.time() < deadline:
+            await asyncio.sleep(0.02)
+            entry, locked = await self.cache.store.poll(key)
+            if entry is not None or not locked:
+                return entry
+        return None

@@ -1,0 +1,152 @@
+"""GraphQL document limits, checked after parsing and before validation and execution.
+
+Tokens are counted by the parser itself (``max_tokens`` aborts parsing); depth, aliases
+and the estimated cost are walked here, once per fragment (a fragment's depth and alias
+count do not depend on where it is spread), so a document that spreads fragments into
+each other exponentially is measured in linear time. A refused document is answered
+``BAD_USER_INPUT`` with a message naming the limit, and nothing is validated or run.
+
+The limits come from the settings through ``GraphQLLimits``, which the router puts on
+each request's context (one schema serves apps with different settings).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+
+from resolvers.cost import estimate_cost
+
+
+@dataclass(frozen=True)
+class GraphQLLimits:
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_cost: int = 5000
+    max_batch: int = 10
+    introspection: bool = True
+    suggestions: bool = True
+
+
+DEFAULT_LIMITS = GraphQLLimits()
+# graphql-core appends its suggestions to the message: " Did you mean 'a' or 'b'?"
+TOKEN_MESSAGE = "Syntax Error: Document contains more than"
+SUGGESTION = re.compile(r"\s*Did you mean .*\?\s*$", re.DOTALL)
+
+
+def limit_error(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+class _Shape:
+    """Depth and alias count of a document, each fragment measured once."""
+
+    def __init__(self, document: DocumentNode) -> None:
+        self.fragments = {d.name.value: d for d in document.definitions
+                          if isinstance(d, FragmentDefinitionNode)}
+        self.memo: dict[str, tuple[int, int]] = {}
+        self.active: set[str] = set()
+
+    def fragment(self, name: str) -> tuple[int, int]:
+        if name in self.memo:
+            return self.memo[name]
+        definition = self.fragments.get(name)
+        if definition is None or name in self.active:  # unknown or cyclic: validation's job
+            return 0, 0
+        self.active.add(name)
+        measured = self.selection_set(definition.selection_set)
+        self.active.discard(name)
+        self.memo[name] = measured
+        return measured
+
+    def selection_set(self, selection_set: SelectionSetNode | None) -> tuple[int, int]:
+        """(depth, aliases): depth counts nested fields, a leaf field being depth 1."""
+        if selection_set is None:
+            return 0, 0
+        depth = aliases = 0
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                inner_depth, inner_aliases = self.selection_set(node.selection_set)
+                depth = max(depth, 1 + inner_depth)
+                aliases += inner_aliases + (1 if node.alias else 0)
+            elif isinstance(node, InlineFragmentNode):
+                inner_depth, inner_aliases = self.selection_set(node.selection_set)
+                depth, aliases = max(depth, inner_depth), aliases + inner_aliases
+            elif isinstance(node, FragmentSpreadNode):
+                inner_depth, inner_aliases = self.fragment(node.name.value)
+                depth, aliases = max(depth, inner_depth), aliases + inner_aliases
+        return depth, aliases
+
+
+def check_limits(execution_context: object, limits: GraphQLLimits) -> GraphQLError | None:
+    """The first limit the parsed document exceeds, as the error to answer with."""
+    document: DocumentNode = execution_context.graphql_document  # type: ignore[attr-defined]
+    shape = _Shape(document)
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    measured = [shape.selection_set(op.selection_set) for op in operations]
+    # As graphql-depth-limit and Strawberry count: the root fields are depth 0, so
+    # "depth 10" allows eleven levels of fields ({ a { b } } is depth 1).
+    depth = max((levels - 1 for levels, _ in measured), default=0)
+    if depth > limits.max_depth:
+        return limit_error(f"The query is nested {depth} levels deep; the depth limit "
+                           f"is {limits.max_depth}.")
+    aliases = sum(a for _, a in measured)
+    if aliases > limits.max_aliases:
+        return limit_error(f"The query uses {aliases} aliases; the alias limit is "
+                           f"{limits.max_aliases}.")
+    schema = execution_context.schema._schema  # type: ignore[attr-defined]
+    cost = estimate_cost(schema, document,
+                         execution_context.variables,  # type: ignore[attr-defined]
+                         execution_context.operation_name)  # type: ignore[attr-defined]
+    if cost > limits.max_cost:
+        return limit_error(f"The query may return about {cost} objects; the cost limit is "
+                           f"{limits.max_cost}. Ask for smaller pages (first/last).")
+    return None
+
+
+def limits_of(execution_context: object) -> GraphQLLimits:
+    context = getattr(execution_context, "context", None)
+    return getattr(context, "limits", None) or DEFAULT_LIMITS
+
+
+class Limits(SchemaExtension):
+    """Applies the request's ``GraphQLLimits`` before anything is validated or run."""
+
+    def on_operation(self) -> Iterator[None]:
+        limits = limits_of(self.execution_context)
+        self.execution_context.parse_options["max_tokens"] = limits.max_tokens
+        if not limits.introspection:
+            self.execution_context.validation_rules = (
+                *self.execution_context.validation_rules, NoSchemaIntrospectionCustomRule)
+        yield
+        result = self.execution_context.result
+        for error in getattr(result, "errors", None) or ():
+            if error.message.startswith(TOKEN_MESSAGE):  # the parser's, naming no limit
+                error.message = (f"The query has more than {limits.max_tokens} tokens; the "
+                                 f"token limit is {limits.max_tokens}.")
+            elif not limits.suggestions:
+                error.message = SUGGESTION.sub("", error.message)
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is not None and context.pre_execution_errors is None:
+            error = check_limits(context, limits_of(context))
+            if error is not None:
+                # Set before validation runs, so validation is skipped altogether.
+                context.pre_execution_errors = [error]
+        yield

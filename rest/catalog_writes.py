@@ -1,0 +1,196 @@
+"""Catalog and review writes: thin adapters over ``data.services.catalog_writes`` and
+``review_writes``. v1 takes ``price_cents``, v2 a Money object; nothing else differs."""
+
+# No ``from __future__ import annotations``: the body models differ per version and are
+# local to ``catalog_writes_router`` (see rest/catalog.py).
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import Field, StrictBool, StrictInt, StrictStr
+from starlette.responses import Response
+
+from data.inputs import MAX_INT
+from data.models import Review
+from data.money import cents_of
+from data.services import catalog_writes, review_writes, users
+from rest.bodies import StrictBody, located
+from rest.deps import ActorDep, WriteSession
+from rest.representations import Representation
+from rest.responses import json_response
+from rest.schemas import CategoryOut, ProblemOut, ProductV1, ProductV2, ReviewOut
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemOut} for code in (401, 403, 404, 409, 422)
+}
+CATEGORY_LOC = {("category_id",): ("body", "category")}
+
+
+class CategoryIn(StrictBody):
+    slug: StrictStr = Field(max_length=100, examples=["board-games"])
+    name: StrictStr = Field(max_length=200)
+
+
+class CategoryPatch(StrictBody):
+    slug: StrictStr | None = Field(None, max_length=100)
+    name: StrictStr | None = Field(None, max_length=200)
+
+
+class MoneyIn(StrictBody):
+    amount: StrictStr = Field(max_length=20, examples=["19.99"],
+                              description="Decimal string in major units.")
+    currency: StrictStr = Field(max_length=3, examples=["USD"])
+
+
+class ProductInBase(StrictBody):
+    sku: StrictStr = Field(max_length=64)
+    name: StrictStr = Field(max_length=200)
+    description: StrictStr = Field("", max_length=10_000)
+    stock: StrictInt = Field(0, ge=0, le=MAX_INT)
+    category: StrictInt = Field(ge=1, le=MAX_INT, description="The category's id.")
+    is_active: StrictBool = True
+
+
+class ProductInV1(ProductInBase):
+    price_cents: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class ProductInV2(ProductInBase):
+    price: MoneyIn
+
+
+class ProductPatchBase(StrictBody):
+    sku: StrictStr | None = Field(None, max_length=64)
+    name: StrictStr | None = Field(None, max_length=200)
+    description: StrictStr | None = Field(None, max_length=10_000)
+    stock: StrictInt | None = Field(None, ge=0, le=MAX_INT)
+    category: StrictInt | None = Field(None, ge=1, le=MAX_INT)
+    is_active: StrictBool | None = None
+
+
+class ProductPatchV1(ProductPatchBase):
+    price_cents: StrictInt | None = Field(None, ge=0, le=MAX_INT)
+
+
+class ProductPatchV2(ProductPatchBase):
+    price: MoneyIn | None = None
+
+
+class ReviewIn(StrictBody):
+    rating: StrictInt = Field(ge=1, le=5)
+    title: StrictStr = Field(max_length=200)
+    body: StrictStr = Field("", max_length=10_000)
+
+
+class ReviewPatch(StrictBody):
+    rating: StrictInt | None = Field(None, ge=1, le=5)
+    title: StrictStr | None = Field(None, max_length=200)
+    body: StrictStr | None = Field(None, max_length=10_000)
+
+
+def product_values(body: StrictBody) -> dict[str, Any]:
+    """A product body as service keywords (``category`` → ``category_id``, Money → cents)."""
+    values = body.model_dump(exclude_unset=True)
+    if "category" in values:
+        values["category_id"] = values.pop("category")
+    if "price" in values:
+        price = values.pop("price")
+        values["price_cents"] = (None if price is None
+                                 else cents_of(price["amount"], price["currency"]))
+    return values
+
+
+def catalog_writes_router(rep: Representation) -> APIRouter:
+    """The catalog and review write routes of one API version."""
+    router = APIRouter(tags=["catalog"], responses=PROBLEMS)
+    product_model = ProductV2 if rep.money_objects else ProductV1
+    ProductIn = ProductInV2 if rep.money_objects else ProductInV1
+    ProductPatch = ProductPatchV2 if rep.money_objects else ProductPatchV1
+
+    async def review_body(request: Request, session: Any, actor: Any, review: Review,
+                          status: int = 200) -> Response:
+        [author] = await users.load_users(session, actor, [review.author_id])
+        return json_response(request, rep.review(actor, review, author), status=status)
+
+    @router.post("/categories", status_code=201, responses={201: {"model": CategoryOut}})
+    async def create_category(
+        request: Request, body: CategoryIn, session: WriteSession, actor: ActorDep
+    ) -> Response:
+        """Create a category (staff, admins, catalog:write keys)."""
+        with located():
+            category = await catalog_writes.create_category(session, actor, **body.model_dump())
+        return json_response(request, rep.category(actor, category), status=201)
+
+    @router.patch("/categories/{slug}", responses={200: {"model": CategoryOut}})
+    async def update_category(
+        request: Request, slug: str, body: CategoryPatch, session: WriteSession,
+        actor: ActorDep,
+    ) -> Response:
+        """Rename a category or change its slug."""
+        with located():
+            category = await catalog_writes.update_category(
+                session, actor, category_slug=slug, **body.model_dump(exclude_unset=True))
+        return json_response(request, rep.category(actor, category))
+
+    @router.delete("/categories/{slug}", status_code=204)
+    async def delete_category(slug: str, session: WriteSession, actor: ActorDep) -> Response:
+        """Delete an empty category (move or deactivate its products first)."""
+        await catalog_writes.delete_category(session, actor, slug=slug)
+        return Response(status_code=204)
+
+    @router.post("/products", status_code=201, responses={201: {"model": product_model}})
+    async def create_product(
+        request: Request, body: ProductIn, session: WriteSession, actor: ActorDep  # type: ignore[valid-type]
+    ) -> Response:
+        """Create a product (staff, admins, catalog:write keys)."""
+        with located(renames=CATEGORY_LOC):
+            product = await catalog_writes.create_product(session, actor,
+                                                          **product_values(body))
+        return json_response(request, rep.product(actor, product), status=201)
+
+    @router.patch("/products/{product_id}", responses={200: {"model": product_model}})
+    async def update_product(
+        request: Request, product_id: int, body: ProductPatch, session: WriteSession,  # type: ignore[valid-type]
+        actor: ActorDep,
+    ) -> Response:
+        """Change a product's fields, its stock and whether it is for sale."""
+        with located(renames=CATEGORY_LOC):
+            product = await catalog_writes.update_product(
+                session, actor, product_id=product_id, **product_values(body))
+        return json_response(request, rep.product(actor, product))
+
+    @router.delete("/products/{product_id}", status_code=204)
+    async def delete_product(product_id: int, session: WriteSession, actor: ActorDep) -> Response:
+        """Delete a product that was never ordered (else deactivate it)."""
+        await catalog_writes.delete_product(session, actor, product_id=product_id)
+        return Response(status_code=204)
+
+    @router.post("/products/{product_id}/reviews", status_code=201,
+                 responses={201: {"model": ReviewOut}})
+    async def create_review(
+        request: Request, product_id: int, body: ReviewIn, session: WriteSession,
+        actor: ActorDep,
+    ) -> Response:
+        """Review a product (once per product; signed-in users)."""
+        with located():
+            review = await review_writes.create_review(session, actor, product_id=product_id,
+                                                       **body.model_dump())
+        return await review_body(request, session, actor, review, status=201)
+
+    @router.patch("/reviews/{review_id}", responses={200: {"model": ReviewOut}})
+    async def update_review(
+        request: Request, review_id: int, body: ReviewPatch, session: WriteSession,
+        actor: ActorDep,
+    ) -> Response:
+        """Edit your own review."""
+        with located():
+            review = await review_writes.update_review(
+                session, actor, review_id=review_id, **body.model_dump(exclude_unset=True))
+        return await review_body(request, session, actor, review)
+
+    @router.delete("/reviews/{review_id}", status_code=204)
+    async def delete_review(review_id: int, session: WriteSession, actor: ActorDep) -> Response:
+        """Delete your own review (staff and admins: any)."""
+        await review_writes.delete_review(session, actor, review_id=review_id)
+        return Response(status_code=204)
+
+    return router
