@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from data.changes import CommitListener, take_changes
+from data.pool import FairAsyncPool
 
 log = structlog.get_logger("gateway.db")
 
@@ -65,6 +66,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         pool_timeout=pool.timeout,
         pool_recycle=pool.recycle,
         pool_pre_ping=pool.pre_ping,
+        poolclass=FairAsyncPool,
         connect_args=connect_args,
     )
 

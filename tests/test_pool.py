@@ -1,0 +1,99 @@
+"""The PostgreSQL pool serves waiting requests in arrival order (data/pool.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import event, exc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from data.db import PoolSettings, make_engine
+from tests.conftest import POSTGRES_URL, require_postgres
+
+
+@pytest.fixture
+async def small_pool(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
+    await require_postgres()
+    size, overflow, timeout = getattr(request, "param", (1, 1, 5.0))
+    engine = make_engine(POSTGRES_URL, PoolSettings(size=size, max_overflow=overflow,
+                                                   timeout=timeout, pre_ping=False))
+    yield engine
+    await engine.dispose()
+
+
+async def _use(engine: AsyncEngine, name: str, arrived: list[str], served: list[str],
+               hold: float) -> None:
+    arrived.append(name)
+    async with engine.connect() as connection:
+        served.append(name)
+        await connection.exec_driver_sql("SELECT 1")
+        await asyncio.sleep(hold)
+
+
+@pytest.mark.parametrize("small_pool", [(1, 0, 5.0)], indirect=True)
+async def test_a_request_arriving_as_a_connection_returns_waits_behind_earlier_ones(
+    small_pool: AsyncEngine,
+) -> None:
+    """SQLAlchemy's own asyncio queue hands a returned connection to whoever asks next,
+    ahead of the requests already waiting (who then queue again at the back): under a
+    steady stream a waiter could wait for seconds. Here the newcomer comes second."""
+    arrived: list[str] = []
+    served: list[str] = []
+    newcomers: list[asyncio.Task[None]] = []
+
+    async def use(name: str) -> None:
+        arrived.append(name)
+        async with small_pool.connect() as connection:
+            served.append(name)
+            await connection.exec_driver_sql("SELECT 1")
+            await asyncio.sleep(0.02)
+
+    def arrives_as_first_leaves(*_: object) -> None:
+        # "checkin" fires just before the connection goes back into the pool's queue
+        if not newcomers:
+            newcomers.append(asyncio.get_running_loop().create_task(use("newcomer")))
+
+    event.listen(small_pool.sync_engine.pool, "checkin", arrives_as_first_leaves)
+    first = asyncio.create_task(use("first"))
+    while "first" not in served:
+        await asyncio.sleep(0.001)
+    waiter = asyncio.create_task(use("waiter"))
+    await asyncio.gather(first, waiter)
+    await asyncio.gather(*newcomers)
+    assert arrived == ["first", "waiter", "newcomer"]
+    assert served == arrived
+
+
+@pytest.mark.parametrize("small_pool", [(1, 0, 0.2)], indirect=True)
+async def test_a_wait_beyond_the_pool_timeout_is_sqlalchemys_timeout_and_frees_no_slot(
+    small_pool: AsyncEngine,
+) -> None:
+    async with small_pool.connect() as held:
+        await held.exec_driver_sql("SELECT 1")
+        with pytest.raises(exc.TimeoutError, match="QueuePool limit of size 1 overflow 0"):
+            async with small_pool.connect():
+                pass
+    # The slot the timed-out waiter never had is not given back twice: still one at a time.
+    async with small_pool.connect() as first:
+        await first.exec_driver_sql("SELECT 1")
+        with pytest.raises(exc.TimeoutError):
+            async with small_pool.connect():
+                pass
+
+
+@pytest.mark.parametrize("small_pool", [(2, 1, 2.0)], indirect=True)
+async def test_failures_give_their_connection_back(small_pool: AsyncEngine) -> None:
+    async def failing() -> None:
+        async with small_pool.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1/0")
+
+    results = await asyncio.gather(*(failing() for _ in range(12)), return_exceptions=True)
+    assert all(isinstance(r, exc.DBAPIError) for r in results)
+    # Every slot is free again: the pool's three connections can be held at once, at once.
+    async with small_pool.connect() as a, small_pool.connect() as b:
+        async with asyncio.timeout(1):
+            async with small_pool.connect() as c:
+                for connection in (a, b, c):
+                    assert (await connection.exec_driver_sql("SELECT 1")).scalar() == 1
