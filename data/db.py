@@ -37,6 +37,7 @@ class PoolSettings:
     timeout: float = 10.0
     recycle: int = 1800
     pre_ping: bool = True
+    ping_after_idle: float = 2.0  # a connection used more recently is not pre-pinged
     statement_timeout_ms: int = 0
 
 
@@ -59,7 +60,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     connect_args: dict[str, Any] = {}
     if pool.statement_timeout_ms:
         connect_args["server_settings"] = {"statement_timeout": str(pool.statement_timeout_ms)}
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool.size,
         max_overflow=pool.max_overflow,
@@ -69,6 +70,9 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         poolclass=FairAsyncPool,
         connect_args=connect_args,
     )
+    assert isinstance(engine.pool, FairAsyncPool)
+    engine.pool.ping_after_idle = pool.ping_after_idle
+    return engine
 
 
 def _for_reads(engine: AsyncEngine) -> AsyncEngine:

@@ -11,11 +11,18 @@ while others were served in milliseconds: the benchmark's REST p99 of 4.6 s (iss
 (``pool_size + max_overflow``), taken before a connection is, given back when it
 returns. With a slot in hand the pool always has a connection to give, so nobody
 overtakes anybody, and the wait still ends with SQLAlchemy's own ``TimeoutError``.
+
+It also pre-pings only connections that sat idle: SQLAlchemy's pre-ping on asyncpg is
+three round trips (BEGIN, ``;``, ROLLBACK) on every checkout, more than the one statement
+a compiled read needs. A connection that came back less than ``ping_after_idle`` seconds
+ago was just used and is handed out unpinged (SQLAlchemy's own "fresh" flag); a
+longer-idle one is pinged as before, so a restarted database is still survived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from greenlet import getcurrent
@@ -23,9 +30,14 @@ from sqlalchemy import exc
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import await_only
 
+_RETURNED_AT = "gateway.returned_at"
+
 
 class FairAsyncPool(AsyncAdaptedQueuePool):
     """``AsyncAdaptedQueuePool`` with a first-come, first-served wait for connections."""
+
+    #: seconds a returned connection counts as just used (no pre-ping); set by make_engine
+    ping_after_idle: float = 0.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -42,10 +54,16 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
             self._gate_loop = loop
         return self._gate
 
+    def recreate(self) -> FairAsyncPool:
+        pool = super().recreate()
+        assert isinstance(pool, FairAsyncPool)
+        pool.ping_after_idle = self.ping_after_idle
+        return pool
+
     def _do_get(self) -> ConnectionPoolEntry:
         me = getcurrent()
         gate = None if me in self._taking else self._slots()
-        if gate is None:
+        if gate is None:  # unbounded, or _do_get calling itself with the slot in hand
             return super()._do_get()
         try:
             await_only(asyncio.wait_for(gate.acquire(), self._timeout) if gate.locked()
@@ -57,17 +75,22 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
                 code="3o7r") from None
         self._taking.add(me)
         try:
-            return super()._do_get()
+            record = super()._do_get()
         except BaseException:
-            gate.release()
+            gate.release()  # no connection: nothing will come back for this slot
             raise
         finally:
             self._taking.discard(me)
+        returned = record.info.get(_RETURNED_AT)
+        if returned is not None and time.monotonic() - returned < self.ping_after_idle:
+            record.fresh = True  # type: ignore[attr-defined]  # SQLAlchemy skips its pre-ping
+        return record
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        if record.dbapi_connection is not None:
+            record.info[_RETURNED_AT] = time.monotonic()
         try:
             super()._do_return_conn(record)
         finally:
-            gate = self._gate
-            if gate is not None and self._max_overflow >= 0:
-                gate.release()
+            if self._gate is not None and self._max_overflow >= 0:
+                self._gate.release()

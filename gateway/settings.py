@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(10.0, gt=0)
     db_pool_recycle: int = Field(1800, ge=-1)
     db_pool_pre_ping: bool = True
+    db_pool_ping_after_idle: float = Field(2.0, ge=0)
     db_statement_timeout_ms: int = Field(15_000, ge=0)
 
     enable_docs: bool | None = None
@@ -199,7 +200,8 @@ class Settings(BaseSettings):
         return PoolSettings(
             size=self.db_pool_size, max_overflow=self.db_max_overflow,
             timeout=self.db_pool_timeout, recycle=self.db_pool_recycle,
-            pre_ping=self.db_pool_pre_ping, statement_timeout_ms=self.db_statement_timeout_ms,
+            pre_ping=self.db_pool_pre_ping, ping_after_idle=self.db_pool_ping_after_idle,
+            statement_timeout_ms=self.db_statement_timeout_ms,
         )
 
     @property

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import event, exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from data.db import PoolSettings, make_engine
 from tests.conftest import POSTGRES_URL, require_postgres
@@ -97,3 +98,45 @@ async def test_failures_give_their_connection_back(small_pool: AsyncEngine) -> N
             async with small_pool.connect() as c:
                 for connection in (a, b, c):
                     assert (await connection.exec_driver_sql("SELECT 1")).scalar() == 1
+
+
+def _engine(**pool: Any) -> AsyncEngine:
+    return make_engine(POSTGRES_URL, PoolSettings(**pool))
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+
+
+async def test_a_connection_used_moments_ago_is_not_pinged_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncpg's pre-ping is three round trips; back-to-back requests skip it."""
+    await require_postgres()
+    engine = _engine(size=2, max_overflow=0, ping_after_idle=60.0)
+    pings = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping",
+                        lambda connection: pings.append(1) or real_ping(connection))
+    try:
+        pids = {await _backend_pid(engine) for _ in range(20)}
+        assert len(pids) == 1  # one connection, reused
+        assert pings == []
+    finally:
+        await engine.dispose()
+
+
+async def test_an_idle_connection_is_pinged_so_a_dead_one_is_replaced_unseen() -> None:
+    await require_postgres()
+    engine = _engine(size=1, max_overflow=0, ping_after_idle=0.2)
+    killer = create_async_engine(POSTGRES_URL)
+    try:
+        pid = await _backend_pid(engine)
+        async with killer.connect() as connection:
+            await connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        await asyncio.sleep(0.3)  # idle longer than ping_after_idle: pinged, found dead
+        assert await _backend_pid(engine) != pid
+    finally:
+        await killer.dispose()
+        await engine.dispose()
