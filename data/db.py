@@ -33,7 +33,7 @@ log = structlog.get_logger("gateway.db")
 @dataclass(frozen=True)
 class PoolSettings:
     size: int = 10
-    max_overflow: int = 10
+    max_overflow: int = 0
     timeout: float = 10.0
     recycle: int = 1800
     pre_ping: bool = True

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
 
     db_pool_size: int = Field(10, ge=1)
-    db_max_overflow: int = Field(10, ge=0)
+    db_max_overflow: int = Field(0, ge=0)
     db_pool_timeout: float = Field(10.0, gt=0)
     db_pool_recycle: int = Field(1800, ge=-1)
     db_pool_pre_ping: bool = True
