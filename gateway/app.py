@@ -72,11 +72,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.state.tokens.jwks()
 
     install_problem_handlers(app)
-    for version in API_VERSIONS:
-        app.include_router(api_router(version))
     # --- limits (issue 8): GraphQL limits, persisted queries; HTTP limits around identity ---
+    # /graphql first: routes are tried in order, and it is one path against REST's many.
     app.include_router(graphql_router(**graphql), prefix="/graphql",
                        include_in_schema=False)
+    for version in API_VERSIONS:
+        app.include_router(api_router(version))
     if settings.graphiql_enabled:
         mount_graphiql_assets(app)
     # Outermost last: the request id exists before identity and every handler.

@@ -26,10 +26,20 @@ class Context(BaseContext):
         self.tokens = tokens
         self.actor = actor
         self.identity_error = identity_error
-        self.loaders: Loaders = build_loaders(db, actor)
+        self._loaders: Loaders | None = None  # built on first use: a compiled read needs none
         self.events = events
         self.login_attempts: LoginAttempts = NO_BACKOFF
         self.compiled_reads = False  # set by get_context from the app's settings
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = build_loaders(self.db, self.actor)
+        return self._loaders
+
+    @loaders.setter
+    def loaders(self, loaders: Loaders) -> None:
+        self._loaders = loaders
 
     def use_actor(self, actor: Actor) -> None:
         """Another principal for this context (a WebSocket's ``connection_init``)."""
@@ -38,7 +48,7 @@ class Context(BaseContext):
 
     def refresh_loaders(self) -> None:
         """Empty loaders: a long-lived context (a subscription) must not serve old rows."""
-        self.loaders = build_loaders(self.db, self.actor)
+        self._loaders = None
 
     def counter(
         self, count: Callable[..., Awaitable[int]], **kwargs: Any
