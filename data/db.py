@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -91,8 +92,8 @@ class Database:
         self.engine = engine
         self.read_engine = read_engine or engine
         self._write_sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._read_sessions = async_sessionmaker(_for_reads(self.read_engine),
-                                                 expire_on_commit=False)
+        self._reads = _for_reads(self.read_engine)
+        self._read_sessions = async_sessionmaker(self._reads, expire_on_commit=False)
         self._commit_listeners: list[CommitListener] = []
 
     def on_commit(self, listener: CommitListener) -> None:
@@ -116,6 +117,12 @@ class Database:
         """A session for read-only work (the replica when one is configured)."""
         async with self._read_sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for one read statement, without an ORM session around it."""
+        async with self._reads.connect() as connection:
+            yield connection
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:

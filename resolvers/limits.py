@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -119,6 +121,33 @@ def check_limits(execution_context: object, limits: GraphQLLimits) -> GraphQLErr
     return None
 
 
+# Documents within the limits, by document (the DocumentCache hands the same object for
+# the same text), operation, variables and limits: a repeated request is measured once.
+# Refusals are measured again (rare, and their error objects are not shared). Bounded;
+# each entry keeps its document alive so that its id is not reused by another.
+_PASSED: dict[tuple[Any, ...], DocumentNode] = {}
+MAX_PASSED = 1024
+
+
+def checked_limits(execution_context: Any, limits: GraphQLLimits) -> GraphQLError | None:
+    """``check_limits``, remembered for a document asked again with the same variables."""
+    document = execution_context.graphql_document
+    try:
+        variables = orjson.dumps(execution_context.variables or {},
+                                 option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not JSON-able the usual way (an integer beyond 64 bits): measured
+        return check_limits(execution_context, limits)
+    key = (id(document), execution_context.operation_name, variables, limits)
+    if _PASSED.get(key) is document:
+        return None
+    error = check_limits(execution_context, limits)
+    if error is None:
+        if len(_PASSED) >= MAX_PASSED:
+            _PASSED.clear()
+        _PASSED[key] = document
+    return error
+
+
 def limits_of(execution_context: object) -> GraphQLLimits:
     context = getattr(execution_context, "context", None)
     return getattr(context, "limits", None) or DEFAULT_LIMITS
@@ -145,7 +174,7 @@ class Limits(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         if context.graphql_document is not None and context.pre_execution_errors is None:
-            error = check_limits(context, limits_of(context))
+            error = checked_limits(context, limits_of(context))
             if error is not None:
                 # Set before validation runs, so validation is skipped altogether.
                 context.pre_execution_errors = [error]

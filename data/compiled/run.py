@@ -15,8 +15,7 @@ from data.db import Database
 
 async def fetch_json(db: Database, sql: str, params: Sequence[Any]) -> Any:
     """The one JSON value ``sql`` selects, parsed."""
-    async with db.read() as session:
-        connection = await session.connection()
+    async with db.read_connection() as connection:
         result = await connection.exec_driver_sql(MARK + sql, tuple(params))
         raw = result.scalar_one()
     return orjson.loads(raw)
