@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from data.db import Database
 from gateway.auth import IdentityMiddleware, build_token_issuer
 from gateway.cache import CacheMiddleware, ResponseCache
+from gateway.compiled_lane import CompiledLane
 from gateway.events import running_event_bus
 from gateway.graphiql import mount_graphiql_assets
 from gateway.graphql_options import graphql_options
@@ -21,6 +22,7 @@ from gateway.operations import install_operations
 from gateway.problems import install_problem_handlers
 from gateway.ratelimit import install_rate_limits
 from gateway.settings import Settings, load_settings
+from resolvers.compiled import LanePlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
 
@@ -82,6 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mount_graphiql_assets(app)
     # Outermost last: the request id exists before identity and every handler.
     # Identity -> rate limits -> response cache -> routes: a cache hit still spends its cost.
+    # --- compiled lane (issue 9): innermost, so everything above also runs for it ---
+    if settings.compiled_reads and not settings.graphql_allowlist_only:
+        app.state.lane_plans = LanePlans()
+        app.add_middleware(CompiledLane, plans=app.state.lane_plans, state=app.state)
+    # --- end compiled lane ---
     # --- response cache (issue 8): inside identity (it needs the actor) ---
     app.state.cache = cache
     app.add_middleware(CacheMiddleware, cache=cache)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from graphql import (
     GraphQLSchema,
     GraphQLSkipDirective,
     InlineFragmentNode,
+    OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
     get_named_type,
@@ -241,6 +243,65 @@ def _compiled(ec: Any, actor: Any) -> CompiledQuery | None:
     return compiled
 
 
+@dataclass(frozen=True)
+class LanePlan:
+    """A compiled statement, and the operation name the access log gives its answers."""
+
+    compiled: CompiledQuery
+    operation: str | None
+
+
+class LanePlans:
+    """Requests this gateway's full pipeline answered with one compiled statement, by
+    everything that decides that answer: the query text, the operation name, the
+    variables and the actor's key. ``gateway.compiled_lane`` answers their repeats
+    without routing them through FastAPI and Strawberry again; each app has its own
+    (its limits and settings decided what was admitted). Bounded like ``_CACHE``."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._plans: dict[tuple[Any, ...], LanePlan] = {}
+
+    @staticmethod
+    def key(query: Any, operation_name: Any, variables: Any,
+            actor: Any) -> tuple[Any, ...] | None:
+        """The key of a request (``None``: one the lane leaves to the pipeline)."""
+        if not isinstance(query, str) or not (operation_name is None
+                                               or isinstance(operation_name, str)):
+            return None
+        if variables is None:
+            variables = {}
+        elif not isinstance(variables, dict):
+            return None
+        try:
+            encoded = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+        return query, operation_name, encoded, actor_key(actor)
+
+    def remember(self, key: tuple[Any, ...] | None, plan: LanePlan) -> None:
+        if key is None:
+            return
+        if len(self._plans) >= self.size:
+            self._plans.clear()
+        self._plans[key] = plan
+
+    def get(self, key: tuple[Any, ...] | None) -> LanePlan | None:
+        return None if key is None else self._plans.get(key)
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
+def _remember(plans: LanePlans, ec: Any, actor: Any, compiled: CompiledQuery) -> None:
+    plan = LanePlan(compiled, ec.operation_name)
+    plans.remember(plans.key(ec.query, ec.operation_name, ec.variables, actor), plan)
+    operations = [d for d in ec.graphql_document.definitions
+                  if isinstance(d, OperationDefinitionNode)]
+    if len(operations) == 1:  # then no operationName means this same operation
+        plans.remember(plans.key(ec.query, None, ec.variables, actor), plan)
+
+
 class CompiledReads(SchemaExtension):
     """Answers catalog queries on PostgreSQL with one statement; else does nothing."""
 
@@ -258,7 +319,13 @@ class CompiledReads(SchemaExtension):
     async def _run(self, ec: Any, context: Any) -> dict[str, Any] | None:
         try:
             compiled = _compiled(ec, context.actor)
-            return None if compiled is None else await fetch_compiled(context.db, compiled)
+            if compiled is None:
+                return None
+            data = await fetch_compiled(context.db, compiled)
+            plans: LanePlans | None = getattr(context, "lane_plans", None)
+            if data is not None and plans is not None:
+                _remember(plans, ec, context.actor, compiled)
+            return data
         except Exception:
             # A bug here must not become the answer: log it, and let the reference answer.
             log.exception("compiled_read_failed")

@@ -30,6 +30,7 @@ class Context(BaseContext):
         self.events = events
         self.login_attempts: LoginAttempts = NO_BACKOFF
         self.compiled_reads = False  # set by get_context from the app's settings
+        self.lane_plans: Any = None  # the app's resolvers.compiled.LanePlans, if any
 
     @property
     def loaders(self) -> Loaders:
@@ -76,6 +77,7 @@ async def get_context(request: HTTPConnection) -> Context:
     )
     context.login_attempts = getattr(request.app.state, "login_attempts", NO_BACKOFF)
     context.compiled_reads = getattr(request.app.state, "compiled_reads", False)
+    context.lane_plans = getattr(request.app.state, "lane_plans", None)
     return context
 
 

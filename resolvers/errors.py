@@ -51,6 +51,15 @@ def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
                         extensions=extensions)
 
 
+def document_order(error: GraphQLError) -> tuple[int, int, tuple[tuple[int, str], ...]]:
+    """Where an error points in the document, then its path: sibling fields resolve
+    concurrently, and the order they fail in must not decide the order of ``errors``."""
+    location = (error.locations or [None])[0]
+    line, column = (location.line, location.column) if location is not None else (0, 0)
+    path = tuple((p, "") if isinstance(p, int) else (-1, str(p)) for p in error.path or ())
+    return line, column, path
+
+
 class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
@@ -60,7 +69,8 @@ class ErrorCodes(SchemaExtension):
             return
         request = getattr(self.execution_context.context, "request", None)
         request_id = getattr(getattr(request, "state", None), "request_id", None)
-        result.errors = [_with_code(error, request_id) for error in errors]
+        result.errors = [_with_code(error, request_id)
+                         for error in sorted(errors, key=document_order)]
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         # Subscriptions send results one by one (on_operation sees only the last, sent).

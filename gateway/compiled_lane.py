@@ -1,0 +1,93 @@
+"""The compiled lane: repeats of compiled GraphQL reads, answered without the framework.
+
+A catalog page is asked again and again with the same document and variables. The
+first time, the full pipeline (FastAPI routing, Strawberry's parse, validation, limits
+and extensions, ``resolvers.compiled.CompiledReads``) admits it and answers it with one
+SQL statement; ``LanePlans`` remembers that statement under everything that decided the
+answer. A repeat then costs the statement and one ``orjson.dumps``: this middleware, the
+innermost of the stack (identity, rate limits, the response cache, request limits, the
+access log and metrics all still run around it), runs the remembered statement and
+sends ``{"data": ...}`` exactly as the GraphQL router would have.
+
+Anything else goes down the stack untouched: another method or path, a body that is not
+a single operation of only ``query``/``operationName``/``variables``, an identity error,
+a plan nobody remembered, a root object the statement no longer finds (the resolver
+path answers its ``NOT_FOUND``), or a failure of the statement (logged; the reference
+answers). ``tests/test_compiled_lane.py`` holds its answers to the pipeline's, byte for
+byte, headers included.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from data.compiled import fetch_compiled
+from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, read_body
+from resolvers.compiled import LanePlans
+
+log = logging.getLogger("gateway.graphql")
+MAX_LANE_BODY = 64 * 1024  # a catalog page's document is a few hundred bytes
+_FIELDS = frozenset({"query", "operationName", "variables"})
+
+
+def _json_content(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.split(b";")[0].strip().lower() == b"application/json"
+    return False
+
+
+class CompiledLane:
+    def __init__(self, app: ASGIApp, plans: LanePlans, state: Any) -> None:
+        self.app = app
+        self.plans = plans
+        self.state = state  # the app's state: its database exists once the lifespan ran
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or scope["path"] != GRAPHQL_PATH or not self.plans):
+            await self.app(scope, receive, send)
+            return
+        state = scope.get("state") or {}
+        actor = state.get("actor")
+        if actor is None or state.get("identity_error") is not None or not _json_content(scope):
+            await self.app(scope, receive, send)
+            return
+        body, receive = await read_body(receive, MAX_LANE_BODY)
+        payload = None if body is None else await self._answer(body, actor)
+        if payload is None:
+            await self.app(scope, receive, send)
+            return
+        plan_operation, content = payload
+        scope["route"] = ROUTES[GRAPHQL_PATH]  # what routing would have set (access log)
+        state["graphql"] = {"name": plan_operation, "type": "query", "outcome": "ok"}
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", b"application/json"),
+        ]})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _answer(self, body: bytes, actor: Any) -> tuple[str | None, bytes] | None:
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(request, dict) or not request.keys() <= _FIELDS:
+            return None
+        plan = self.plans.get(self.plans.key(request.get("query"), request.get("operationName"),
+                                             request.get("variables"), actor))
+        if plan is None:
+            return None
+        try:
+            data = await fetch_compiled(self.state.db, plan.compiled)
+        except Exception:
+            # A bug here must not become the answer: log it, and let the pipeline answer.
+            log.exception("compiled_lane_failed")
+            return None
+        if data is None:
+            return None
+        return plan.operation, orjson.dumps({"data": data})
