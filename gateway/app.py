@@ -25,6 +25,7 @@ from gateway.settings import Settings, load_settings
 from resolvers.compiled import LanePlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
+from rest.compiled import RestPlans
 
 API_VERSIONS = ("v1", "v2")
 
@@ -87,7 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # --- compiled lane (issue 9): innermost, so everything above also runs for it ---
     if settings.compiled_reads and not settings.graphql_allowlist_only:
         app.state.lane_plans = LanePlans()
-        app.add_middleware(CompiledLane, plans=app.state.lane_plans, state=app.state)
+        app.state.rest_plans = RestPlans()
+        app.add_middleware(CompiledLane, plans=app.state.lane_plans,
+                           rest_plans=app.state.rest_plans, state=app.state)
     # --- end compiled lane ---
     # --- response cache (issue 8): inside identity (it needs the actor) ---
     app.state.cache = cache

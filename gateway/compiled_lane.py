@@ -23,11 +23,13 @@ import logging
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from data.compiled import fetch_compiled
-from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, read_body
+from data.compiled import fetch_compiled, fetch_json
+from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, read_body, route_of
 from resolvers.compiled import LanePlans
+from rest.compiled import RestPlans
 
 log = logging.getLogger("gateway.graphql")
 MAX_LANE_BODY = 64 * 1024  # a catalog page's document is a few hundred bytes
@@ -42,16 +44,45 @@ def _json_content(scope: Scope) -> bool:
 
 
 class CompiledLane:
-    def __init__(self, app: ASGIApp, plans: LanePlans, state: Any) -> None:
+    def __init__(self, app: ASGIApp, plans: LanePlans, rest_plans: RestPlans,
+                 state: Any) -> None:
         self.app = app
         self.plans = plans
+        self.rest_plans = rest_plans
         self.state = state  # the app's state: its database exists once the lifespan ran
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] != "POST"
-                or scope["path"] != GRAPHQL_PATH or not self.plans):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["method"] == "GET" and scope["path"].startswith("/api/"):
+            await self._rest(scope, receive, send)
+        elif scope["method"] == "POST" and scope["path"] == GRAPHQL_PATH and self.plans:
+            await self._graphql(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _rest(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A REST read a handler answered with one compiled statement: the statement
+        again, and the handler's own response function (ETag, ``Link``, 304)."""
+        state = scope.get("state") or {}
+        actor = state.get("actor")
+        plan = None
+        if self.rest_plans and actor is not None and state.get("identity_error") is None:
+            plan = self.rest_plans.get(self.rest_plans.key(scope, actor))
+        body = None
+        if plan is not None:
+            try:
+                body = await fetch_json(self.state.db, plan.sql, plan.params)
+            except Exception:
+                log.exception("compiled_lane_failed")
+        if body is None:  # not remembered, failed, or not found: the handler answers
             await self.app(scope, receive, send)
             return
+        assert plan is not None
+        scope["route"] = route_of(scope["path"])  # what routing would have set (access log)
+        await plan.respond(Request(scope), body)(scope, receive, send)
+
+    async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state") or {}
         actor = state.get("actor")
         if actor is None or state.get("identity_error") is not None or not _json_content(scope):

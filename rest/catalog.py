@@ -46,7 +46,8 @@ def catalog_router(rep: Representation) -> APIRouter:
         """List categories by name."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_categories(
-            session, actor, shape(rep, fields), page=page))
+            session, actor, shape(rep, fields), page=page),
+            envelope_response)
         if body is not None:
             return envelope_response(request, body)
         result = await categories.list_categories(session, actor, page=page)
@@ -60,7 +61,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         """Get one category by its slug."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_category(
-            session, actor, shape(rep, fields), slug=slug))
+            session, actor, shape(rep, fields), slug=slug), json_response)
         if body is not None:
             return json_response(request, body)
         category = await categories.find_category(session, actor, slug=slug)
@@ -83,7 +84,8 @@ def catalog_router(rep: Representation) -> APIRouter:
             category=category, q=q, min_price=min_price, max_price=max_price, in_stock=in_stock
         )
         body = await compiled_body(request, session, lambda: compiled.rest_products(
-            session, actor, shape(rep, fields), where=where, sort=sort, page=page))
+            session, actor, shape(rep, fields), where=where, sort=sort, page=page),
+            envelope_response)
         if body is not None:
             return envelope_response(request, body)
         result = await products.list_products(session, actor, where=where, sort=sort, page=page)
@@ -97,7 +99,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         """Get one product by id."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_product(
-            session, actor, shape(rep, fields), product_id=product_id))
+            session, actor, shape(rep, fields), product_id=product_id), json_response)
         if body is not None:
             return json_response(request, body)
         product = await products.find_product(session, actor, id=product_id)
@@ -111,7 +113,8 @@ def catalog_router(rep: Representation) -> APIRouter:
         """List a product's reviews, newest first."""
         render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_product_reviews(
-            session, actor, shape(rep, fields), product_id=product_id, page=page))
+            session, actor, shape(rep, fields), product_id=product_id, page=page),
+            envelope_response)
         if body is not None:
             return envelope_response(request, body)
         result = await reviews.list_product_reviews(

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+from starlette.types import Scope
 
-from data.compiled import Unsupported
-from data.compiled.rest import Shape
+from data.compiled import Unsupported, actor_key
+from data.compiled.rest import STATEMENTS, Shape
 from rest.representations import Representation
 
 log = logging.getLogger("gateway.rest")
@@ -25,15 +28,71 @@ def shape(rep: Representation, fields: str | None) -> Shape:
     return Shape(rep.money_objects, None if wanted is None else frozenset(wanted))
 
 
+Respond = Callable[[Request, Any], Response]
+
+
+@dataclass(frozen=True)
+class RestPlan:
+    """The one statement a compiled REST read ran, and how its handler answered."""
+
+    sql: str
+    params: tuple[Any, ...]
+    respond: Respond
+
+
+class RestPlans:
+    """REST reads the handlers answered with one compiled statement, by everything that
+    decides the answer: path, query string, scheme and host (``Link`` carries them) and
+    the actor's key. ``gateway.compiled_lane`` answers their repeats. Bounded."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._plans: dict[tuple[Any, ...], RestPlan] = {}
+
+    @staticmethod
+    def key(scope: Scope, actor: Any) -> tuple[Any, ...]:
+        host = b""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                break
+        return (scope["path"], scope["query_string"], scope["scheme"], host,
+                actor_key(actor))
+
+    def remember(self, key: tuple[Any, ...], plan: RestPlan) -> None:
+        if len(self._plans) >= self.size:
+            self._plans.clear()
+        self._plans[key] = plan
+
+    def get(self, key: tuple[Any, ...]) -> RestPlan | None:
+        return self._plans.get(key)
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
 async def compiled_body(
-    request: Request, session: AsyncSession, call: Callable[[], Awaitable[Any]]
+    request: Request, session: AsyncSession, call: Callable[[], Awaitable[Any]],
+    respond: Respond,
 ) -> Any:
-    """The body the compiled path builds, or ``None`` where the service path answers."""
+    """The body the compiled path builds, or ``None`` where the service path answers.
+
+    ``respond`` is how the handler answers with that body; a read that ran one compiled
+    statement is remembered with it for the compiled lane."""
     state = request.app.state
     if not getattr(state, "compiled_reads", False) or state.db.dialect != "postgresql":
         return None
+    ran: list[tuple[str, tuple[Any, ...]]] = []
+    token = STATEMENTS.set(ran)
     try:
-        return await call()
+        body = await call()
+        plans: RestPlans | None = getattr(state, "rest_plans", None)
+        if (body is not None and plans is not None and len(ran) == 1
+                and request.method == "GET"):
+            actor = getattr(request.state, "actor", None)
+            if actor is not None:
+                plans.remember(plans.key(request.scope, actor), RestPlan(*ran[0], respond))
+        return body
     except Unsupported:
         return None
     except Exception:
@@ -41,3 +100,5 @@ async def compiled_body(
         log.exception("compiled_read_failed")
         await session.rollback()
         return None
+    finally:
+        STATEMENTS.reset(token)

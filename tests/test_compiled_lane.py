@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from gateway import compiled_lane
 from gateway.compiled_lane import CompiledLane
 from resolvers.router import GatewayGraphQLRouter
-from tests.compiled_corpus import generate
+from tests.compiled_corpus import generate, rest_calls
 from tests.compiled_pair import Pair, pair_fixture  # noqa: F401  (provides ``pair``)
 from tests.principals import PRINCIPALS
 from tests.test_compiled_differential import CATALOG_PAGE, PRODUCT_PAGE, _facts
@@ -155,3 +156,77 @@ async def test_a_product_gone_since_is_the_pipelines_not_found(
         show = await pair.compiled.client.patch(f"/api/v1/products/{product}", headers=admin,
                                                 json={"is_active": True})
         assert show.status_code == 200
+
+
+REST_HEADERS = ("content-type", "content-length", "etag", "link")
+
+
+@pytest.fixture
+def rest_lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The bodies the lane's REST side answered with."""
+    answered: list[Any] = []
+    real = compiled_lane.fetch_json
+
+    async def spy(*args: Any) -> Any:
+        body = await real(*args)
+        if body is not None:
+            answered.append(body)
+        return body
+
+    monkeypatch.setattr(compiled_lane, "fetch_json", spy)
+    return answered
+
+
+def _rest_differs(got: Any, want: Any) -> str | None:
+    if got.status_code != want.status_code:
+        return f"status {got.status_code} != {want.status_code}"
+    for name in REST_HEADERS:
+        if got.headers.get(name) != want.headers.get(name):
+            return f"header {name}: {got.headers.get(name)} != {want.headers.get(name)}"
+    if got.content != want.content:
+        return f"body\n  lane     {got.content[:800]!r}\n  resolved {want.content[:800]!r}"
+    return None
+
+
+async def test_repeats_of_generated_rest_reads_are_byte_identical(
+    pair: Pair, rest_lane_answers: list[Any]
+) -> None:
+    world = pair.world
+    facts = await _facts(pair.resolved, world.headers["admin"], world.inactive_product)
+    calls = rest_calls(facts, 150, seed=29)
+    failures, runs = [], 0
+    for i, call in enumerate(calls):
+        who = PRINCIPALS[i % len(PRINCIPALS)]
+        headers = {**world.headers[who], "X-Request-ID": "rest-lane"}
+        want = await pair.resolved.client.get(call.path, params=call.params, headers=headers)
+        for attempt in ("first", "repeat"):
+            got = await pair.compiled.client.get(call.path, params=call.params, headers=headers)
+            runs += 1
+            problem = _rest_differs(got, want)
+            if problem:
+                failures.append(f"#{i} {attempt} GET {call.path} {call.params} as {who}: "
+                                f"{problem}")
+    assert not failures, f"{len(failures)} of {runs} differ:\n" + "\n\n".join(failures[:5])
+    assert len(rest_lane_answers) > len(calls) / 3, len(rest_lane_answers)
+
+
+async def test_a_rest_repeat_keeps_etag_revalidation_and_link(
+    pair: Pair, rest_lane_answers: list[Any]
+) -> None:
+    path = "/api/v2/products?limit=3"
+    first = await pair.compiled.client.get(path)
+    assert first.status_code == 200
+    assert 'rel="next"' in first.headers["link"]
+    again = await pair.compiled.client.get(path)
+    assert rest_lane_answers  # the repeat came from the lane
+    assert again.content == first.content
+    assert again.headers["link"] == first.headers["link"]
+    assert again.headers["x-request-id"]
+    not_modified = await pair.compiled.client.get(
+        path, headers={"If-None-Match": first.headers["etag"]})
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+    # Another host is another Link: not the remembered answer's.
+    elsewhere = await pair.compiled.client.get(path, headers={"Host": "localhost"})
+    assert elsewhere.status_code == 200
+    assert elsewhere.headers["link"].startswith("<http://localhost/")

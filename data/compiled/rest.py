@@ -9,6 +9,7 @@ outside what is written here raises ``Unsupported``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,9 +101,19 @@ def _forward(page: PageRequest) -> PageRequest:
     return page
 
 
+# The statements a compiled REST read ran, when ``rest.compiled`` asks (the compiled lane
+# remembers a read that ran exactly one).
+STATEMENTS: ContextVar[list[tuple[str, tuple[Any, ...]]] | None] = ContextVar(
+    "compiled_rest_statements", default=None)
+
+
 async def _fetch(session: AsyncSession, b: Builder, sql: str) -> Any:
+    params = tuple(b.st.params)
+    ran = STATEMENTS.get()
+    if ran is not None:
+        ran.append((sql, params))
     connection = await session.connection()
-    raw = (await connection.exec_driver_sql(MARK + sql, tuple(b.st.params))).scalar_one()
+    raw = (await connection.exec_driver_sql(MARK + sql, params)).scalar_one()
     return None if raw is None else orjson.loads(raw)
 
 
