@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from data.db import Database
 from gateway.auth import IdentityMiddleware, build_token_issuer
@@ -17,7 +18,6 @@ from gateway.graphiql import mount_graphiql_assets
 from gateway.graphql_options import graphql_options
 from gateway.limits import RequestLimitsMiddleware
 from gateway.logging import configure_logging, resolve_format
-from gateway.middleware import RequestIdMiddleware
 from gateway.operations import install_operations
 from gateway.problems import install_problem_handlers
 from gateway.ratelimit import install_rate_limits
@@ -30,7 +30,27 @@ from rest.compiled import RestPlans
 API_VERSIONS = ("v1", "v2")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class GatewayApp(FastAPI):
+    """FastAPI with the gateway's middleware outside the framework's own layers.
+
+    Starlette puts added middleware inside its error and telemetry layers; the gateway's
+    own (the front door, limits, identity, rate limits, the response cache, the compiled
+    lane) answer most requests without routing, so they go outside, and those layers
+    wrap the routes alone. The front door, outermost, catches and answers what escapes.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        added, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = added
+        for cls, args, kwargs in reversed(added):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+def create_app(settings: Settings | None = None) -> GatewayApp:
     """A gateway for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings()
     graphql = graphql_options(settings)
@@ -54,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.rate_limits.aclose()  # rate limits (issue 8)
             await graphql["persisted"].close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Commerce gateway",
         version="0.1.0",
         summary="One catalog, served through GraphQL and versioned REST.",
@@ -83,7 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(api_router(version))
     if settings.graphiql_enabled:
         mount_graphiql_assets(app)
-    # Outermost last: the request id exists before identity and every handler.
+    # Outermost last (the front door): the request id exists before identity and every
+    # handler.
     # Identity -> rate limits -> response cache -> routes: a cache hit still spends its cost.
     # --- compiled lane (issue 9): innermost, so everything above also runs for it ---
     if settings.compiled_reads and not settings.graphql_allowlist_only:
@@ -107,11 +128,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # --- operations (issue 4): probes, /metrics, access log, CORS, hosts, headers ---
     install_operations(app, settings)
     # --- end operations ---
-    app.add_middleware(RequestIdMiddleware)
     return app
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> GatewayApp:
     """Entry point for ASGI servers: ``gateway.app:app_from_environment``.
 
     Unlike ``create_app`` (which tests call many times), it also sets up logging.

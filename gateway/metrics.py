@@ -91,6 +91,9 @@ class Metrics:
             "gateway_db_statements", "SQL statements sent to the database.",
             registry=registry)
         self._operation_names: set[str] = set()
+        # Labelled children by label values: ``labels()`` takes a lock and checks its
+        # arguments on every call (the label sets are bounded, see above).
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -105,9 +108,15 @@ class Metrics:
 
     def observe_request(self, method: str, route: str | None, status: int,
                         seconds: float) -> None:
-        labels = (method if method in METHODS else "OTHER", route or UNMATCHED, str(status))
-        self.requests.labels(*labels).inc()
-        self.durations.labels(*labels).observe(seconds)
+        children = self._request_children.get((method, route or UNMATCHED, status))
+        if children is None:
+            labels = (method if method in METHODS else "OTHER", route or UNMATCHED,
+                      str(status))
+            children = (self.requests.labels(*labels), self.durations.labels(*labels))
+            if method in METHODS:
+                self._request_children[method, route or UNMATCHED, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_operation(self, name: str | None, kind: str, outcome: str,
                           seconds: float) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway.access import AccessMiddleware
+from gateway.front import FrontDoor
 from gateway.health import health_router
 from gateway.metrics import Metrics, metrics_router
-from gateway.security import SecurityHeadersMiddleware, TrustedHosts
+from gateway.security import TrustedHosts
 from gateway.settings import Settings
 
 EXPOSED_HEADERS = ["X-Request-ID", "X-Cache", "ETag", "Retry-After", "RateLimit",
@@ -16,7 +16,7 @@ EXPOSED_HEADERS = ["X-Request-ID", "X-Cache", "ETag", "Retry-After", "RateLimit"
 
 
 def install_operations(app: FastAPI, settings: Settings) -> None:
-    """Routes and middleware; call between the identity and request-id middleware."""
+    """Routes and middleware; call last: the front door is the outermost layer."""
     app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
     earlier = len(app.router.routes)
     app.include_router(health_router)
@@ -25,7 +25,7 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
     # every REST route before their own (it halved the cost of /health/live; issue 9).
     routes = app.router.routes
     routes[:] = [*routes[earlier:], *routes[:earlier]]
-    # Added innermost first: access sees every answer, including a refused host's.
+    # Added innermost first: the front door sees every answer, including a refused host's.
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins,
@@ -37,5 +37,4 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
         )
     if settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(AccessMiddleware, metrics=app.state.metrics)
+    app.add_middleware(FrontDoor, metrics=app.state.metrics)

@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from data.errors import DomainError, FieldError, NotFound, RateLimited
-
-log = structlog.get_logger("gateway.errors")
 
 PROBLEM_TYPE = "https://gateway.example/problems/"
 STATUS_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN",
@@ -89,9 +86,8 @@ def internal_error(request: Request) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    # Normally the access middleware catches, logs and answers first; this is the
-    # fallback for an exception raised outside it.
-    log.exception("unhandled_exception", request_id=request_id_of(request))
+    # Starlette answers with this and re-raises; the front door (gateway.front), outside
+    # it, logs the exception once.
     return internal_error(request)
 
 

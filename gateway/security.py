@@ -1,10 +1,9 @@
-"""Security headers, trusted hosts and CORS: pure ASGI, set from the settings."""
+"""Security headers (``gateway.front`` adds them) and trusted hosts, set from the settings."""
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 # JSON answers load nothing and may be framed by nobody.
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -34,39 +33,27 @@ HEADERS = {
 }
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        page = scope["path"] in PAGE_PATHS
-        page_csp = PAGE_CSP if scope["path"] == "/graphql" else DOCS_CSP
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in HEADERS.items():
-                    headers.setdefault(name, value)
-                html = headers.get("content-type", "").startswith("text/html")
-                headers.setdefault("Content-Security-Policy",
-                                   page_csp if page and html else STRICT_CSP)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 class TrustedHosts:
-    """``TrustedHostMiddleware`` except for the probes, which orchestrators send by IP."""
+    """``TrustedHostMiddleware`` except for the probes, which orchestrators send by IP.
+
+    A ``Host`` that is one of the names as given passes at once; anything else (a
+    wildcard name, a refusal) is Starlette's to decide and answer.
+    """
 
     def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
         self.app = app
         self.checked = TrustedHostMiddleware(app, allowed_hosts=allowed_hosts)
+        self.exact = frozenset(h.lower().encode("latin-1") for h in allowed_hosts if "*" not in h)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/health/"):
+        if scope["type"] == "http" and (scope["path"].startswith("/health/")
+                                        or self._exact_host(scope)):
             await self.app(scope, receive, send)
         else:
             await self.checked(scope, receive, send)
+
+    def _exact_host(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"host":
+                return value.split(b":")[0] in self.exact
+        return False

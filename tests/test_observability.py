@@ -14,7 +14,7 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from data.services import products
-from gateway.logging import configure_logging
+from gateway.logging import AccessLog, configure_logging
 from tests.conftest import Gateway, SeededDatabase, make_settings, running_gateway
 
 SECRETS = ("SECRETBEARER0123456789", "SECRETAPIKEY0123456789", "hunter2-SECRETPASSWORD")
@@ -206,3 +206,40 @@ def test_log_format_auto_is_json_in_production() -> None:
     assert resolve_format("auto", production=True) == "json"
     assert resolve_format("console", production=True) == "console"
     assert resolve_format("json", production=False) == "json"
+
+
+def test_the_access_line_is_the_line_structlog_writes(logs: Logs) -> None:
+    """AccessLog writes straight to the JSON stream; the line is structlog's own."""
+    fields = {"method": "GET", "route": "/api/v1/products", "status": 200,
+              "duration_ms": 1.5, "principal": "user:7", "api_key": "gw_secret"}
+    tokens = structlog.contextvars.bind_contextvars(request_id="req-1")
+    try:
+        AccessLog("gateway.access").info("request", dict(fields))
+        structlog.get_logger("gateway.access").info("request", **fields)
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    fast, usual = logs.text.splitlines()
+    assert fast != usual  # the timestamps differ, to the microsecond
+    fast_line, usual_line = json.loads(fast), json.loads(usual)
+    assert fast_line.pop("timestamp") <= usual_line.pop("timestamp")
+    assert list(fast_line.items()) == list(usual_line.items())
+    assert fast_line["request_id"] == "req-1"
+    assert fast_line["api_key"] == "[redacted]"
+
+
+def test_the_access_line_follows_the_level_and_other_handlers(logs: Logs) -> None:
+    access = AccessLog("gateway.access")
+    logging.getLogger("gateway.access").setLevel(logging.WARNING)
+    try:
+        access.info("request", {"status": 200})
+    finally:
+        logging.getLogger("gateway.access").setLevel(logging.NOTSET)
+    assert logs.text == ""
+    extra = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(extra)  # another handler: the stdlib path serves both
+    try:
+        access.info("request", {"status": 201})
+    finally:
+        logging.getLogger().removeHandler(extra)
+    assert json.loads(logs.text)["status"] == 201
+    assert "201" in extra.stream.getvalue()

@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from data.db import PoolSettings, make_engine
+from data.db import Database, PoolSettings, make_engine
 from tests.conftest import POSTGRES_URL, require_postgres
 
 
@@ -140,3 +141,47 @@ async def test_an_idle_connection_is_pinged_so_a_dead_one_is_replaced_unseen() -
     finally:
         await killer.dispose()
         await engine.dispose()
+
+
+async def test_read_value_is_one_statement_on_a_pooled_connection_and_counted() -> None:
+    """``Database.read_value`` (the compiled reads') bypasses SQLAlchemy's Connection but
+    not the pool, and the statement listeners still hear of every statement."""
+    await require_postgres()
+    db = Database(_engine(size=1, max_overflow=0, ping_after_idle=60.0))
+    heard: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_: heard.append(statement))
+    try:
+        pid = await _backend_pid(db.engine)
+        assert await db.read_value("SELECT pg_backend_pid()", ()) == pid  # the pooled one
+        assert await db.read_value("SELECT $1::int + $2::int", (2, 3)) == 5
+        assert await db.read_value("SELECT 1 WHERE false", ()) is None
+        assert heard[-3:] == ["SELECT pg_backend_pid()", "SELECT $1::int + $2::int",
+                              "SELECT 1 WHERE false"]
+        # No transaction was left open on the connection: the pool has it back, idle.
+        async with db.engine.connect() as connection:
+            state = (await connection.exec_driver_sql(
+                f"SELECT state FROM pg_stat_activity WHERE pid = {pid}")).scalar_one()
+            assert state == "active"  # this very statement, on the same connection
+    finally:
+        await db.engine.dispose()
+
+
+async def test_read_value_errors_keep_a_sound_connection_and_drop_a_dead_one() -> None:
+    await require_postgres()
+    db = Database(_engine(size=1, max_overflow=0, ping_after_idle=60.0))
+    killer = create_async_engine(POSTGRES_URL)
+    try:
+        pid = await db.read_value("SELECT pg_backend_pid()", ())
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await db.read_value("SELECT 1/0", ())
+        assert await db.read_value("SELECT pg_backend_pid()", ()) == pid  # kept: sound
+        async with killer.connect() as connection:
+            await connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        await asyncio.sleep(0.1)
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await db.read_value("SELECT 1", ())  # not pinged (used moments ago): it fails
+        assert await db.read_value("SELECT pg_backend_pid()", ()) not in (None, pid)
+    finally:
+        await killer.dispose()
+        await db.engine.dispose()

@@ -15,9 +15,7 @@ from data.db import Database
 
 async def fetch_json(db: Database, sql: str, params: Sequence[Any]) -> Any:
     """The one JSON value ``sql`` selects, parsed (``None`` for SQL NULL)."""
-    async with db.read_connection() as connection:
-        result = await connection.exec_driver_sql(MARK + sql, tuple(params))
-        raw = result.scalar_one()
+    raw = await db.read_value(MARK + sql, params)
     return None if raw is None else orjson.loads(raw)
 
 

@@ -1,9 +1,19 @@
-"""The access middleware: one log line and the metrics for every HTTP request.
+"""The front door: the outermost layer of every HTTP request, in one pass.
 
-It binds the request id into structlog's context (so every line logged while the
-request runs carries it), times the request, reads the route template FastAPI leaves
-in ``scope["route"]`` (never the raw path), the principal from ``state["actor"]`` and
-the GraphQL operation the schema extension leaves in ``state["graphql"]``.
+It was three middlewares (request id, access log and metrics, security headers), each
+wrapping ``send`` and rewriting the headers with ``MutableHeaders``; at a few thousand
+requests a second their bookkeeping cost more than the compiled lane's work (issue 9).
+One layer now:
+
+- takes a sane ``X-Request-ID`` from the caller or makes one, stores it in
+  ``state["request_id"]`` (WebSockets too), binds it into structlog's context (every
+  line logged while the request runs carries it) and echoes it;
+- adds the security headers an answer does not set itself (``X-Cache: BYPASS`` for
+  answers that never reached the response cache) and a ``Content-Security-Policy``:
+  the page policy for GraphiQL's and the docs' HTML, the strict one for everything else;
+- times the request and records it: the metrics and one access line, with the route
+  template FastAPI leaves in ``scope["route"]`` (never the raw path), the principal from
+  ``state["actor"]`` and the GraphQL operation from ``state["graphql"]``.
 
 An exception that escapes the app is logged here once, with its traceback, and answered
 with a 500 problem; it is not re-raised, so the server does not log it a second time.
@@ -11,7 +21,9 @@ with a 500 problem; it is not re-raised, so the server does not log it a second 
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from typing import Any
 
 import structlog
@@ -19,12 +31,24 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.utils import ClientDisconnected
 
+from gateway.logging import AccessLog
 from gateway.metrics import UNMATCHED, Metrics
 from gateway.problems import internal_error
+from gateway.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP
 
 log = structlog.get_logger("gateway.access")
 errors = structlog.get_logger("gateway.errors")
 CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Pool gauges are read at most this often per request stream (and on every scrape).
+POOL_GAUGE_SECONDS = 1.0
+
+_SECURITY = tuple((name.lower().encode(), value.encode()) for name, value in HEADERS.items())
+_CSP = b"content-security-policy"
+_STRICT = (_CSP, STRICT_CSP.encode())
+_PAGE = (_CSP, PAGE_CSP.encode())
+_DOCS = (_CSP, DOCS_CSP.encode())
+_REQUEST_ID = b"x-request-id"
 
 
 def route_of(scope: Scope) -> str:
@@ -50,29 +74,70 @@ def principal_of(state: dict[str, Any]) -> str:
     return str(getattr(state.get("actor"), "label", "anonymous"))
 
 
-# Pool gauges are read at most this often per request stream (and on every scrape).
-POOL_GAUGE_SECONDS = 1.0
+def new_request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID:
+            given = value.decode("latin-1")
+            if SANE_REQUEST_ID.match(given):
+                return given
+            break
+    return uuid.uuid4().hex
 
 
-class AccessMiddleware:
+def with_front_headers(headers: Any, path: str, request_id: bytes) -> list[tuple[bytes, bytes]]:
+    """The answer's headers, the security headers it lacks added and the request id set."""
+    out: list[tuple[bytes, bytes]] = []
+    present: set[bytes] = set()
+    html = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == _REQUEST_ID:
+            continue
+        if lower == b"content-type":
+            html = value.startswith(b"text/html")
+        present.add(lower)
+        out.append((name, value))
+    for header in _SECURITY:
+        if header[0] not in present:
+            out.append(header)
+    if _CSP not in present:
+        if html and path in PAGE_PATHS:
+            out.append(_PAGE if path == "/graphql" else _DOCS)
+        else:
+            out.append(_STRICT)
+    out.append((_REQUEST_ID, request_id))
+    return out
+
+
+class FrontDoor:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.access = AccessLog("gateway.access")
         self.pools_observed_at = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket":
+                scope.setdefault("state", {})["request_id"] = new_request_id(scope)
             await self.app(scope, receive, send)
             return
+        request_id = new_request_id(scope)
         state = scope.setdefault("state", {})
-        tokens = structlog.contextvars.bind_contextvars(request_id=state.get("request_id"))
+        state["request_id"] = request_id
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        raw_id = request_id.encode("latin-1")
+        path = scope["path"]
         status = 500
         started = False
 
-        async def send_and_watch(message: Message) -> None:
+        async def send_front(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
+                message["headers"] = with_front_headers(message.get("headers", ()), path,
+                                                        raw_id)
             await send(message)
 
         disconnected = False
@@ -86,7 +151,7 @@ class AccessMiddleware:
         begin = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive_and_watch, send_and_watch)
+            await self.app(scope, receive_and_watch, send_front)
         except Exception as exc:
             if disconnected or isinstance(exc, ClientDisconnect | ClientDisconnected):
                 # The client went away (mid-upload, say): nothing to answer, nothing broken.
@@ -97,7 +162,7 @@ class AccessMiddleware:
                                  route=route_of(scope))
                 status = 500
                 if not started:
-                    await internal_error(Request(scope))(scope, receive, send)
+                    await internal_error(Request(scope))(scope, receive, send_front)
         finally:
             if disconnected and status != CLIENT_CLOSED:
                 # Whatever the app made of a body cut short (FastAPI: a 400), nobody got it.
@@ -129,4 +194,4 @@ class AccessMiddleware:
                                            operation["outcome"], seconds)
             fields.update(operation=operation["name"], operation_type=operation["type"],
                           outcome=operation["outcome"])
-        log.info("request", **fields)
+        self.access.info("request", fields)
