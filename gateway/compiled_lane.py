@@ -9,6 +9,11 @@ innermost of the stack (identity, rate limits, the response cache, request limit
 access log and metrics all still run around it), runs the remembered statement and
 sends ``{"data": ...}`` exactly as the GraphQL router would have.
 
+What PostgreSQL answers is the whole input of the answer: each plan keeps the last
+text the statement returned with the answer made from it, so a repeat that finds the
+same text sends the same bytes again without parsing and re-encoding them (a REST
+request with ``If-None-Match`` is answered afresh, for its 304).
+
 Anything else goes down the stack untouched: another method or path, a body that is not
 a single operation of only ``query``/``operationName``/``variables``, an identity error,
 a plan nobody remembered, a root object the statement no longer finds (the resolver
@@ -26,7 +31,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from data.compiled import fetch_compiled, fetch_json
+from data.compiled import compiled_data, fetch_raw
 from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, read_body, route_of
 from resolvers.compiled import LanePlans
 from rest.compiled import RestPlans
@@ -69,18 +74,26 @@ class CompiledLane:
         plan = None
         if self.rest_plans and actor is not None and state.get("identity_error") is None:
             plan = self.rest_plans.get(self.rest_plans.key(scope, actor))
-        body = None
+        raw = None
         if plan is not None:
             try:
-                body = await fetch_json(self.state.db, plan.sql, plan.params)
+                raw = await fetch_raw(self.state.db, plan.sql, plan.params)
             except Exception:
                 log.exception("compiled_lane_failed")
-        if body is None:  # not remembered, failed, or not found: the handler answers
+        if raw is None:  # not remembered, failed, or not found: the handler answers
             await self.app(scope, receive, send)
             return
         assert plan is not None
         scope["route"] = route_of(scope["path"])  # what routing would have set (access log)
-        await plan.respond(Request(scope), body)(scope, receive, send)
+        conditional = any(name == b"if-none-match" for name, _ in scope["headers"])
+        memo = plan.memo
+        if memo is None or memo[0] != raw or conditional:
+            response = plan.respond(Request(scope), orjson.loads(raw))
+            memo = (raw, response.status_code, tuple(response.raw_headers), response.body)
+            if not conditional:
+                plan.memo = memo
+        await send({"type": "http.response.start", "status": memo[1], "headers": [*memo[2]]})
+        await send({"type": "http.response.body", "body": memo[3]})
 
     async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state") or {}
@@ -114,11 +127,17 @@ class CompiledLane:
         if plan is None:
             return None
         try:
-            data = await fetch_compiled(self.state.db, plan.compiled)
+            raw = await fetch_raw(self.state.db, plan.compiled.sql, plan.compiled.params)
+            memo = plan.memo
+            if memo is not None and memo[0] == raw:
+                return plan.operation, memo[1]
+            data = None if raw is None else compiled_data(plan.compiled, orjson.loads(raw))
         except Exception:
             # A bug here must not become the answer: log it, and let the pipeline answer.
             log.exception("compiled_lane_failed")
             return None
         if data is None:
             return None
-        return plan.operation, orjson.dumps({"data": data})
+        content = orjson.dumps({"data": data})
+        plan.memo = (raw, content)
+        return plan.operation, content

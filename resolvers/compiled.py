@@ -243,12 +243,14 @@ def _compiled(ec: Any, actor: Any) -> CompiledQuery | None:
     return compiled
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class LanePlan:
-    """A compiled statement, and the operation name the access log gives its answers."""
+    """A compiled statement, and the operation name the access log gives its answers;
+    ``memo``: the statement's last text and the answer made from it (the lane's)."""
 
     compiled: CompiledQuery
     operation: str | None
+    memo: tuple[str, bytes] | None = None
 
 
 class LanePlans:

@@ -31,13 +31,16 @@ def shape(rep: Representation, fields: str | None) -> Shape:
 Respond = Callable[[Request, Any], Response]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class RestPlan:
-    """The one statement a compiled REST read ran, and how its handler answered."""
+    """The one statement a compiled REST read ran, and how its handler answered;
+    ``memo``: the statement's last text and the answer made from it (status, headers,
+    body), kept by the lane."""
 
     sql: str
     params: tuple[Any, ...]
     respond: Respond
+    memo: tuple[str, int, tuple[tuple[bytes, bytes], ...], bytes] | None = None
 
 
 class RestPlans:

@@ -132,8 +132,8 @@ async def test_what_the_lane_does_not_take_answers_as_the_pipeline_does(
 async def test_a_product_gone_since_is_the_pipelines_not_found(
     pair: Pair, lane_answers: list[bytes]
 ) -> None:
-    """The lane remembers a statement, never data: a product hidden after its page was
-    remembered is answered by the resolver path's NOT_FOUND, as without the lane."""
+    """The lane runs the remembered statement every time: a product hidden after its page
+    was remembered is answered by the resolver path's NOT_FOUND, as without the lane."""
     world = pair.world
     product = world.active_product
     gid = base64.b64encode(f"Product:{product}".encode()).decode()
@@ -163,9 +163,9 @@ REST_HEADERS = ("content-type", "content-length", "etag", "link")
 
 @pytest.fixture
 def rest_lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The bodies the lane's REST side answered with."""
+    """The texts the lane's statements returned (REST's, and GraphQL's too)."""
     answered: list[Any] = []
-    real = compiled_lane.fetch_json
+    real = compiled_lane.fetch_raw
 
     async def spy(*args: Any) -> Any:
         body = await real(*args)
@@ -173,7 +173,7 @@ def rest_lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
             answered.append(body)
         return body
 
-    monkeypatch.setattr(compiled_lane, "fetch_json", spy)
+    monkeypatch.setattr(compiled_lane, "fetch_raw", spy)
     return answered
 
 
@@ -230,3 +230,42 @@ async def test_a_rest_repeat_keeps_etag_revalidation_and_link(
     elsewhere = await pair.compiled.client.get(path, headers={"Host": "localhost"})
     assert elsewhere.status_code == 200
     assert elsewhere.headers["link"].startswith("<http://localhost/")
+
+
+async def test_a_repeat_after_a_change_sends_the_new_data_in_both_interfaces(
+    pair: Pair, lane_answers: list[bytes], rest_lane_answers: list[Any]
+) -> None:
+    """The lane re-sends its last answer only while PostgreSQL returns the same text: a
+    renamed product shows at once, and as the resolver path shows it."""
+    world = pair.world
+    product = world.active_product
+    gid = base64.b64encode(f"Product:{product}".encode()).decode()
+    page = {"query": PRODUCT_PAGE, "variables": {"id": gid}}
+    path = f"/api/v1/products/{product}"
+    headers = {"X-Request-ID": "renamed"}
+    admin = world.headers["admin"]
+    original = (await pair.resolved.client.get(path)).json()["name"]
+    for _ in range(3):  # remembered, then answered (and memoized) by the lane
+        graphql = await pair.compiled.client.post("/graphql", json=page, headers=headers)
+        rest = await pair.compiled.client.get(path, headers=headers)
+    assert lane_answers and rest_lane_answers
+    assert original.encode() in graphql.content and original.encode() in rest.content
+    rename = await pair.compiled.client.patch(path, headers=admin, json={"name": "Renamed"})
+    assert rename.status_code == 200, rename.text
+    try:
+        lane_answers.clear()
+        rest_lane_answers.clear()
+        for _ in range(2):
+            got = await pair.compiled.client.post("/graphql", json=page, headers=headers)
+            want = await pair.resolved.client.post("/graphql", json=page, headers=headers)
+            assert b'"Renamed"' in got.content
+            assert _differs(got, want) is None
+            got = await pair.compiled.client.get(path, headers=headers)
+            want = await pair.resolved.client.get(path, headers=headers)
+            assert b'"Renamed"' in got.content
+            assert _rest_differs(got, want) is None
+        # Each repeat ran its statement in the lane (two GraphQL, two REST).
+        assert len(lane_answers) == 2 and len(rest_lane_answers) == 4
+    finally:
+        back = await pair.compiled.client.patch(path, headers=admin, json={"name": original})
+        assert back.status_code == 200

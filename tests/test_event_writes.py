@@ -32,6 +32,16 @@ async def next_event(subscription: Subscription) -> OrderEvent:
     return await asyncio.wait_for(anext(subscription), TIMEOUT)
 
 
+async def next_change(subscription: Subscription) -> OrderEvent:
+    """The next status change, past the order's own placement event: that one is
+    published after its commit and, through Redis, may reach a subscription opened just
+    after the placement answered."""
+    event = await next_event(subscription)
+    if (event.previous_status, event.status) == (None, "pending"):
+        event = await next_event(subscription)
+    return event
+
+
 async def assert_quiet(subscription: Subscription) -> None:
     """Nothing more is queued (call once a later event has been heard elsewhere)."""
     with pytest.raises(TimeoutError):
@@ -99,13 +109,13 @@ async def test_a_refused_change_publishes_nothing(events: World, interface: str)
         for refused in ("cancelled", "paid"):  # nothing leaves cancelled
             code, error = await move(events, order_id, refused, via=interface)
             assert code == 409, error
-        event = await next_event(subscription)
+        event = await next_change(subscription)
         assert (event.previous_status, event.status) == ("pending", "cancelled")
         # A later order's change, heard on the bus, comes after anything for this one.
         later = await place_order(events)
         async with events.gateway.app.state.events.subscribe(later) as sentinel:
             await change_status(events, later, via=interface)
-            assert (await next_event(sentinel)).status == "paid"
+            assert (await next_change(sentinel)).status == "paid"
         await assert_quiet(subscription)
 
 
@@ -117,7 +127,7 @@ async def test_five_concurrent_cancels_publish_one_event(events: World, interfac
         answers = await asyncio.gather(*(move(events, order_id, "cancelled", via=interface)
                                          for _ in range(5)))
         assert sorted(code for code, _ in answers) == [200, 409, 409, 409, 409], answers
-        event = await next_event(subscription)
+        event = await next_change(subscription)
         assert (event.order_id, event.previous_status, event.status) == (
             order_id, "pending", "cancelled")
         # Every cancel has answered, so each publish is done; a change published after
@@ -125,5 +135,5 @@ async def test_five_concurrent_cancels_publish_one_event(events: World, interfac
         later = await place_order(events)
         async with bus.subscribe(later) as sentinel:
             await change_status(events, later, via=interface)
-            assert (await next_event(sentinel)).status == "paid"
+            assert (await next_change(sentinel)).status == "paid"
         await assert_quiet(subscription)

@@ -8,8 +8,9 @@ from data.compiled.graph import (
     compile_query,
     page_request,
 )
-from data.compiled.run import fetch_compiled, fetch_json, fetch_query
+from data.compiled.run import compiled_data, fetch_compiled, fetch_json, fetch_query, fetch_raw
 from data.compiled.sql import Unsupported
 
 __all__ = ["NODE_TYPES", "CompiledQuery", "Sel", "Unsupported", "actor_key", "compile_query",
-           "fetch_compiled", "fetch_json", "fetch_query", "page_request"]
+           "compiled_data", "fetch_compiled", "fetch_json", "fetch_query", "fetch_raw",
+           "page_request"]

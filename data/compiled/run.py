@@ -13,9 +13,15 @@ from data.compiled.sql import MARK
 from data.db import Database
 
 
+async def fetch_raw(db: Database, sql: str, params: Sequence[Any]) -> str | None:
+    """The one JSON value ``sql`` selects, as PostgreSQL wrote it (``None`` for NULL)."""
+    raw = await db.read_value(MARK + sql, params)
+    return None if raw is None else str(raw)
+
+
 async def fetch_json(db: Database, sql: str, params: Sequence[Any]) -> Any:
     """The one JSON value ``sql`` selects, parsed (``None`` for SQL NULL)."""
-    raw = await db.read_value(MARK + sql, params)
+    raw = await fetch_raw(db, sql, params)
     return None if raw is None else orjson.loads(raw)
 
 
@@ -28,7 +34,11 @@ async def fetch_query(db: Database, actor: Actor, root: Sequence[Sel]) -> dict[s
 
 async def fetch_compiled(db: Database, compiled: CompiledQuery) -> dict[str, Any] | None:
     """As ``fetch_query``, for a statement compiled before (and perhaps cached)."""
-    data = await fetch_json(db, compiled.sql, compiled.params)
+    return compiled_data(compiled, await fetch_json(db, compiled.sql, compiled.params))
+
+
+def compiled_data(compiled: CompiledQuery, data: dict[str, Any]) -> dict[str, Any] | None:
+    """``data``, or ``None`` when a root object the query requires is missing."""
     if any(data.get(key) is None for key in compiled.required):
         return None
     return data
