@@ -66,8 +66,7 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         if gate is None:  # unbounded, or _do_get calling itself with the slot in hand
             return super()._do_get()
         try:
-            await_only(asyncio.wait_for(gate.acquire(), self._timeout) if gate.locked()
-                       else gate.acquire())
+            await_only(_acquire(gate, self._timeout) if gate.locked() else gate.acquire())
         except TimeoutError:
             raise exc.TimeoutError(
                 f"QueuePool limit of size {self.size()} overflow {self._max_overflow} "
@@ -94,3 +93,10 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         finally:
             if self._gate is not None and self._max_overflow >= 0:
                 self._gate.release()
+
+
+async def _acquire(gate: asyncio.Semaphore, timeout: float) -> None:
+    """``gate.acquire()`` within ``timeout`` (``asyncio.timeout``: ``wait_for`` made a task
+    for every wait, and under load most checkouts wait)."""
+    async with asyncio.timeout(timeout):
+        await gate.acquire()

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.db import Database
 from gateway.auth import IdentityMiddleware, build_token_issuer
@@ -38,6 +38,19 @@ class GatewayApp(FastAPI):
     lane) answer most requests without routing, so they go outside, and those layers
     wrap the routes alone. The front door, outermost, catches and answers what escapes.
     """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Requests go straight to the stack: FastAPI's own __call__ asks on every request
+        # whether OpenTelemetry is configured (the gateway's metrics are Prometheus').
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         added, self.user_middleware = self.user_middleware, []

@@ -7,7 +7,8 @@ actor): a hit is answered before FastAPI routing or Strawberry run. What is shar
 - GraphQL queries (POST JSON or GET) whose every field is a public catalog field
   (``gateway.cache_graphql``).
 
-Everything else, a failed credential and an unreachable Redis are ``BYPASS``. The key is
+Everything else, a failed credential and an unreachable Redis are ``BYPASS`` (the
+front door's default ``X-Cache``, for whatever the cache does not answer). The key is
 the visibility class, the interface's request (normalized document, operation name and
 variables; or scheme, host, path and query, the API version being in the path) and the
 versions of the tags the entry depends on, so a write (``ResponseCache.invalidate``, a
@@ -30,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from data.changes import CATALOG, Changes
 from data.db import Database
 from data.policy import visibility_class
-from gateway.cache_asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry, stamped
+from gateway.cache_asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry
 from gateway.cache_graphql import DocumentPolicy
 from gateway.cache_store import Entry, MemoryStore, RedisStore, StoreUnavailable
 from gateway.settings import Settings
@@ -41,7 +42,6 @@ REST_PATH = re.compile(
     r"^/api/v[12]/(?:products(?:/[^/]+(?:/reviews)?)?|categories(?:/[^/]+)?)$")
 HIT = (b"x-cache", b"HIT")
 MISS = (b"x-cache", b"MISS")
-BYPASS = (b"x-cache", b"BYPASS")
 KEPT_HEADERS = frozenset({b"content-type", b"etag", b"link"})
 # Every catalog write touches ``catalog`` (data.changes), so it is the one tag entries
 # read; per-object tags (product:<id>) would let a write spare unrelated entries.
@@ -113,7 +113,7 @@ class CacheMiddleware:
         elif path.startswith("/api/"):
             interface = "rest"
         else:
-            await self.app(scope, receive, stamped(send, BYPASS))
+            await self.app(scope, receive, send)
             return
         cache = self.cache
         state = scope.get("state") or {}
@@ -130,7 +130,7 @@ class CacheMiddleware:
                 base = self._graphql_get_base(scope)
         if base is None:
             cache.count("bypass", interface)
-            await self.app(scope, receive, stamped(send, BYPASS))
+            await self.app(scope, receive, send)
             return
         key_base = f"{cache.prefix}r:{visibility_class(actor)}:{base}:"
         await self._cached(scope, receive, send, interface, key_base)
@@ -224,7 +224,7 @@ class CacheMiddleware:
             stamp, entry = await store.lookup(key_base, ENTRY_TAGS)
         except StoreUnavailable:
             cache.count("bypass", interface)
-            await self.app(scope, receive, stamped(send, BYPASS))
+            await self.app(scope, receive, send)
             return
         if entry is not None:
             cache.count("hit", interface)

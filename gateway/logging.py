@@ -8,6 +8,7 @@ name says it holds a secret: nothing logs headers or bodies, and this makes sure
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import os
@@ -31,9 +32,15 @@ QUIET_LOGGERS = ("httpx", "httpcore")
 
 def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     for key in event_dict:
-        if SECRET_FIELD.search(key):
+        if _is_secret(key):
             event_dict[key] = REDACTED
     return event_dict
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret(key: str) -> bool:
+    """Field names are few and fixed: each is searched once, not once per line."""
+    return SECRET_FIELD.search(key) is not None
 
 
 def add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:

@@ -248,8 +248,10 @@ async def test_a_repeat_after_a_change_sends_the_new_data_in_both_interfaces(
     for _ in range(3):  # remembered, then answered (and memoized) by the lane
         graphql = await pair.compiled.client.post("/graphql", json=page, headers=headers)
         rest = await pair.compiled.client.get(path, headers=headers)
-    assert lane_answers and rest_lane_answers
-    assert original.encode() in graphql.content and original.encode() in rest.content
+    assert lane_answers
+    assert rest_lane_answers
+    assert original.encode() in graphql.content
+    assert original.encode() in rest.content
     rename = await pair.compiled.client.patch(path, headers=admin, json={"name": "Renamed"})
     assert rename.status_code == 200, rename.text
     try:
@@ -265,7 +267,8 @@ async def test_a_repeat_after_a_change_sends_the_new_data_in_both_interfaces(
             assert b'"Renamed"' in got.content
             assert _rest_differs(got, want) is None
         # Each repeat ran its statement in the lane (two GraphQL, two REST).
-        assert len(lane_answers) == 2 and len(rest_lane_answers) == 4
+        assert len(lane_answers) == 2
+        assert len(rest_lane_answers) == 4
     finally:
         back = await pair.compiled.client.patch(path, headers=admin, json={"name": original})
         assert back.status_code == 200
