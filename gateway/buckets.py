@@ -173,6 +173,9 @@ class LocalAttempts:
         self._accounts.pop(account, None)
 
 
+REDIS_RETRY_SECONDS = 1.0
+
+
 class Store:
     """Buckets and login attempts: in Redis when given a URL, else (or when it fails) here."""
 
@@ -185,6 +188,7 @@ class Store:
         self.local_attempts = LocalAttempts(backoff)
         self.redis: aioredis.Redis | None = None
         self._warned_at = -math.inf
+        self._down_until = 0.0
         if redis_url:
             self.redis = aioredis.from_url(redis_url, socket_connect_timeout=1,
                                            socket_timeout=1)
@@ -192,15 +196,22 @@ class Store:
             self._check = self.redis.register_script(CHECK_SCRIPT)
             self._fail = self.redis.register_script(FAIL_SCRIPT)
 
+    def _shared(self) -> bool:
+        """Redis is configured and has not just failed: after a failure the buckets are
+        this process's for ``REDIS_RETRY_SECONDS`` (then Redis is tried again), so a Redis
+        that hangs costs one timeout a second, not one per request."""
+        return self.redis is not None and time.monotonic() >= self._down_until
+
     def _fell_back(self, exc: Exception) -> None:
         now = time.monotonic()
+        self._down_until = now + REDIS_RETRY_SECONDS
         if now - self._warned_at > 60:  # once a minute while Redis stays away
             self._warned_at = now
             log.warning("rate_limit_redis_unavailable", error=type(exc).__name__)
 
     async def take(self, spends: Sequence[Spend]) -> tuple[bool, list[Level]]:
         """Take every spend's cost from its bucket, or (if any cannot pay) none."""
-        if self.redis is not None:
+        if self._shared():
             args: list[Any] = []
             for spend in spends:
                 args += [spend.capacity, repr(spend.rate / 1000), spend.cost]
@@ -221,7 +232,7 @@ class Store:
     async def check(self, account: str) -> None:
         """Refuse while the account is locked after repeated failures."""
         locked_ms: float = 0
-        if self.redis is not None:
+        if self._shared():
             try:
                 locked_ms = int(await self._check(keys=[self._account(account)]))
             except (RedisError, OSError) as exc:
@@ -238,7 +249,7 @@ class Store:
 
     async def failed(self, account: str) -> None:
         """Count a failure; from the threshold on, each locks the account twice as long."""
-        if self.redis is not None:
+        if self._shared():
             b = self.backoff
             try:
                 await self._fail(keys=[self._account(account)],
@@ -251,7 +262,7 @@ class Store:
 
     async def succeeded(self, account: str) -> None:
         """A correct password forgets the account's failures."""
-        if self.redis is not None:
+        if self._shared():
             try:
                 await self.redis.delete(self._account(account))
             except (RedisError, OSError) as exc:

@@ -9,6 +9,7 @@ round trip (a Lua script).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -120,9 +121,12 @@ class RedisStore:
     def __init__(self, url: str, prefix: str, *, timeout: float, retry_seconds: float) -> None:
         self.prefix = prefix
         self.retry_seconds = retry_seconds
+        self.timeout = timeout
+        # One deadline per call (``_call``) rather than redis-py's socket timeout, which
+        # wraps every command's send in ``asyncio.wait_for``: a task per cache lookup.
         self.client: Any = aioredis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0,
+            url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
         )
         self._lookup = self.client.register_script(LOOKUP)
         self.down_until = 0.0
@@ -133,8 +137,9 @@ class RedisStore:
 
     async def _call(self, coroutine: Any) -> Any:
         try:
-            return await coroutine
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(self.timeout):
+                return await coroutine
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
             self.down_until = time.monotonic() + self.retry_seconds
             raise StoreUnavailable(str(exc)) from exc
 

@@ -374,6 +374,45 @@ async def test_redis_down_bypasses_and_answers_correctly(cache_world: CacheWorld
         assert time.monotonic() - began < 30  # generous: no per-request timeouts piling up
 
 
+@pytest.mark.parametrize("cache_setup", ["memory"], indirect=True)
+async def test_a_redis_that_never_answers_costs_one_timeout_then_bypasses(
+    cache_world: CacheWorld,
+) -> None:
+    """A Redis that accepts and then says nothing (a hung server, a black-holed route):
+    the lookup gives up after CACHE_REDIS_TIMEOUT_SECONDS, the answer is BYPASS, and the
+    breaker spares the next requests the wait."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = cache_settings(cache_world.url, cache_world.tmp, cache_world.setup,
+                              redis_url=f"redis://127.0.0.1:{port}/0",
+                              cache_redis_timeout_seconds=0.3, rate_limit_enabled=False)
+    try:
+        async with running_gateway(settings, cache_world.gateway.backend) as gw:
+            silent_world = await build_cache_world(gw, cache_world.url, cache_world.tmp,
+                                                   cache_world.setup)
+            began = time.monotonic()
+            first = await silent_world.rest("/api/v1/products?limit=3")
+            waited = time.monotonic() - began
+            assert (first.status_code, first.headers["x-cache"]) == (200, "BYPASS")
+            assert 0.3 <= waited < 5, waited
+            assert accepted  # it did reach the silent server
+            began = time.monotonic()
+            for _ in range(5):
+                again = await silent_world.rest("/api/v1/products?limit=3")
+                assert (again.status_code, again.headers["x-cache"]) == (200, "BYPASS")
+            assert time.monotonic() - began < 0.3 * 5  # the breaker: no timeout each time
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize("cache_setup", ["redis"], indirect=True)
 async def test_a_write_redis_missed_is_announced_before_anything_is_served(
     cache_world: CacheWorld,

@@ -22,6 +22,7 @@ from data.errors import RateLimited
 from data.models import Base
 from data.passwords import HashingPool
 from data.seed import DEMO_PASSWORD, seed
+from gateway.buckets import Backoff, Spend, Store
 from tests.conftest import RATE_LIMIT_PREFIX, REDIS_URL, REQUIRE_SERVICES, make_settings
 from tests.conftest import running_gateway as _running_gateway
 
@@ -369,3 +370,35 @@ async def test_a_persisted_query_sent_by_hash_costs_what_its_text_did(
         assert await spent(gw, post({"extensions": extensions})) == 1
         assert await spent(gw, post({"query": query, "extensions": extensions})) == 31
         assert await spent(gw, post({"extensions": extensions})) == 31
+
+
+async def test_a_redis_that_never_answers_costs_one_timeout_not_one_per_request() -> None:
+    """A hung Redis (it accepts, then says nothing): the first request waits for the
+    socket timeout and falls back to this process's buckets; the next ones do not wait."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = Store(f"redis://127.0.0.1:{port}/0", "hung:", Backoff(5, 60, 1, 60))
+    spend = [Spend("ip:1", capacity=10, rate=1.0, cost=1)]
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        allowed, levels = await store.take(spend)
+        assert allowed
+        assert levels[0].remaining == 9  # from the local bucket
+        assert loop.time() - began >= 0.9  # the socket timeout, once
+        began = loop.time()
+        for _ in range(5):
+            assert (await store.take(spend))[0]
+        assert loop.time() - began < 0.5
+        assert accepted
+    finally:
+        await store.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
