@@ -5,6 +5,8 @@ wrapping ``send`` and rewriting the headers with ``MutableHeaders``; at a few th
 requests a second their bookkeeping cost more than the compiled lane's work (issue 9).
 One layer now:
 
+- checks ``Host`` against ``TRUSTED_HOSTS`` (``gateway.security.TrustedHosts``; a
+  refusal is answered inside, so it is logged and carries the headers below);
 - takes a sane ``X-Request-ID`` from the caller or makes one, stores it in
   ``state["request_id"]`` (WebSockets too), binds it into structlog's context (every
   line logged while the request runs carries it) and echoes it;
@@ -21,9 +23,9 @@ with a 500 problem; it is not re-raised, so the server does not log it a second 
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -34,7 +36,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from gateway.logging import AccessLog
 from gateway.metrics import UNMATCHED, Metrics
 from gateway.problems import internal_error
-from gateway.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP
+from gateway.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP, TrustedHosts
 
 log = structlog.get_logger("gateway.access")
 errors = structlog.get_logger("gateway.errors")
@@ -81,7 +83,7 @@ def new_request_id(scope: Scope) -> str:
             if SANE_REQUEST_ID.match(given):
                 return given
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def with_front_headers(headers: Any, path: str, request_id: bytes) -> list[tuple[bytes, bytes]]:
@@ -110,18 +112,21 @@ def with_front_headers(headers: Any, path: str, request_id: bytes) -> list[tuple
 
 
 class FrontDoor:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics,
+                 trusted_hosts: list[str] | None = None) -> None:
         self.app = app
+        self.hosts = None if trusted_hosts is None else TrustedHosts(app, trusted_hosts)
         self.metrics = metrics
         self.access = AccessLog("gateway.access")
         self.pools_observed_at = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        app = self.app if self.hosts is None or kind == "lifespan" else self.hosts.app_for(scope)
         if kind != "http":
             if kind == "websocket":
                 scope.setdefault("state", {})["request_id"] = new_request_id(scope)
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
         request_id = new_request_id(scope)
         state = scope.setdefault("state", {})
@@ -151,7 +156,7 @@ class FrontDoor:
         begin = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive_and_watch, send_front)
+            await app(scope, receive_and_watch, send_front)
         except Exception as exc:
             if disconnected or isinstance(exc, ClientDisconnect | ClientDisconnected):
                 # The client went away (mid-upload, say): nothing to answer, nothing broken.

@@ -8,7 +8,6 @@ from starlette.middleware.cors import CORSMiddleware
 from gateway.front import FrontDoor
 from gateway.health import health_router
 from gateway.metrics import Metrics, metrics_router
-from gateway.security import TrustedHosts
 from gateway.settings import Settings
 
 EXPOSED_HEADERS = ["X-Request-ID", "X-Cache", "ETag", "Retry-After", "RateLimit",
@@ -35,6 +34,5 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
                            "If-None-Match"],
             expose_headers=EXPOSED_HEADERS,
         )
-    if settings.trusted_hosts != ["*"]:
-        app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts)
-    app.add_middleware(FrontDoor, metrics=app.state.metrics)
+    app.add_middleware(FrontDoor, metrics=app.state.metrics, trusted_hosts=(
+        None if settings.trusted_hosts == ["*"] else settings.trusted_hosts))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 # JSON answers load nothing and may be framed by nobody.
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -34,26 +34,20 @@ HEADERS = {
 
 
 class TrustedHosts:
-    """``TrustedHostMiddleware`` except for the probes, which orchestrators send by IP.
-
-    A ``Host`` that is one of the names as given passes at once; anything else (a
-    wildcard name, a refusal) is Starlette's to decide and answer.
-    """
+    """``TRUSTED_HOSTS``, as the front door checks it: Starlette's ``TrustedHostMiddleware``
+    around ``app``, except for the probes (orchestrators send them by IP) and a ``Host``
+    that is one of the names as given, which go straight to ``app``; anything else (a
+    wildcard name, a refusal) is Starlette's to decide and answer."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
         self.app = app
         self.checked = TrustedHostMiddleware(app, allowed_hosts=allowed_hosts)
         self.exact = frozenset(h.lower().encode("latin-1") for h in allowed_hosts if "*" not in h)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["path"].startswith("/health/")
-                                        or self._exact_host(scope)):
-            await self.app(scope, receive, send)
-        else:
-            await self.checked(scope, receive, send)
-
-    def _exact_host(self, scope: Scope) -> bool:
+    def app_for(self, scope: Scope) -> ASGIApp:
+        if scope["path"].startswith("/health/"):
+            return self.app
         for name, value in scope["headers"]:
             if name == b"host":
-                return value.split(b":")[0] in self.exact
-        return False
+                return self.app if value.split(b":")[0] in self.exact else self.checked
+        return self.checked
