@@ -2,7 +2,7 @@
 
 The gateway's own events and the stdlib records of uvicorn, gunicorn and SQLAlchemy go
 through one ``ProcessorFormatter``, so every line has the same shape and carries the
-request id bound by the access middleware. A last processor blanks any field whose
+request id bound by the front door (gateway.front). A last processor blanks any field whose
 name says it holds a secret: nothing logs headers or bodies, and this makes sure.
 """
 
@@ -25,7 +25,7 @@ SECRET_FIELD = re.compile(r"pass(word)?|secret|token|authorization|api[-_]?key|c
 REDACTED = "[redacted]"
 # Loggers of the servers: their handlers are dropped so their records reach the root's.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "gunicorn.access")
-# uvicorn's access line is replaced by the gateway's own (gateway.access).
+# uvicorn's access line is replaced by the gateway's own (gateway.front, logger gateway.access).
 SILENT_LOGGERS = ("uvicorn.access",)
 QUIET_LOGGERS = ("httpx", "httpcore")
 

@@ -1,7 +1,7 @@
 """Which GraphQL operation a request ran, left in the request state for logs and metrics.
 
 Strawberry has already parsed the document; this only reads the name and type from it,
-and whether the result had errors. The gateway's access middleware reads
+and whether the result had errors. The gateway's front door (access line, metrics) reads
 ``request.state.graphql``.
 """
 
