@@ -1,10 +1,11 @@
 """Where rate-limit state lives: token buckets and failed-login counts.
 
 With ``REDIS_URL`` both live in Redis, so every worker and instance shares them; each
-operation is one atomic Lua script run by ``EVALSHA`` (one round trip; redis-py loads
-the script again if the server lost it) and timed by the Redis server's clock, so
-instances with skewed clocks still agree. Without Redis, or while Redis cannot be
-reached, they live in this process (a warning is logged: limits then hold per worker).
+operation is one atomic Lua script run by ``EVALSHA`` (one round trip on the process's
+pipelined connection, ``gateway.redis_pipe``; ``EVAL`` again if the server lost it)
+and timed by the Redis server's clock, so instances with skewed clocks still agree.
+Without Redis, or while Redis cannot be reached, they live in this process (a warning
+is logged: limits then hold per worker).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from data.errors import RateLimited
+from gateway.redis_pipe import PipelinedRedis, Script
 
 log = structlog.get_logger("gateway.ratelimit")
 
@@ -103,6 +104,9 @@ return lock
 """
 
 
+TAKE, CHECK, FAIL = Script(TAKE_SCRIPT), Script(CHECK_SCRIPT), Script(FAIL_SCRIPT)
+
+
 class LocalBuckets:
     """Token buckets in this process (``time.monotonic``), the same arithmetic as Lua."""
 
@@ -174,6 +178,7 @@ class LocalAttempts:
 
 
 REDIS_RETRY_SECONDS = 1.0
+REDIS_TIMEOUT_SECONDS = 1.0
 
 
 class Store:
@@ -186,15 +191,19 @@ class Store:
         self.on_login_refused = on_login_refused
         self.local = LocalBuckets()
         self.local_attempts = LocalAttempts(backoff)
-        self.redis: aioredis.Redis | None = None
+        # Every request takes from a bucket: one pipelined connection (gateway.redis_pipe).
+        self.redis = (PipelinedRedis(redis_url, timeout=REDIS_TIMEOUT_SECONDS)
+                      if redis_url else None)
         self._warned_at = -math.inf
         self._down_until = 0.0
-        if redis_url:
-            self.redis = aioredis.from_url(redis_url, socket_connect_timeout=1,
-                                           socket_timeout=1)
-            self._take = self.redis.register_script(TAKE_SCRIPT)
-            self._check = self.redis.register_script(CHECK_SCRIPT)
-            self._fail = self.redis.register_script(FAIL_SCRIPT)
+
+    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        assert self.redis is not None
+        return await self.redis.run(script, keys, args)  # bounded by the client's timeout
+
+    async def _command(self, *args: Any) -> Any:
+        assert self.redis is not None
+        return await self.redis.call(*args)
 
     def _shared(self) -> bool:
         """Redis is configured and has not just failed: after a failure the buckets are
@@ -216,7 +225,7 @@ class Store:
             for spend in spends:
                 args += [spend.capacity, repr(spend.rate / 1000), spend.cost]
             try:
-                out = await self._take(keys=[self.prefix + s.key for s in spends], args=args)
+                out = await self._run(TAKE, [self.prefix + s.key for s in spends], args)
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
             else:
@@ -234,7 +243,7 @@ class Store:
         locked_ms: float = 0
         if self._shared():
             try:
-                locked_ms = int(await self._check(keys=[self._account(account)]))
+                locked_ms = int(await self._run(CHECK, [self._account(account)], []))
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
                 locked_ms = self.local_attempts.locked_for(account) * 1000
@@ -252,9 +261,8 @@ class Store:
         if self._shared():
             b = self.backoff
             try:
-                await self._fail(keys=[self._account(account)],
-                                 args=[b.failures, b.window * 1000, b.base * 1000,
-                                       b.longest * 1000])
+                await self._run(FAIL, [self._account(account)],
+                                [b.failures, b.window * 1000, b.base * 1000, b.longest * 1000])
                 return
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
@@ -264,7 +272,7 @@ class Store:
         """A correct password forgets the account's failures."""
         if self._shared():
             try:
-                await self.redis.delete(self._account(account))
+                await self._command("DEL", self._account(account))
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
         self.local_attempts.forget(account)

@@ -9,25 +9,29 @@ round trip (a Lua script).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from gateway.redis_pipe import PipelinedRedis, Script
+
 # Versions and the entry at those versions, in one round trip. A missing version is "0".
+# ARGV[2] is the stamp of the copy the caller holds of this entry ('' for none): when it
+# is still the current one and the entry still exists, 1 stands in for the body.
 LOOKUP = """
 local versions = redis.call('MGET', unpack(KEYS))
 for i = 1, #versions do
   if not versions[i] then versions[i] = '0' end
 end
 local stamp = table.concat(versions, '.')
-return {stamp, redis.call('GET', ARGV[1] .. stamp)}
+local key = ARGV[1] .. stamp
+if ARGV[2] == stamp and redis.call('EXISTS', key) == 1 then
+  return {stamp, 1}
+end
+return {stamp, redis.call('GET', key)}
 """
 
 
@@ -108,40 +112,52 @@ class MemoryStore:
 
 class RedisStore:
     """Entries and tag versions in Redis, under ``prefix``; failures raise
-    ``StoreUnavailable`` fast (short socket timeouts, no retries) and open a breaker for
+    ``StoreUnavailable`` fast (no reply within ``timeout``, no retries) and open a breaker for
     ``retry_seconds`` so a dead Redis costs nothing per request.
 
     A version bump that fails is remembered and retried before the next lookup: until it
     succeeds this process bypasses the cache, so an entry made stale by a write it could
     not announce is never served by it.
+
+    Commands go over one pipelined connection (``gateway.redis_pipe``): a lookup is on
+    every cached request's path, and redis-py's per-command pool checkout cost more than
+    the rest of a hit.
+
+    The process keeps the last entry it read for each key base (``copies``, at most
+    ``copies_max_bytes`` in all, the longest-held dropped first). A lookup says which
+    stamp that copy has; Redis still decides: only when that stamp is the current one
+    and the entry is still stored does it answer "1" instead of sending the body again.
+    Entries are written under the stamp their lookup saw, and every write bumps the
+    stamp before it returns: a copy is served only under a stamp that is still current,
+    so never after the write that made it stale. What is saved is moving and decoding
+    the body on every hit.
     """
 
     shared = True
 
-    def __init__(self, url: str, prefix: str, *, timeout: float, retry_seconds: float) -> None:
+    def __init__(self, url: str, prefix: str, *, timeout: float, retry_seconds: float,
+                 copies_max_bytes: int = 32 << 20) -> None:
         self.prefix = prefix
         self.retry_seconds = retry_seconds
         self.timeout = timeout
-        # One deadline per call (``_call``) rather than redis-py's socket timeout, which
-        # wraps every command's send in ``asyncio.wait_for``: a task per cache lookup.
-        self.client: Any = aioredis.from_url(
-            url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        self._lookup = self.client.register_script(LOOKUP)
+        self.client = PipelinedRedis(url, timeout=timeout)
+        self._lookup = Script(LOOKUP)
         self.down_until = 0.0
         self.pending: set[str] = set()
+        self.copies: OrderedDict[str, tuple[bytes, Entry, int]] = OrderedDict()
+        self.copies_max_bytes = copies_max_bytes
+        self.copy_bytes = 0
 
     def tag_key(self, tag: str) -> str:
         return f"{self.prefix}t:{tag}"
 
     async def _call(self, coroutine: Any) -> Any:
+        # The client bounds every call (its connection's deadline is ``timeout``).
         try:
-            async with asyncio.timeout(self.timeout):
-                return await coroutine
-        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+            return await coroutine
+        except (RedisError, OSError) as exc:
             self.down_until = time.monotonic() + self.retry_seconds
-            raise StoreUnavailable(str(exc)) from exc
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     def _check(self) -> None:
         if self.down_until and time.monotonic() < self.down_until:
@@ -151,18 +167,38 @@ class RedisStore:
         self._check()
         if self.pending:
             await self._flush()
-        stamp, raw = await self._call(
-            self._lookup(keys=[self.tag_key(tag) for tag in tags], args=[base]))
-        return stamp.decode(), (Entry.decode(raw) if raw is not None else None)
+        copy = self.copies.get(base)
+        stamp, raw = await self._call(self.client.run(
+            self._lookup, [self.tag_key(tag) for tag in tags],
+            [base, copy[0] if copy is not None else b""]))
+        if raw is None:
+            return stamp.decode(), None
+        if raw == 1:  # our copy is the stored entry
+            return stamp.decode(), copy[1] if copy is not None else None
+        entry = Entry.decode(raw)
+        self._keep(base, stamp, entry, len(raw))
+        return stamp.decode(), entry
+
+    def _keep(self, base: str, stamp: bytes, entry: Entry, size: int) -> None:
+        old = self.copies.pop(base, None)
+        if old is not None:
+            self.copy_bytes -= old[2]
+        if size > self.copies_max_bytes // 8:
+            return  # a rare giant is not worth the room
+        self.copies[base] = (stamp, entry, size)
+        self.copy_bytes += size
+        while self.copy_bytes > self.copies_max_bytes:
+            _, (_, _, dropped) = self.copies.popitem(last=False)
+            self.copy_bytes -= dropped
 
     async def get(self, key: str) -> Entry | None:
         self._check()
-        raw = await self._call(self.client.get(key))
+        raw = await self._call(self.client.call("GET", key))
         return Entry.decode(raw) if raw is not None else None
 
     async def put(self, key: str, entry: Entry, ttl: int) -> None:
         self._check()
-        await self._call(self.client.set(key, entry.encode(), ex=ttl))
+        await self._call(self.client.call("SET", key, entry.encode(), "EX", ttl))
 
     async def bump(self, tags: Iterable[str]) -> None:
         self.pending.update(tags)
@@ -171,34 +207,27 @@ class RedisStore:
 
     async def _flush(self) -> None:
         tags = sorted(self.pending)
-        pipe = self.client.pipeline(transaction=False)
-        for tag in tags:
-            pipe.incr(self.tag_key(tag))
-        await self._call(pipe.execute())
+        await self._call(self.client.pipeline([("INCR", self.tag_key(tag)) for tag in tags]))
         self.pending.difference_update(tags)
 
     async def claim(self, key: str, seconds: float) -> tuple[bool, Entry | None]:
         """Takes the key's recompute lock, and reads the entry in the same round trip:
         a recompute that finished since our lookup is not repeated."""
         self._check()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(key + ":lock", b"1", nx=True, px=int(seconds * 1000))
-        pipe.get(key)
-        locked, raw = await self._call(pipe.execute())
-        return bool(locked), (Entry.decode(raw) if raw is not None else None)
+        locked, raw = await self._call(self.client.pipeline([
+            ("SET", key + ":lock", b"1", "NX", "PX", int(seconds * 1000)), ("GET", key)]))
+        return locked is not None, (Entry.decode(raw) if raw is not None else None)
 
     async def poll(self, key: str) -> tuple[Entry | None, bool]:
         """The entry, and whether its recompute lock is still held (one round trip)."""
         self._check()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(key)
-        pipe.exists(key + ":lock")
-        raw, locked = await self._call(pipe.execute())
+        raw, locked = await self._call(self.client.pipeline([
+            ("GET", key), ("EXISTS", key + ":lock")]))
         return (Entry.decode(raw) if raw is not None else None), bool(locked)
 
     async def release(self, key: str) -> None:
         self._check()
-        await self._call(self.client.delete(key + ":lock"))
+        await self._call(self.client.call("DEL", key + ":lock"))
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -5,13 +5,16 @@ before a byte is read, or, without one (chunked), as soon as the bytes received 
 limit; whatever the app was about to answer is replaced. A query string over
 ``MAX_QUERY_STRING_BYTES`` is 414. A request that has not started its answer after
 ``REQUEST_TIMEOUT_SECONDS`` is cancelled and answered 504 ``TIMEOUT``; a streamed answer
-(server-sent events) is exempt once it has started. REST paths answer problem+json,
+(server-sent events) is exempt once it has started. One timer watches every request in
+flight (``Deadlines``): an ``asyncio.timeout`` per request cost more than a cached
+answer's own work (issue 9). REST paths answer problem+json,
 ``/graphql`` a GraphQL-shaped error, both with a code.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -66,6 +69,44 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+class Deadlines:
+    """Requests in flight and when each must have started answering.
+
+    Every request gets the same time limit, so in arrival order the deadlines are in
+    order too: one timer, armed for the oldest, cancels the tasks whose time is up and
+    re-arms for the next. Entering and leaving are a dict insert and delete.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.running: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def enter(self, task: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        self.running[task] = deadline
+        if self.timer is None:
+            self.timer = loop.call_at(deadline, self._expire)
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        self.running.pop(task, None)
+
+    def _expire(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self.running:
+            task, deadline = next(iter(self.running.items()))
+            if deadline > now:
+                self.timer = loop.call_at(deadline, self._expire)
+                return
+            del self.running[task]
+            self.expired.add(task)
+            task.cancel()
+
+
 class RequestLimitsMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_query_string_bytes: int,
                  timeout_seconds: float) -> None:
@@ -73,6 +114,7 @@ class RequestLimitsMiddleware:
         self.max_body = max_body_bytes
         self.max_query = max_query_string_bytes
         self.timeout = timeout_seconds
+        self.deadlines = Deadlines(timeout_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,21 +143,29 @@ class RequestLimitsMiddleware:
                     raise BodyTooLarge
             return message
 
+        deadlines = self.deadlines
+        task = asyncio.current_task()
+        assert task is not None
+
         async def watched_send(message: Message) -> None:
             nonlocal started
             if over:
                 return  # the app's answer to a body it never got whole: ours replaces it
             if message["type"] == "http.response.start":
                 started = True
-                deadline.reschedule(None)  # streaming answers may take as long as they like
+                deadlines.leave(task)  # streaming answers may take as long as they like
             await send(message)
 
+        deadlines.enter(task)
         try:
-            async with asyncio.timeout(self.timeout) as deadline:
-                await self.app(scope, limited_receive, watched_send)
-        except TimeoutError:
-            if started or not deadline.expired():  # not ours: the app's own TimeoutError
-                raise
+            await self.app(scope, limited_receive, watched_send)
+        except asyncio.CancelledError:
+            if task not in deadlines.expired:
+                raise  # not ours: the server's or the client's
+            deadlines.expired.discard(task)
+            task.uncancel()
+            if started:
+                raise TimeoutError("request time limit passed mid-answer") from None
             await refusal(scope, status=504, code="TIMEOUT", title="Request timed out",
                           detail=f"The request took longer than {self.timeout:g} seconds "
                           "and was stopped.")(scope, receive, send)
@@ -126,6 +176,9 @@ class RequestLimitsMiddleware:
         except Exception:
             if not over:
                 raise
+        finally:
+            deadlines.leave(task)
+            deadlines.expired.discard(task)  # expired just as it finished: nothing to undo
         if over and not started:
             await self._too_large(scope, receive, send)
 

@@ -8,12 +8,14 @@ name says it holds a secret: nothing logs headers or bodies, and this makes sure
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import logging.config
 import os
 import re
 import sys
+import time
 from typing import Any, TextIO
 
 import orjson
@@ -43,9 +45,21 @@ def _is_secret(key: str) -> bool:
     return SECRET_FIELD.search(key) is not None
 
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# getpid is a system call on every line otherwise; gunicorn forks after importing this.
+os.register_at_fork(after_in_child=_forked)
+
+
 def add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """Which worker wrote the line (several share one stream under gunicorn)."""
-    event_dict["pid"] = os.getpid()
+    event_dict["pid"] = _pid
     return event_dict
 
 
@@ -86,8 +100,66 @@ def _json_renderer() -> Processor:
     return structlog.processors.JSONRenderer(dumps)
 
 
+class JsonLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root's handler: a stream handler that can also take ready-made lines in
+    batches (``write_line``), written together after ``delay`` seconds.
+
+    A write per access line was one system call per request (issue 9). A record that
+    comes the usual way (``emit``), a ``flush()`` and the interpreter's exit write the
+    waiting lines first, so the stream keeps the order the lines were made in.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self.pending: list[str] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.due = 0.0
+
+    def write_line(self, line: str, delay: float) -> None:
+        self.acquire()
+        try:
+            self.pending.append(line)
+            if self.timer is not None and time.monotonic() > self.due + 1.0:
+                self.timer = None  # its loop stopped before it fired: write now
+            if delay > 0 and self.timer is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass  # no loop to come back: written now
+                else:
+                    self.timer = loop.call_later(delay, self._timed_flush)
+                    self.due = time.monotonic() + delay
+                    return
+            if self.timer is None:
+                self.flush()
+        finally:
+            self.release()
+
+    def _timed_flush(self) -> None:
+        self.timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self.pending:
+                lines, self.pending = self.pending, []
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                except Exception:  # as the stdlib's: a broken log stream fails no request
+                    pass
+            super().flush()
+        finally:
+            self.release()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.pending:
+            self.flush()
+        super().emit(record)
+
+
 # The root's handler while ``configure_logging`` has it writing JSON lines: AccessLog's.
-_json_sink: logging.StreamHandler[TextIO] | None = None
+_json_sink: JsonLines | None = None
 
 
 class AccessLog:
@@ -96,11 +168,13 @@ class AccessLog:
     Through structlog and the stdlib a line costs a record, a caller lookup, two
     processor chains and a flush: more than a compiled read itself (issue 9). While the
     root logger's only handler is the JSON stream ``configure_logging`` set up, the same
-    processors make the same line here and it goes to that stream under the handler's
-    lock; under any other set-up (console lines, a test's capture) it goes the usual way.
+    processors make the same line here and that handler writes it, with the lines of
+    the next ``flush_seconds`` (``LOG_FLUSH_SECONDS``); under any other set-up (console
+    lines, a test's capture) it goes the usual way.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, flush_seconds: float = 0.0) -> None:
+        self.flush_seconds = flush_seconds
         self.log = structlog.get_logger(name)
         self.logger = logging.getLogger(name)
         self.chain = _pre_chain()
@@ -116,15 +190,7 @@ class AccessLog:
         event_dict: EventDict = {**fields, "event": event}
         for processor in self.chain:
             event_dict = processor(self.logger, "info", event_dict)  # type: ignore[assignment]
-        line = self.render(self.logger, "info", event_dict)
-        sink.acquire()
-        try:
-            sink.stream.write(f"{line}\n")
-            sink.stream.flush()
-        except Exception:  # as the stdlib handler: a broken log stream never fails a request
-            pass
-        finally:
-            sink.release()
+        sink.write_line(self.render(self.logger, "info", event_dict), self.flush_seconds)
 
 
 def formatter(log_format: str = "json") -> structlog.stdlib.ProcessorFormatter:
@@ -150,8 +216,8 @@ def logging_config(log_format: str, level: str = "INFO",
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"structlog": {"()": formatter, "log_format": log_format}},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structlog",
-                                 "stream": stream}},
+        "handlers": {"default": {"class": "gateway.logging.JsonLines",
+                                 "formatter": "structlog", "stream": stream}},
         "root": {"level": level.upper(), "handlers": ["default"]},
         "loggers": {
             **{name: {"handlers": [], "propagate": True} for name in SERVER_LOGGERS},
@@ -171,8 +237,7 @@ def configure_logging(log_format: str, level: str = "INFO",
         logging_config(log_format, level, stream if stream is not None else "ext://sys.stdout")
     )
     handler = logging.getLogger().handlers[0]
-    _json_sink = handler if log_format == "json" and isinstance(
-        handler, logging.StreamHandler) else None
+    _json_sink = handler if log_format == "json" and isinstance(handler, JsonLines) else None
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -35,4 +35,5 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
             expose_headers=EXPOSED_HEADERS,
         )
     app.add_middleware(FrontDoor, metrics=app.state.metrics, trusted_hosts=(
-        None if settings.trusted_hosts == ["*"] else settings.trusted_hosts))
+        None if settings.trusted_hosts == ["*"] else settings.trusted_hosts),
+        log_flush_seconds=settings.log_flush_seconds)

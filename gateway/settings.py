@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Operations (see README "Operating it").
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # Access lines are written in batches, at most this long after their request.
+    log_flush_seconds: float = Field(0.05, ge=0, le=5)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])

@@ -169,7 +169,10 @@ def make_settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"environment": "test", "database_url": url, "data_dir": tmp_path,
                               "jwt_secret": "test-secret-" + "x" * 40, **GENEROUS_LIMITS,
                               # A loaded CI machine is slow; tests of the time limit set theirs.
-                              "request_timeout_seconds": 120.0, **overrides}
+                              "request_timeout_seconds": 120.0,
+                              # Tests read access lines as soon as the answer is back;
+                              # batching has tests of its own (test_observability).
+                              "log_flush_seconds": 0.0, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

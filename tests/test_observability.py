@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -243,3 +244,60 @@ def test_the_access_line_follows_the_level_and_other_handlers(logs: Logs) -> Non
         logging.getLogger().removeHandler(extra)
     assert json.loads(logs.text)["status"] == 201
     assert "201" in extra.stream.getvalue()
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_access_lines_are_written_in_batches_in_order() -> None:
+    """With LOG_FLUSH_SECONDS the access lines of many requests go out in one write,
+    after at most that long; a record logged meanwhile comes after the lines made before
+    it, and the interpreter-exit flush (``logging.shutdown``) writes what is waiting."""
+    stream = CountingStream()
+    configure_logging("json", "INFO", stream=stream)
+    try:
+        access = AccessLog("gateway.access", flush_seconds=0.05)
+        for status in range(200, 210):
+            access.info("request", {"status": status})
+        assert (stream.getvalue(), stream.writes) == ("", 0)  # waiting for the timer
+        await asyncio.sleep(0.15)
+        assert [json.loads(line)["status"] for line in stream.getvalue().splitlines()] == \
+            list(range(200, 210))
+        assert stream.writes == 1
+
+        access.info("request", {"status": 301})
+        structlog.get_logger("gateway.other").warning("something_else")
+        access.info("request", {"status": 302})
+        events = [json.loads(line) for line in stream.getvalue().splitlines()[10:]]
+        assert [e.get("status", e["event"]) for e in events] == [301, "something_else"]
+        logging.getLogger().handlers[0].flush()  # as logging.shutdown() does at exit
+        assert json.loads(stream.getvalue().splitlines()[-1])["status"] == 302
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+
+
+async def test_gateway_access_lines_arrive_within_the_flush_interval(
+    seeded: SeededDatabase, tmp_path: Path
+) -> None:
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    try:
+        settings = make_settings(seeded.url, tmp_path, log_flush_seconds=0.05)
+        async with running_gateway(settings, seeded.backend) as gateway:
+            for _ in range(3):
+                assert (await gateway.client.get("/api/v1/categories")).status_code == 200
+            await asyncio.sleep(0.15)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [line["route"] for line in lines if line["event"] == "request"] == \
+            ["/api/v1/categories"] * 3
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
