@@ -94,6 +94,7 @@ class Metrics:
         # Labelled children by label values: ``labels()`` takes a lock and checks its
         # arguments on every call (the label sets are bounded, see above).
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._operation_children: dict[tuple[str | None, str, str], tuple[Any, Any]] = {}
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -120,9 +121,15 @@ class Metrics:
 
     def observe_operation(self, name: str | None, kind: str, outcome: str,
                           seconds: float) -> None:
-        label = self.operation_label(name)
-        self.operations.labels(label, kind, outcome).inc()
-        self.operation_durations.labels(label, kind).observe(seconds)
+        children = self._operation_children.get((name, kind, outcome))
+        if children is None:
+            label = self.operation_label(name)
+            children = (self.operations.labels(label, kind, outcome),
+                        self.operation_durations.labels(label, kind))
+            if label == name:  # bounded: the names operation_label admitted
+                self._operation_children[name, kind, outcome] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_pools(self, db: Any) -> None:
         """Pool gauges from SQLAlchemy's pool; pools without counters are skipped."""
