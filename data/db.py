@@ -131,15 +131,32 @@ class Database:
 
         On PostgreSQL it runs on the pooled asyncpg connection itself: no SQLAlchemy
         ``Connection`` and no transaction (reads run in autocommit anyway), asyncpg's own
-        prepared statement, one round trip. A compiled read's statement is all the work
-        of its request, so the layers around it were a third of the request (issue 9).
+        prepared statement, one round trip; an idle connection is leased from the pool
+        without SQLAlchemy's checkout (``FairAsyncPool.lease``). A compiled read's
+        statement is all the work of its request, so the layers around it were a third of
+        the request (issue 9).
         The engine's ``before_cursor_execute`` listeners (the statement counters) hear of
         it as of any statement. A connection that failed under it is not pooled again.
         """
         if self._reads.dialect.name != "postgresql":
             async with self.read_connection() as connection:
                 return (await connection.exec_driver_sql(sql, tuple(params))).scalar()
-        return await greenlet_spawn(self._read_value_pooled, sql, params)
+        engine = self._reads.sync_engine
+        pool = engine.pool
+        record = await pool.lease() if isinstance(pool, FairAsyncPool) else None
+        if record is None:
+            return await greenlet_spawn(self._read_value_pooled, sql, params)
+        driver = record.dbapi_connection.driver_connection  # type: ignore[union-attr]
+        failed: BaseException | None = None
+        try:
+            engine.dispatch.before_cursor_execute(None, None, sql, params, None, False)
+            return await driver.fetchval(sql, *params)
+        except BaseException as exc:
+            if not isinstance(exc, asyncpg.PostgresError) or driver.is_closed():
+                failed = exc
+            raise
+        finally:
+            await pool.end_lease(record, failed)
 
     def _read_value_pooled(self, sql: str, params: Sequence[Any]) -> Any:
         # In one greenlet: the checkout, the statement and the return to the pool (each

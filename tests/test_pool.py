@@ -185,3 +185,34 @@ async def test_read_value_errors_keep_a_sound_connection_and_drop_a_dead_one() -
     finally:
         await killer.dispose()
         await db.engine.dispose()
+
+
+async def test_read_value_leases_pooled_connections_within_the_same_slots() -> None:
+    """After the first (which opens it), reads lease the pool's connection without a
+    SQLAlchemy checkout; they share the pool's slots with sessions: 40 concurrent reads
+    on a pool of 2 use 2 connections, and a read waits while a session holds the last."""
+    await require_postgres()
+    db = Database(_engine(size=2, max_overflow=0, ping_after_idle=60.0))
+    checkouts: list[int] = []
+    event.listen(db.engine.sync_engine.pool, "checkout", lambda *_: checkouts.append(1))
+    try:
+        pids = await asyncio.gather(*(db.read_value("SELECT pg_backend_pid()", ())
+                                      for _ in range(40)))
+        assert len(set(pids)) <= 2
+        opened = len(checkouts)
+        assert opened <= 2  # only while the pool was filling
+        more = await asyncio.gather(*(db.read_value("SELECT pg_backend_pid()", ())
+                                      for _ in range(40)))
+        assert len(set(pids) | set(more)) <= 2
+        assert len(checkouts) == opened  # leased, not checked out
+        assert db.engine.sync_engine.pool.checkedout() == 0
+
+        async with db.engine.connect() as one, db.engine.connect() as two:
+            await one.exec_driver_sql("SELECT 1")
+            await two.exec_driver_sql("SELECT 1")
+            waiting = asyncio.ensure_future(db.read_value("SELECT 7", ()))
+            await asyncio.sleep(0.1)
+            assert not waiting.done()  # both connections are taken: the read waits
+        assert await waiting == 7
+    finally:
+        await db.engine.dispose()
