@@ -301,3 +301,17 @@ async def test_gateway_access_lines_arrive_within_the_flush_interval(
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
+
+
+def test_the_access_line_timestamp_is_structlogs_iso_form() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.logging import utc_now_iso
+
+    before = datetime.now(UTC)
+    stamp = utc_now_iso()
+    after = datetime.now(UTC)
+    assert stamp.endswith("Z")
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert before.replace(microsecond=0) <= parsed <= after
+    assert len(stamp) in (len("2026-01-01T00:00:00Z"), len("2026-01-01T00:00:00.000000Z"))
