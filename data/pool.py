@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any
 
 from greenlet import getcurrent
@@ -41,6 +42,66 @@ from sqlalchemy.util.queue import Empty
 _RETURNED_AT = "gateway.returned_at"
 
 
+class FifoGate:
+    """A counting semaphore that serves waiters first come, first served, each within
+    ``timeout`` (``TimeoutError``), all their deadlines watched by one timer.
+
+    Under load most checkouts wait, and an ``asyncio.timeout`` around each wait (a timer
+    made and cancelled per request) cost more than the wait's own bookkeeping (issue 9).
+    Every wait has the same timeout, so arrival order is deadline order: the timer is
+    armed for the oldest waiter only. A released slot goes straight to the next waiter.
+    """
+
+    def __init__(self, slots: int, timeout: float) -> None:
+        self.free = slots
+        self.timeout = timeout
+        self.waiters: deque[tuple[asyncio.Future[None], float]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def locked(self) -> bool:
+        return self.free <= 0
+
+    async def acquire(self) -> None:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        deadline = loop.time() + self.timeout
+        self.waiters.append((future, deadline))
+        if self.timer is None:
+            self.timer = loop.call_at(deadline, self._expire)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.release()  # handed a slot just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self.waiters:
+            future, _ = self.waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # the slot changes hands
+                return
+        self.free += 1
+
+    def _expire(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self.waiters:
+            future, deadline = self.waiters[0]
+            if future.done():  # cancelled while waiting
+                self.waiters.popleft()
+            elif deadline > now:
+                self.timer = loop.call_at(deadline, self._expire)
+                return
+            else:
+                self.waiters.popleft()
+                future.set_exception(TimeoutError())
+
+
 class FairAsyncPool(AsyncAdaptedQueuePool):
     """``AsyncAdaptedQueuePool`` with a first-come, first-served wait for connections."""
 
@@ -49,16 +110,16 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._gate: asyncio.Semaphore | None = None
+        self._gate: FifoGate | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
         self._taking: set[Any] = set()  # greenlets inside _do_get (it may call itself)
 
-    def _slots(self) -> asyncio.Semaphore | None:
+    def _slots(self) -> FifoGate | None:
         if self._max_overflow < 0:
             return None  # unbounded: nobody ever waits
         loop = asyncio.get_running_loop()
         if self._gate is None or self._gate_loop is not loop:
-            self._gate = asyncio.Semaphore(self.size() + self._max_overflow)
+            self._gate = FifoGate(self.size() + self._max_overflow, self._timeout)
             self._gate_loop = loop
         return self._gate
 
@@ -74,12 +135,9 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         if gate is None:  # unbounded, or _do_get calling itself with the slot in hand
             return super()._do_get()
         try:
-            await_only(_acquire(gate, self._timeout) if gate.locked() else gate.acquire())
+            await_only(gate.acquire())
         except TimeoutError:
-            raise exc.TimeoutError(
-                f"QueuePool limit of size {self.size()} overflow {self._max_overflow} "
-                f"reached, connection timed out, timeout {self._timeout:0.2f}",
-                code="3o7r") from None
+            raise self._timed_out() from None
         self._taking.add(me)
         try:
             record = super()._do_get()
@@ -93,6 +151,12 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
             record.fresh = True  # type: ignore[attr-defined]  # SQLAlchemy skips its pre-ping
         return record
 
+    def _timed_out(self) -> exc.TimeoutError:
+        """SQLAlchemy's own error for a checkout that waited too long."""
+        return exc.TimeoutError(
+            f"QueuePool limit of size {self.size()} overflow {self._max_overflow} "
+            f"reached, connection timed out, timeout {self._timeout:0.2f}", code="3o7r")
+
     async def lease(self) -> ConnectionPoolEntry | None:
         """An idle pooled connection ready for one statement as it is, with its slot;
         ``None`` (and no slot) when the usual checkout must run. Give it back with
@@ -100,16 +164,10 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         gate = self._slots()
         if gate is None:
             return None
-        if gate.locked():
-            try:
-                await _acquire(gate, self._timeout)
-            except TimeoutError:
-                raise exc.TimeoutError(
-                    f"QueuePool limit of size {self.size()} overflow {self._max_overflow} "
-                    f"reached, connection timed out, timeout {self._timeout:0.2f}",
-                    code="3o7r") from None
-        else:
+        try:
             await gate.acquire()
+        except TimeoutError:
+            raise self._timed_out() from None
         try:
             record: Any = self._pool.get_nowait()
         except Empty:  # fewer connections than slots yet: the checkout opens one
@@ -149,10 +207,3 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         finally:
             if self._gate is not None and self._max_overflow >= 0:
                 self._gate.release()
-
-
-async def _acquire(gate: asyncio.Semaphore, timeout: float) -> None:
-    """``gate.acquire()`` within ``timeout`` (``asyncio.timeout``: ``wait_for`` made a task
-    for every wait, and under load most checkouts wait)."""
-    async with asyncio.timeout(timeout):
-        await gate.acquire()

@@ -216,3 +216,35 @@ async def test_read_value_leases_pooled_connections_within_the_same_slots() -> N
         assert await waiting == 7
     finally:
         await db.engine.dispose()
+
+
+async def test_fifo_gate_serves_in_order_times_out_and_passes_on_a_cancelled_slot() -> None:
+    from data.pool import FifoGate
+
+    gate = FifoGate(1, timeout=0.3)
+    await gate.acquire()
+    order: list[int] = []
+
+    async def wait(n: int) -> None:
+        await gate.acquire()
+        order.append(n)
+
+    waiting = [asyncio.ensure_future(wait(n)) for n in range(3)]
+    await asyncio.sleep(0.01)
+    waiting[1].cancel()  # gives up its place: the slot skips it
+    gate.release()  # to 0
+    await asyncio.sleep(0.01)
+    gate.release()  # to 2 (1 was cancelled)
+    await asyncio.sleep(0.01)
+    assert order == [0, 2]
+    assert waiting[1].cancelled()
+
+    # Nobody releases: a waiter gets TimeoutError after the gate's timeout, not before.
+    began = asyncio.get_running_loop().time()
+    with pytest.raises(TimeoutError):
+        await gate.acquire()
+    assert asyncio.get_running_loop().time() - began >= 0.29
+    gate.release()
+    assert not gate.locked()
+    await gate.acquire()  # the slot is there again
+    assert gate.locked()
