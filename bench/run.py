@@ -55,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "BENCH_REDIS_URL", os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")))
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the gateway (repeatable)")
+    parser.add_argument("--ceiling-client", choices=("redis-py", "pipelined"),
+                        default="redis-py",
+                        help="the ceiling's Redis client: redis-py (the bar's reference) or "
+                        "the gateway's own pipelined connection (for comparison)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--database", metavar="NAME",
                         help="reuse a database a --keep run left (no seeding, never dropped)")
@@ -144,7 +148,8 @@ class Bench:
                              {"BENCH_DSN": dsn})
         self.processes.start("ceiling", python_server("bench.ceiling:app", ports[2]),
                              {"BENCH_REDIS_URL": self.args.redis_url,
-                              "BENCH_REDIS_KEY": redis_key})
+                              "BENCH_REDIS_KEY": redis_key,
+                              "BENCH_REDIS_CLIENT": self.args.ceiling_client})
         self.processes.wait_ready("gateway", self.gateway, "/health/live")
         self.processes.wait_ready("gateway-cached", self.cached, "/health/live")
         self.processes.wait_ready("floor", self.floor, "/health/live")

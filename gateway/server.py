@@ -20,6 +20,7 @@ import uvicorn
 from uvicorn_worker import UvicornWorker
 
 from gateway.health import DRAIN
+from gateway.http_protocol import GatewayHttpProtocol
 from gateway.settings import Settings
 
 APP = "gateway.app:app_from_environment"
@@ -66,6 +67,7 @@ class GatewayServer(uvicorn.Server):
 def server_options(settings: Settings) -> dict[str, object]:
     """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
     return {
+        "http": GatewayHttpProtocol,  # httptools, one write per loop turn
         "server_header": False,
         "access_log": False,  # the gateway writes its own access line
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,

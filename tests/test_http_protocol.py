@@ -1,0 +1,102 @@
+"""The server's coalescing transport (gateway.http_protocol): the writes of one loop turn
+leave in one write, in order; closing writes what is kept first, aborting drops it; and
+the gateway's HTTP protocol answers a real client, keep-alive and all."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import uvicorn
+
+from gateway.http_protocol import CoalescingTransport, GatewayHttpProtocol
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = self.aborted = False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_one_turns_writes_leave_together_in_order() -> None:
+    fake = FakeTransport()
+    transport = CoalescingTransport(fake)
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"")
+    transport.writelines([b"hello", b" world"])
+    assert fake.writes == []
+    assert transport.get_write_buffer_size() == len(b"HTTP/1.1 200 OK\r\n\r\nhello world")
+    await asyncio.sleep(0)
+    assert fake.writes == [b"HTTP/1.1 200 OK\r\n\r\nhello world"]
+    transport.write(b"next")
+    await asyncio.sleep(0)
+    assert fake.writes[-1] == b"next"
+
+
+async def test_close_writes_what_is_kept_and_abort_drops_it() -> None:
+    fake = FakeTransport()
+    transport = CoalescingTransport(fake)
+    transport.write(b"last words")
+    transport.close()
+    assert (fake.writes, fake.closed) == ([b"last words"], True)
+    await asyncio.sleep(0)
+    assert fake.writes == [b"last words"]  # not twice
+
+    fake = FakeTransport()
+    transport = CoalescingTransport(fake)
+    transport.write(b"never sent")
+    transport.abort()
+    await asyncio.sleep(0)
+    assert (fake.writes, fake.aborted) == ([], True)
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body = scope["path"].encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_the_protocol_serves_keep_alive_requests_whole() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(_app, http=GatewayHttpProtocol, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Two requests in one packet (pipelined), then a third on the same connection.
+        writer.write(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+        writer.close()
+        responses = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+        assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in responses] == [b"/one", b"/two", b"/three"]
+    finally:
+        server.should_exit = True
+        await serving
