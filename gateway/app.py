@@ -128,7 +128,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # --- end compiled lane ---
     # --- response cache (issue 8): inside identity (it needs the actor) ---
     app.state.cache = cache
-    app.add_middleware(CacheMiddleware, cache=cache)
+    if cache.enabled:  # off: every answer is the front door's BYPASS, nothing to count
+        app.add_middleware(CacheMiddleware, cache=cache)
     # --- end response cache ---
     # --- rate limits (issue 8): inside identity, which resolves the principal ---
     install_rate_limits(app, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,9 +14,16 @@ from data.compiled.sql import MARK
 from data.db import Database
 
 
+@functools.lru_cache(maxsize=1024)
+def _marked(sql: str) -> str:
+    """The statement as sent, one string per plan: asyncpg keys its prepared statements
+    by the text, and a new string of a few kilobytes is hashed again on every call."""
+    return MARK + sql
+
+
 async def fetch_raw(db: Database, sql: str, params: Sequence[Any]) -> str | None:
     """The one JSON value ``sql`` selects, as PostgreSQL wrote it (``None`` for NULL)."""
-    raw = await db.read_value(MARK + sql, params)
+    raw = await db.read_value(_marked(sql), params)
     return None if raw is None else str(raw)
 
 
