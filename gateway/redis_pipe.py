@@ -53,7 +53,14 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         waiters = self.waiters
-        while (reply := self.reader.gets()) is not False:
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:  # not RESP: nothing more can be trusted
+                self.fail(RedisConnectionError(f"bad reply from Redis: {exc}"))
+                return
+            if reply is False:
+                return
             if not waiters:  # a reply nobody asked for: the stream is out of step
                 self.fail(RedisConnectionError("unexpected reply from Redis"))
                 return

@@ -162,3 +162,28 @@ async def test_a_server_that_closes_fails_every_waiter_and_the_next_call_reconne
         await redis.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_reply_that_is_not_resp_fails_the_call_and_the_next_reconnects() -> None:
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        garbage = connections == 1
+        while data := await reader.read(65536):
+            writer.write(b"?not resp\r\n" if garbage else b"+PONG\r\n" * data.count(b"PING"))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = PipelinedRedis(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(RedisConnectionError, match="bad reply"):
+            await redis.call("PING")
+        assert await redis.call("PING") == b"PONG"
+    finally:
+        await redis.aclose()
+        server.close()
+        await server.wait_closed()
