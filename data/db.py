@@ -87,6 +87,12 @@ def _for_reads(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
+def _broke(exc: BaseException, driver: asyncpg.Connection) -> bool:
+    """Whether a statement's failure left its connection unfit to pool again: anything but
+    an error PostgreSQL answered on a connection that is still open."""
+    return not isinstance(exc, asyncpg.PostgresError) or driver.is_closed()
+
+
 class Database:
     """The engine (and optional read replica) with the two ways to get a session."""
 
@@ -152,7 +158,7 @@ class Database:
             engine.dispatch.before_cursor_execute(None, None, sql, params, None, False)
             return await driver.fetchval(sql, *params)
         except BaseException as exc:
-            if not isinstance(exc, asyncpg.PostgresError) or driver.is_closed():
+            if _broke(exc, driver):
                 failed = exc
             raise
         finally:
@@ -168,7 +174,7 @@ class Database:
             engine.dispatch.before_cursor_execute(None, None, sql, params, None, False)
             return await_only(driver.fetchval(sql, *params))
         except BaseException as exc:
-            if not isinstance(exc, asyncpg.PostgresError) or driver.is_closed():
+            if _broke(exc, driver):
                 pooled.invalidate()
             raise
         finally:

@@ -146,10 +146,14 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
             raise
         finally:
             self._taking.discard(me)
-        returned = record.info.get(_RETURNED_AT)
-        if returned is not None and time.monotonic() - returned < self.ping_after_idle:
+        if self._just_used(record):
             record.fresh = True  # type: ignore[attr-defined]  # SQLAlchemy skips its pre-ping
         return record
+
+    def _just_used(self, record: ConnectionPoolEntry) -> bool:
+        """Back less than ``ping_after_idle`` seconds ago: no need to ping it."""
+        returned = record.info.get(_RETURNED_AT)
+        return returned is not None and time.monotonic() - returned < self.ping_after_idle
 
     def _timed_out(self) -> exc.TimeoutError:
         """SQLAlchemy's own error for a checkout that waited too long."""
@@ -173,9 +177,7 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         except Empty:  # fewer connections than slots yet: the checkout opens one
             gate.release()
             return None
-        returned = record.info.get(_RETURNED_AT)
-        if (record.dbapi_connection is None or returned is None
-                or time.monotonic() - returned >= self.ping_after_idle
+        if (record.dbapi_connection is None or not self._just_used(record)
                 or (self._recycle > -1 and time.time() - record.starttime > self._recycle)
                 or self._invalidate_time > record.starttime
                 or record._soft_invalidate_time > record.starttime):

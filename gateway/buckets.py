@@ -201,10 +201,6 @@ class Store:
         assert self.redis is not None
         return await self.redis.run(script, keys, args)  # bounded by the client's timeout
 
-    async def _command(self, *args: Any) -> Any:
-        assert self.redis is not None
-        return await self.redis.call(*args)
-
     def _shared(self) -> bool:
         """Redis is configured and has not just failed: after a failure the buckets are
         this process's for ``REDIS_RETRY_SECONDS`` (then Redis is tried again), so a Redis
@@ -272,7 +268,8 @@ class Store:
         """A correct password forgets the account's failures."""
         if self._shared():
             try:
-                await self._command("DEL", self._account(account))
+                assert self.redis is not None
+                await self.redis.call("DEL", self._account(account))
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
         self.local_attempts.forget(account)

@@ -139,7 +139,6 @@ class RedisStore:
                  copies_max_bytes: int = 32 << 20) -> None:
         self.prefix = prefix
         self.retry_seconds = retry_seconds
-        self.timeout = timeout
         self.client = PipelinedRedis(url, timeout=timeout)
         self._lookup = Script(LOOKUP)
         self.down_until = 0.0

@@ -162,7 +162,6 @@ class RequestLimitsMiddleware:
         except asyncio.CancelledError:
             if task not in deadlines.expired:
                 raise  # not ours: the server's or the client's
-            deadlines.expired.discard(task)
             task.uncancel()
             if started:
                 raise TimeoutError("request time limit passed mid-answer") from None
@@ -178,7 +177,7 @@ class RequestLimitsMiddleware:
                 raise
         finally:
             deadlines.leave(task)
-            deadlines.expired.discard(task)  # expired just as it finished: nothing to undo
+            deadlines.expired.discard(task)
         if over and not started:
             await self._too_large(scope, receive, send)
 

@@ -33,6 +33,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.coalescing import CoalescingTransport
+
 Arg = str | bytes | int | float
 
 
@@ -45,10 +47,11 @@ class _Protocol(asyncio.Protocol):
         self.watchdog: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
-        self.outgoing: list[bytes] = []  # commands of this loop turn, written at its end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # Every command asked for in one loop turn goes out in one write (one system call
+        # for all the requests the loop was serving), in the order they were asked.
+        self.transport = CoalescingTransport(transport)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -80,7 +83,6 @@ class _Protocol(asyncio.Protocol):
 
     def fail(self, exc: Exception) -> None:
         self.lost = self.lost or exc
-        self.outgoing.clear()
         self.sent_at.clear()
         while self.waiters:
             future = self.waiters.popleft()
@@ -99,20 +101,10 @@ class _Protocol(asyncio.Protocol):
         now = loop.time()
         self.waiters.extend(futures)
         self.sent_at.extend([now] * count)
-        if not self.outgoing:
-            loop.call_soon(self._write)
-        self.outgoing.append(payload)
+        self.transport.write(payload)
         if self.watchdog is None:
             self.watchdog = loop.call_at(now + self.timeout, self._watch)
         return futures
-
-    def _write(self) -> None:
-        """Every command asked for in one loop turn goes out in one write (one system
-        call for all the requests the loop was serving), in the order they were asked."""
-        payload = b"".join(self.outgoing)
-        self.outgoing.clear()
-        if self.transport is not None and self.lost is None:
-            self.transport.write(payload)
 
     def _watch(self) -> None:
         self.watchdog = None

@@ -10,7 +10,8 @@ from typing import Any
 
 import uvicorn
 
-from gateway.http_protocol import CoalescingTransport, GatewayHttpProtocol
+from gateway.coalescing import CoalescingTransport
+from gateway.http_protocol import GatewayHttpProtocol
 
 
 class FakeTransport(asyncio.Transport):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -100,6 +101,23 @@ async def test_nothing_listening_is_a_connection_error() -> None:
     assert isinstance(RedisConnectionError("x"), RedisError)
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def fake_redis(handle: Handler) -> AsyncIterator[PipelinedRedis]:
+    """A client of a local TCP server whose connections ``handle`` serves."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = PipelinedRedis(f"redis://127.0.0.1:{port}/0")
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_silent_server_then_a_live_one() -> None:
     """A call that times out is discarded with its connection; the next call connects
     again and is answered (here by a server that answers from then on)."""
@@ -117,10 +135,7 @@ async def test_a_silent_server_then_a_live_one() -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    redis = PipelinedRedis(f"redis://127.0.0.1:{port}/0")
-    try:
+    async with fake_redis(handle) as redis:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
                 await redis.call("PING")
@@ -128,10 +143,6 @@ async def test_a_silent_server_then_a_live_one() -> None:
         answering.set()
         assert await redis.call("PING") == b"PONG"
         assert connections == 2
-    finally:
-        await redis.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_server_that_closes_fails_every_waiter_and_the_next_call_reconnects() -> None:
@@ -148,20 +159,13 @@ async def test_a_server_that_closes_fails_every_waiter_and_the_next_call_reconne
             await reader.read(65536)
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    redis = PipelinedRedis(f"redis://127.0.0.1:{port}/0")
-    try:
+    async with fake_redis(handle) as redis:
         results = await asyncio.gather(*(redis.call("PING") for _ in range(5)),
                                        return_exceptions=True)
         assert all(isinstance(r, RedisConnectionError) for r in results), results
         closing = False
         assert await redis.call("PING") == b"PONG"
         assert connections == 2
-    finally:
-        await redis.aclose()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_reply_that_is_not_resp_fails_the_call_and_the_next_reconnects() -> None:
@@ -176,14 +180,7 @@ async def test_a_reply_that_is_not_resp_fails_the_call_and_the_next_reconnects()
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    redis = PipelinedRedis(f"redis://127.0.0.1:{port}/0")
-    try:
+    async with fake_redis(handle) as redis:
         with pytest.raises(RedisConnectionError, match="bad reply"):
             await redis.call("PING")
         assert await redis.call("PING") == b"PONG"
-    finally:
-        await redis.aclose()
-        server.close()
-        await server.wait_closed()
