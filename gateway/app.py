@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         finally:
             await cache.close()
             await db.dispose()
+            app.state.metrics.flush()  # this loop turn's records, before the loop ends
             await app.state.rate_limits.aclose()  # rate limits (issue 8)
             await graphql["persisted"].close()
 

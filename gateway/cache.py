@@ -64,6 +64,7 @@ class ResponseCache:
         self.store: MemoryStore | RedisStore = MemoryStore(settings.cache_max_entries)
         self.inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self.counters: dict[tuple[str, str], Any] = {}
+        self.metrics: Any = None
 
     async def start(self, db: Database, metrics: Any = None) -> None:
         if self.settings.redis_url:
@@ -73,6 +74,7 @@ class ResponseCache:
                 retry_seconds=self.settings.cache_redis_retry_seconds)
         db.on_commit(self.invalidate)
         if metrics is not None:
+            self.metrics = metrics
             for result, counter in (("hit", metrics.cache_hits), ("miss", metrics.cache_misses),
                                     ("bypass", metrics.cache_bypasses)):
                 for interface in ("rest", "graphql"):
@@ -94,7 +96,7 @@ class ResponseCache:
     def count(self, result: str, interface: str) -> None:
         counter = self.counters.get((result, interface))
         if counter is not None:
-            counter.inc()
+            self.metrics.count(counter)
 
 
 class CacheMiddleware:

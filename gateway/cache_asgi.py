@@ -14,10 +14,13 @@ GRAPHQL_PATH = "/graphql"
 
 class Route:
     """What the access log and metrics read from ``scope["route"]`` when a hit skips
-    routing: the template of the route that would have answered."""
+    routing: the template of the route that would have answered, and ``label``, when
+    known, the whole route with the prefixes of the routers that include it (the front
+    door's ``route_of`` reads it rather than work it out again)."""
 
-    def __init__(self, path_format: str) -> None:
+    def __init__(self, path_format: str, label: str | None = None) -> None:
         self.path = self.path_format = path_format
+        self.label = label
 
 
 def route_of(path: str) -> Route:
@@ -31,7 +34,7 @@ def route_of(path: str) -> Route:
     return ROUTES.setdefault(template, Route(template))
 
 
-ROUTES: dict[str, Route] = {GRAPHQL_PATH: Route(GRAPHQL_PATH)}
+ROUTES: dict[str, Route] = {GRAPHQL_PATH: Route(GRAPHQL_PATH, GRAPHQL_PATH)}
 
 
 def stamped(send: Send, header: tuple[bytes, bytes]) -> Send:

@@ -32,7 +32,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.compiled import compiled_data, fetch_raw
-from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, read_body, route_of
+from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
+from gateway.front import route_of as front_route_of
 from resolvers.compiled import LanePlans
 from rest.compiled import RestPlans
 
@@ -84,15 +85,23 @@ class CompiledLane:
             await self.app(scope, receive, send)
             return
         assert plan is not None
-        scope["route"] = route_of(scope["path"])  # what routing would have set (access log)
-        conditional = any(name == b"if-none-match" for name, _ in scope["headers"])
+        route = plan.route
+        if route is None:  # what routing would have set, for the access log and metrics
+            scope["route"] = route_of(scope["path"])
+            plan.route = route = Route(scope["route"].path_format, front_route_of(scope))
+        scope["route"] = route
+        conditional = False
+        for name, _ in scope["headers"]:
+            if name == b"if-none-match":
+                conditional = True
+                break
         memo = plan.memo
         if memo is None or memo[0] != raw or conditional:
             response = plan.respond(Request(scope), orjson.loads(raw))
             memo = (raw, response.status_code, tuple(response.raw_headers), response.body)
             if not conditional:
                 plan.memo = memo
-        await send({"type": "http.response.start", "status": memo[1], "headers": [*memo[2]]})
+        await send({"type": "http.response.start", "status": memo[1], "headers": memo[2]})
         await send({"type": "http.response.body", "body": memo[3]})
 
     async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import re
 import time
+from contextvars import ContextVar
 from random import getrandbits
 from typing import Any
 
 import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from uvicorn.protocols.utils import ClientDisconnected
 
 from gateway.logging import AccessLog
@@ -51,6 +53,10 @@ _STRICT = (_CSP, STRICT_CSP.encode())
 _PAGE = (_CSP, PAGE_CSP.encode())
 _DOCS = (_CSP, DOCS_CSP.encode())
 _REQUEST_ID = b"x-request-id"
+# The variable ``structlog.contextvars.bind_contextvars(request_id=...)`` would set (its
+# merge reads every ``structlog_``-prefixed variable): set and reset directly, as it is on
+# every request. Nothing else binds ``request_id``.
+REQUEST_ID: ContextVar[Any] = ContextVar(f"{STRUCTLOG_KEY_PREFIX}request_id", default=...)
 
 
 def route_of(scope: Scope) -> str:
@@ -61,6 +67,9 @@ def route_of(scope: Scope) -> str:
     segments of the path that the template does not account for.
     """
     route = scope.get("route")
+    label = getattr(route, "label", None)  # ``gateway.cache_asgi.Route``: worked out once
+    if label is not None:
+        return label  # type: ignore[no-any-return]
     template = getattr(route, "path_format", getattr(route, "path", None))
     if not isinstance(template, str):
         return UNMATCHED
@@ -88,8 +97,9 @@ def new_request_id(scope: Scope) -> str:
     return f"{getrandbits(128):032x}"
 
 
-def with_front_headers(headers: Any, path: str, request_id: bytes) -> list[tuple[bytes, bytes]]:
-    """The answer's headers, the security headers it lacks added and the request id set."""
+def front_headers(headers: Any, path: str) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The answer's headers with the security headers it lacks added and without a
+    request id (the caller sets it), and whether the answer is HTML."""
     out: list[tuple[bytes, bytes]] = []
     present: set[bytes] = set()
     html = False
@@ -109,8 +119,32 @@ def with_front_headers(headers: Any, path: str, request_id: bytes) -> list[tuple
             out.append(_PAGE if path == "/graphql" else _DOCS)
         else:
             out.append(_STRICT)
-    out.append((_REQUEST_ID, request_id))
-    return out
+    return out, html
+
+
+class FrontHeaders:
+    """``front_headers`` for the headers of an answer, remembered for headers given as a
+    tuple: the compiled lane sends the same tuple for every repeat of a remembered
+    answer (``rest.compiled.RestPlan.memo``). Kept by identity, with the tuple itself
+    (so that its id cannot be reused while kept), for non-HTML answers, whose headers do
+    not depend on the path; bounded."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self.known: dict[int, tuple[tuple[Any, ...], list[tuple[bytes, bytes]]]] = {}
+
+    def __call__(self, headers: Any, path: str, request_id: bytes) -> list[tuple[bytes, bytes]]:
+        if type(headers) is tuple:
+            known = self.known.get(id(headers))
+            if known is not None and known[0] is headers:
+                return [*known[1], (_REQUEST_ID, request_id)]
+        out, html = front_headers(headers, path)
+        if type(headers) is tuple and not html:
+            if len(self.known) >= self.size:
+                self.known.clear()
+            self.known[id(headers)] = (headers, out.copy())
+        out.append((_REQUEST_ID, request_id))
+        return out
 
 
 class FrontDoor:
@@ -120,6 +154,7 @@ class FrontDoor:
         self.hosts = None if trusted_hosts is None else TrustedHosts(app, trusted_hosts)
         self.metrics = metrics
         self.access = AccessLog("gateway.access", log_flush_seconds)
+        self.headers = FrontHeaders()
         self.pools_observed_at = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,9 +168,10 @@ class FrontDoor:
         request_id = new_request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = REQUEST_ID.set(request_id)  # structlog's bind_contextvars(request_id=...)
         raw_id = request_id.encode("latin-1")
         path = scope["path"]
+        front = self.headers
         status = 500
         started = False
 
@@ -143,8 +179,7 @@ class FrontDoor:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                message["headers"] = with_front_headers(message.get("headers", ()), path,
-                                                        raw_id)
+                message["headers"] = front(message.get("headers", ()), path, raw_id)
             await send(message)
 
         disconnected = False
@@ -156,7 +191,7 @@ class FrontDoor:
             return message
 
         begin = time.perf_counter()
-        self.metrics.in_flight.inc()
+        self.metrics.request_started()
         try:
             await app(scope, receive_and_watch, send_front)
         except Exception as exc:
@@ -176,9 +211,9 @@ class FrontDoor:
                 log.info("client_disconnected", method=scope["method"], route=route_of(scope))
                 status = CLIENT_CLOSED
             seconds = time.perf_counter() - begin
-            self.metrics.in_flight.dec()
+            self.metrics.request_finished()
             self._record(scope, state, status, seconds)
-            structlog.contextvars.reset_contextvars(**tokens)
+            REQUEST_ID.reset(token)
 
     def _record(self, scope: Scope, state: dict[str, Any], status: int,
                 seconds: float) -> None:

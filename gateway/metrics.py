@@ -6,12 +6,21 @@ chosen by that variable when the worker starts); a scrape of any worker then sum
 all, and ``gunicorn.conf.py`` marks a dead worker's files in ``child_exit``.
 Labels are bounded: route templates (never raw paths), a fixed set of methods, and at
 most ``MAX_OPERATION_NAMES`` distinct GraphQL operation names per process.
+
+What every request records (its count and duration, the requests in flight, the SQL
+statements it sent, its cache result) is gathered in memory and written once per
+event-loop turn (``Metrics.flush``): in multiprocess mode each write is a locked ``mmap``
+update, and five or six of them per request cost a REST detail read more than its own
+work (issue 9). A scrape flushes first, so its own worker's numbers are exact; another
+worker's are at most one of its loop turns old.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +104,65 @@ class Metrics:
         # arguments on every call (the label sets are bounded, see above).
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._operation_children: dict[tuple[str | None, str, str], tuple[Any, Any]] = {}
+        # This loop turn's records, written by ``flush`` (see the module's docstring).
+        self._counts: dict[Any, int] = {}
+        self._observations: dict[Any, list[float]] = {}
+        self._in_flight = self._in_flight_written = 0
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is due
+
+    def count(self, counter: Any, amount: int = 1) -> None:
+        """``counter.inc(amount)``, at the end of this loop turn."""
+        if self._batched():
+            counts = self._counts
+            counts[counter] = counts.get(counter, 0) + amount
+        else:
+            counter.inc(amount)
+
+    def observe(self, histogram: Any, seconds: float) -> None:
+        """``histogram.observe(seconds)``, at the end of this loop turn."""
+        if not self._batched():
+            histogram.observe(seconds)
+        elif (observations := self._observations.get(histogram)) is None:
+            self._observations[histogram] = [seconds]
+        else:
+            observations.append(seconds)
+
+    def request_started(self) -> None:
+        self._in_flight += 1
+        if not self._batched():
+            self.flush()
+
+    def request_finished(self) -> None:
+        self._in_flight -= 1
+        if not self._batched():
+            self.flush()
+
+    def _batched(self) -> bool:
+        """Whether a record can wait for this loop turn's flush (scheduled by the first).
+        Outside a loop (a thread of its own, say) it is written at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._flush_loop is not loop:
+            if self._flush_loop is not None:
+                self.flush()  # due on another loop, which may never run again
+            self._flush_loop = loop
+            loop.call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Writes what this process recorded since the last flush."""
+        self._flush_loop = None
+        counts, self._counts = self._counts, {}
+        observations, self._observations = self._observations, {}
+        for counter, amount in counts.items():
+            counter.inc(amount)
+        for histogram, values in observations.items():
+            observe_all(histogram, values)
+        if self._in_flight != self._in_flight_written:
+            self._in_flight_written = self._in_flight
+            self.in_flight.set(self._in_flight)
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -116,8 +184,8 @@ class Metrics:
             children = (self.requests.labels(*labels), self.durations.labels(*labels))
             if method in METHODS:
                 self._request_children[method, route or UNMATCHED, status] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.count(children[0])
+        self.observe(children[1], seconds)
 
     def observe_operation(self, name: str | None, kind: str, outcome: str,
                           seconds: float) -> None:
@@ -128,8 +196,8 @@ class Metrics:
                         self.operation_durations.labels(label, kind))
             if label == name:  # bounded: the names operation_label admitted
                 self._operation_children[name, kind, outcome] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.count(children[0])
+        self.observe(children[1], seconds)
 
     def observe_pools(self, db: Any) -> None:
         """Pool gauges from SQLAlchemy's pool; pools without counters are skipped."""
@@ -154,14 +222,35 @@ class Metrics:
             event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)
 
     def _count_statement(self, *_args: Any) -> None:
-        self.db_statements.inc()
+        self.count(self.db_statements)
 
     def render(self) -> bytes:
+        self.flush()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+
+def observe_all(histogram: Any, values: list[float]) -> None:
+    """``histogram.observe(value)`` for each of ``values``: one write for the sum and one
+    per bucket they fall in, rather than two per value. Through ``observe`` when the
+    histogram is not prometheus-client's as this was written for."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(values) == 1:
+        for value in values:
+            histogram.observe(value)
+        return
+    falls: dict[int, int] = {}
+    for value in values:
+        index = bisect_left(bounds, value)  # the first bound >= value, as observe's
+        falls[index] = falls.get(index, 0) + 1
+    total.inc(sum(values))
+    for index, amount in falls.items():
+        buckets[index].inc(amount)
 
 
 metrics_router = APIRouter(include_in_schema=False)

@@ -35,12 +35,14 @@ Respond = Callable[[Request, Any], Response]
 class RestPlan:
     """The one statement a compiled REST read ran, and how its handler answered;
     ``memo``: the statement's last text and the answer made from it (status, headers,
-    body), kept by the lane."""
+    body), kept by the lane; the headers are a tuple, the same object while the memo
+    stands (the front door keeps its own work on them by it)."""
 
     sql: str
     params: tuple[Any, ...]
     respond: Respond
     memo: tuple[str, int, tuple[tuple[bytes, bytes], ...], bytes] | None = None
+    route: Any = None  # the lane's ``scope["route"]`` for it, made on its first repeat
 
 
 class RestPlans:

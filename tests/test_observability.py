@@ -315,3 +315,91 @@ def test_the_access_line_timestamp_is_structlogs_iso_form() -> None:
     parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     assert before.replace(microsecond=0) <= parsed <= after
     assert len(stamp) in (len("2026-01-01T00:00:00Z"), len("2026-01-01T00:00:00.000000Z"))
+
+
+def _sample(registry: Any, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)  # type: ignore[no-any-return]
+
+
+async def test_metrics_are_written_at_the_end_of_the_loop_turn() -> None:
+    from gateway.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.request_started()
+    metrics.observe_request("GET", "/api/v1/products", 200, 0.02)
+    metrics.observe_request("GET", "/api/v1/products", 200, 0.2)
+    metrics.count(metrics.db_statements, 3)
+    labels = {"method": "GET", "route": "/api/v1/products", "status": "200"}
+    registry = metrics.registry
+    assert not _sample(registry, "gateway_http_requests_total", **labels)  # not yet
+    assert not _sample(registry, "gateway_db_statements_total")
+    await asyncio.sleep(0)
+    assert _sample(registry, "gateway_http_requests_total", **labels) == 2
+    assert _sample(registry, "gateway_http_request_duration_seconds_count", **labels) == 2
+    assert _sample(registry, "gateway_http_request_duration_seconds_sum", **labels) == \
+        pytest.approx(0.22)
+    assert _sample(registry, "gateway_db_statements_total") == 3
+    assert _sample(registry, "gateway_http_requests_in_flight") == 1
+    metrics.request_finished()
+    metrics.observe_request("GET", "/api/v1/products", 200, 0.01)
+    assert b"gateway_http_requests_in_flight 0.0" in metrics.render()  # a scrape flushes
+    assert _sample(registry, "gateway_http_requests_total", **labels) == 3
+
+
+def test_metrics_recorded_outside_a_loop_are_written_at_once() -> None:
+    from gateway.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.request_started()
+    metrics.count(metrics.db_statements)
+    metrics.observe_operation("Cheap", "query", "ok", 0.5)
+    registry = metrics.registry
+    assert _sample(registry, "gateway_http_requests_in_flight") == 1
+    assert _sample(registry, "gateway_db_statements_total") == 1
+    assert _sample(registry, "gateway_graphql_operations_total",
+                   operation="Cheap", type="query", outcome="ok") == 1
+
+
+@pytest.mark.parametrize("values", [
+    [0.001], [0.005, 0.0050001, 0.01, 7.0, 11.0, 0.0], [0.3] * 5 + [0.02, 2.5, 10.0],
+])
+def test_a_turns_observations_land_in_the_buckets_observe_would_use(
+    values: list[float],
+) -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from gateway.metrics import BUCKETS, observe_all
+
+    one, batch = CollectorRegistry(), CollectorRegistry()
+    by_one = Histogram("h", "h", buckets=BUCKETS, registry=one)
+    by_batch = Histogram("h", "h", buckets=BUCKETS, registry=batch)
+    for item in values:
+        by_one.observe(item)
+    observe_all(by_batch, values)
+
+    def shown(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+        return [(s.name, s.labels, round(s.value, 9)) for s in list(registry.collect())[0].samples
+                if not s.name.endswith("_created")]
+
+    assert shown(batch) == shown(one)
+
+
+def test_the_front_doors_headers_for_a_repeated_tuple_are_its_first_answers() -> None:
+    from gateway.front import FrontHeaders, front_headers
+
+    front = FrontHeaders(size=2)
+    json_answer = ((b"content-type", b"application/json"), (b"etag", b'"1"'),
+                   (b"x-request-id", b"from-the-app"))
+    page = ((b"content-type", b"text/html; charset=utf-8"),)
+    for headers, path in ((json_answer, "/api/v1/products/1"), (list(json_answer), "/x"),
+                          (page, "/graphql"), (page, "/docs")):
+        want = [*front_headers(headers, path)[0], (b"x-request-id", b"r-1")]
+        assert front(headers, path, b"r-1") == want
+        again = front(headers, path, b"r-2")  # the same headers, another request
+        assert again == [*want[:-1], (b"x-request-id", b"r-2")]
+    assert [entry[0] for entry in front.known.values()] == [json_answer]  # not lists, not HTML
+    assert dict(front(page, "/graphql", b"r"))[b"content-security-policy"] != dict(
+        front(page, "/docs", b"r"))[b"content-security-policy"]
+    for n in range(3):  # bounded
+        front(((b"etag", str(n).encode()),), "/", b"r")
+    assert len(front.known) <= 2
