@@ -73,8 +73,8 @@ class CompiledLane:
         state = scope.get("state") or {}
         actor = state.get("actor")
         plan = None
-        if self.rest_plans and actor is not None and state.get("identity_error") is None:
-            plan = self.rest_plans.get(self.rest_plans.key(scope, actor))
+        if actor is not None and state.get("identity_error") is None:
+            plan = self.rest_plans.find(scope, actor)
         raw = None
         if plan is not None:
             try:

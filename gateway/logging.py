@@ -114,11 +114,11 @@ class JsonLines(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
-        self.pending: list[str] = []
+        self.pending: list[bytes] = []  # JSON lines, UTF-8
         self.timer: asyncio.TimerHandle | None = None
         self.due = 0.0
 
-    def write_line(self, line: str, delay: float) -> None:
+    def write_line(self, line: bytes, delay: float) -> None:
         self.acquire()
         try:
             self.pending.append(line)
@@ -148,7 +148,7 @@ class JsonLines(logging.StreamHandler):  # type: ignore[type-arg]
             if self.pending:
                 lines, self.pending = self.pending, []
                 try:
-                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.write((b"\n".join(lines) + b"\n").decode())
                 except Exception:  # as the stdlib's: a broken log stream fails no request
                     pass
             super().flush()
@@ -184,10 +184,11 @@ class AccessLog:
 
     def info(self, event: str, fields: dict[str, Any]) -> None:
         sink = _json_sink
-        if sink is None or logging.getLogger().handlers != [sink] or sink.filters:
+        handlers = logging.root.handlers
+        if sink is None or len(handlers) != 1 or handlers[0] is not sink or sink.filters:
             self.log.info(event, **fields)
             return
-        if not self.logger.isEnabledFor(logging.INFO) or sink.level > logging.INFO:
+        if sink.level > logging.INFO or not self.logger.isEnabledFor(logging.INFO):
             return
         # The pre-chain's processors (``_pre_chain``), inlined: on every request their
         # calls, the timestamp's datetime and the redaction's scan were most of the line.
@@ -203,32 +204,46 @@ class AccessLog:
         event_dict["logger"] = self.logger.name  # add_logger_name
         event_dict["timestamp"] = utc_now_iso()  # TimeStamper(fmt="iso", utc=True)
         event_dict["pid"] = _pid  # add_pid
-        for key in _secret_keys(tuple(event_dict)):  # redact_secrets
-            event_dict[key] = REDACTED
-        sink.write_line(self.render(self.logger, "info", event_dict), self.flush_seconds)
+        for key in event_dict:  # redact_secrets
+            if key not in _ACCESS_KEYS and _is_secret(key):
+                event_dict[key] = REDACTED
+        try:  # the JSON renderer's ``dumps``, without its two wrappers
+            line = orjson.dumps(event_dict, default=_fallback, option=PASSTHROUGH)
+        except TypeError:
+            line = self.render(self.logger, "info", event_dict).encode()
+        sink.write_line(line, self.flush_seconds)
 
 
-@functools.lru_cache(maxsize=256)
-def _secret_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(key for key in keys if _is_secret(key))
+def _fallback(value: Any) -> Any:
+    """What structlog's JSON renderer makes of a value JSON has no form for."""
+    structlog_form = getattr(value, "__structlog__", None)
+    return structlog_form() if callable(structlog_form) else repr(value)
+
+
+# The access line's own keys, none of them a secret's name (checked by a test).
+_ACCESS_KEYS = frozenset({
+    "method", "route", "status", "duration_ms", "principal", "operation", "operation_type",
+    "outcome", "event", "request_id", "level", "logger", "timestamp", "pid"})
 
 
 _second = -1
 _second_text = ""
+_second_micro = "%s.%06dZ"
 
 
 def utc_now_iso() -> str:
     """``datetime.now(timezone.utc).isoformat()`` with ``Z`` for ``+00:00`` (structlog's
     ISO stamp), the date and time formatted once a second."""
-    global _second, _second_text
+    global _second, _second_text, _second_micro
     now = time.time()
     second = int(now)
     if second != _second:
         _second_text = datetime.datetime.fromtimestamp(
             second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_micro = _second_text.replace("%", "%%") + ".%06dZ"
         _second = second
     micro = int((now - second) * 1_000_000)
-    return f"{_second_text}.{micro:06d}Z" if micro else f"{_second_text}Z"
+    return _second_micro % micro if micro else _second_text + "Z"
 
 
 def formatter(log_format: str = "json") -> structlog.stdlib.ProcessorFormatter:

@@ -403,3 +403,10 @@ def test_the_front_doors_headers_for_a_repeated_tuple_are_its_first_answers() ->
     for n in range(3):  # bounded
         front(((b"etag", str(n).encode()),), "/", b"r")
     assert len(front.known) <= 2
+
+
+def test_the_access_lines_own_keys_are_no_secrets_names() -> None:
+    from gateway.logging import _ACCESS_KEYS, _is_secret
+
+    assert _ACCESS_KEYS
+    assert not [key for key in _ACCESS_KEYS if _is_secret(key)]
