@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         db = Database.from_url(settings.sqlalchemy_url, settings.database_read_url,
                                settings.pool)
         app.state.db = db
-        app.state.metrics.count_statements(db)  # issue 9: SQL statements per request
+        app.state.metrics.watch(db)  # SQL statements per request (issue 9), pool gauges
         await cache.start(db, getattr(app.state, "metrics", None))
         try:
             # --- live order events (issue 7): app.state.events, fed by db commits ---

@@ -44,8 +44,6 @@ log = structlog.get_logger("gateway.access")
 errors = structlog.get_logger("gateway.errors")
 CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Pool gauges are read at most this often per request stream (and on every scrape).
-POOL_GAUGE_SECONDS = 1.0
 
 _SECURITY = tuple((name.lower().encode(), value.encode()) for name, value in HEADERS.items())
 _CSP = b"content-security-policy"
@@ -155,7 +153,6 @@ class FrontDoor:
         self.metrics = metrics
         self.access = AccessLog("gateway.access", log_flush_seconds)
         self.headers = FrontHeaders()
-        self.pools_observed_at = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -219,13 +216,6 @@ class FrontDoor:
                 seconds: float) -> None:
         route = route_of(scope)
         self.metrics.observe_request(scope["method"], route, status, seconds)
-        # Under gunicorn each worker's pool gauges are its own file: keep them current,
-        # to the second (reading the pools on every request cost more than the probe).
-        now = time.monotonic()
-        if now - self.pools_observed_at >= POOL_GAUGE_SECONDS:
-            self.pools_observed_at = now
-            self.metrics.observe_pools(
-                getattr(getattr(scope.get("app"), "state", None), "db", None))
         fields: dict[str, Any] = {
             "method": scope["method"], "route": route, "status": status,
             "duration_ms": round(seconds * 1000, 2), "principal": principal_of(state),

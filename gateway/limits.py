@@ -177,7 +177,8 @@ class RequestLimitsMiddleware:
                 raise
         finally:
             deadlines.leave(task)
-            deadlines.expired.discard(task)
+            if deadlines.expired:
+                deadlines.expired.discard(task)
         if over and not started:
             await self._too_large(scope, receive, send)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+import time
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ OTHER = "<other>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_OPERATION_NAMES = 200
+# Pool gauges are read at most this often while requests come (and on every scrape).
+POOL_GAUGE_SECONDS = 1.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -109,6 +112,10 @@ class Metrics:
         self._observations: dict[Any, list[float]] = {}
         self._in_flight = self._in_flight_written = 0
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is due
+        # Under gunicorn each worker's pool gauges are its own file: flushes keep them
+        # current, to the second (reading the pools per request cost more than the probe).
+        self._db: Any = None
+        self._pools_observed_at = float("-inf")
 
     def count(self, counter: Any, amount: int = 1) -> None:
         """``counter.inc(amount)``, at the end of this loop turn."""
@@ -163,6 +170,11 @@ class Metrics:
         if self._in_flight != self._in_flight_written:
             self._in_flight_written = self._in_flight
             self.in_flight.set(self._in_flight)
+        if self._db is not None:
+            now = time.monotonic()
+            if now - self._pools_observed_at >= POOL_GAUGE_SECONDS:
+                self._pools_observed_at = now
+                self.observe_pools(self._db)
 
     def operation_label(self, name: str | None) -> str:
         if not name:
@@ -215,8 +227,10 @@ class Metrics:
                 if callable(counter):
                     gauge.labels(name).set(max(int(counter()), 0))
 
-    def count_statements(self, db: Any) -> None:
-        """Counts every statement ``db``'s engines send (the benchmark divides by requests)."""
+    def watch(self, db: Any) -> None:
+        """Counts every statement ``db``'s engines send (the benchmark divides by requests)
+        and keeps its pool gauges current."""
+        self._db = db
         engines = {id(db.engine): db.engine, id(db.read_engine): db.read_engine}
         for engine in engines.values():
             event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)

@@ -410,3 +410,38 @@ def test_the_access_lines_own_keys_are_no_secrets_names() -> None:
 
     assert _ACCESS_KEYS
     assert not [key for key in _ACCESS_KEYS if _is_secret(key)]
+
+
+async def test_pool_gauges_follow_the_requests_to_the_second() -> None:
+    from types import SimpleNamespace
+
+    from gateway.metrics import Metrics
+
+    class Pool:
+        checked_out = 3
+
+        def size(self) -> int:
+            return 10
+
+        def checkedout(self) -> int:
+            return self.checked_out
+
+        def overflow(self) -> int:
+            return 0
+
+    pool = Pool()
+    engine = SimpleNamespace(pool=pool)
+    metrics = Metrics()
+    metrics._db = SimpleNamespace(engine=engine, read_engine=engine)  # as watch(db) keeps it
+    metrics.request_started()
+    await asyncio.sleep(0)
+    registry = metrics.registry
+    assert _sample(registry, "gateway_db_pool_checked_out", pool="primary") == 3
+    pool.checked_out = 4
+    metrics.request_finished()
+    await asyncio.sleep(0)  # within the second: not read again
+    assert _sample(registry, "gateway_db_pool_checked_out", pool="primary") == 3
+    metrics._pools_observed_at -= 1.0
+    metrics.request_started()
+    await asyncio.sleep(0)
+    assert _sample(registry, "gateway_db_pool_checked_out", pool="primary") == 4
