@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 
 class ActorKind(StrEnum):
@@ -39,9 +40,10 @@ class Actor:
     def has_scope(self, scope: str) -> bool:
         return self.kind is ActorKind.API_KEY and scope in self.scopes
 
-    @property
+    @cached_property
     def label(self) -> str:
-        """A log-safe description of the principal (never a secret)."""
+        """A log-safe description of the principal (never a secret); worked out once per
+        actor (the access line asks on every request)."""
         if self.kind is ActorKind.USER:
             return f"user:{self.user_id}"
         if self.kind is ActorKind.API_KEY:

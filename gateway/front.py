@@ -218,7 +218,8 @@ class FrontDoor:
         self.metrics.observe_request(scope["method"], route, status, seconds)
         fields: dict[str, Any] = {
             "method": scope["method"], "route": route, "status": status,
-            "duration_ms": round(seconds * 1000, 2), "principal": principal_of(state),
+            # To the hundredth of a millisecond (``round(ms, 2)`` up to ties, at half the cost).
+            "duration_ms": int(seconds * 100_000 + 0.5) / 100, "principal": principal_of(state),
         }
         operation = state.get("graphql")
         if operation is not None:
