@@ -8,6 +8,7 @@ report) in the request state; REST dependencies and the GraphQL context read it 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ class IdentityMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself without credentials: the app's is the caller's to await,
+        # one frame fewer for every suspension of the request to pass through (issue 9).
         if scope["type"] in ("http", "websocket"):
             authorization = api_key = None
             for name, value in scope["headers"]:  # no dict: most requests carry neither
@@ -58,13 +61,19 @@ class IdentityMiddleware:
             state = scope.setdefault("state", {})
             state["actor"], state["identity_error"] = ANONYMOUS, None
             if authorization is not None or api_key is not None:
-                app_state = scope["app"].state
-                try:
-                    state["actor"] = await auth.resolve_credentials(
-                        app_state.db, app_state.tokens,
-                        authorization.decode("latin-1") if authorization is not None else None,
-                        api_key.decode("latin-1") if api_key is not None else None,
-                    )
-                except DomainError as exc:
-                    state["identity_error"] = exc
+                return self._resolved(scope, receive, send, state, authorization, api_key)
+        return self.app(scope, receive, send)
+
+    async def _resolved(self, scope: Scope, receive: Receive, send: Send,
+                        state: dict[str, Any], authorization: bytes | None,
+                        api_key: bytes | None) -> None:
+        app_state = scope["app"].state
+        try:
+            state["actor"] = await auth.resolve_credentials(
+                app_state.db, app_state.tokens,
+                authorization.decode("latin-1") if authorization is not None else None,
+                api_key.decode("latin-1") if api_key is not None else None,
+            )
+        except DomainError as exc:
+            state["identity_error"] = exc
         await self.app(scope, receive, send)
