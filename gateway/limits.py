@@ -59,14 +59,20 @@ def refusal(scope: Scope, *, status: int, code: str, title: str, detail: str,
                             detail=detail, headers=headers)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared ``Content-Length`` (``None`` if absent or not a number), and whether
+    the request may carry a body at all (HTTP/1.1: only with a length or an encoding)."""
+    length, framed = None, False
     for name, value in scope["headers"]:
         if name == b"content-length":
+            framed = True
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                length = None
+        elif name == b"transfer-encoding":
+            framed = True
+    return length, framed
 
 
 class Deadlines:
@@ -125,7 +131,7 @@ class RequestLimitsMiddleware:
                           detail=f"The query string is over the limit of {self.max_query} "
                           "bytes.")(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, framed = _body_framing(scope)
         if declared is not None and declared > self.max_body:
             await self._too_large(scope, receive, send)
             return
@@ -158,7 +164,9 @@ class RequestLimitsMiddleware:
 
         deadlines.enter(task)
         try:
-            await self.app(scope, limited_receive, watched_send)
+            # Without a length or an encoding there is no body to count (issue 9: a
+            # wrapper less for every GET).
+            await self.app(scope, limited_receive if framed else receive, watched_send)
         except asyncio.CancelledError:
             if task not in deadlines.expired:
                 raise  # not ours: the server's or the client's

@@ -183,6 +183,7 @@ class AccessLog:
         self.render = _json_renderer()
 
     def info(self, event: str, fields: dict[str, Any]) -> None:
+        """One line; ``fields`` becomes the line's dict (the caller's is not kept)."""
         sink = _json_sink
         handlers = logging.root.handlers
         if sink is None or len(handlers) != 1 or handlers[0] is not sink or sink.filters:
@@ -192,7 +193,8 @@ class AccessLog:
             return
         # The pre-chain's processors (``_pre_chain``), inlined: on every request their
         # calls, the timestamp's datetime and the redaction's scan were most of the line.
-        event_dict: EventDict = {**fields, "event": event}
+        event_dict: EventDict = fields
+        event_dict["event"] = event
         context = contextvars.copy_context()
         for var in context:  # merge_contextvars
             name = var.name
@@ -204,9 +206,10 @@ class AccessLog:
         event_dict["logger"] = self.logger.name  # add_logger_name
         event_dict["timestamp"] = utc_now_iso()  # TimeStamper(fmt="iso", utc=True)
         event_dict["pid"] = _pid  # add_pid
-        for key in event_dict:  # redact_secrets
-            if key not in _ACCESS_KEYS and _is_secret(key):
-                event_dict[key] = REDACTED
+        if not event_dict.keys() <= _ACCESS_KEYS:  # redact_secrets
+            for key in event_dict:
+                if key not in _ACCESS_KEYS and _is_secret(key):
+                    event_dict[key] = REDACTED
         try:  # the JSON renderer's ``dumps``, without its two wrappers
             line = orjson.dumps(event_dict, default=_fallback, option=PASSTHROUGH)
         except TypeError:
