@@ -164,9 +164,10 @@ class RequestLimitsMiddleware:
 
         deadlines.enter(task)
         try:
-            # Without a length or an encoding there is no body to count (issue 9: a
-            # wrapper less for every GET).
-            await self.app(scope, limited_receive if framed else receive, watched_send)
+            # In HTTP/1 a request without a length or an encoding has no body to count
+            # (issue 9: a wrapper less for every GET); HTTP/2 needs neither for a body.
+            counted = framed or scope.get("http_version") not in ("1.1", "1.0")
+            await self.app(scope, limited_receive if counted else receive, watched_send)
         except asyncio.CancelledError:
             if task not in deadlines.expired:
                 raise  # not ours: the server's or the client's

@@ -84,3 +84,32 @@ async def test_a_cancellation_that_is_not_the_deadline_goes_through() -> None:
     else:
         raise AssertionError("the server's cancellation was swallowed")
     assert not middleware.deadlines.running
+
+
+async def test_a_body_without_framing_headers_is_still_counted_over_http_2() -> None:
+    """HTTP/1 has no body without Content-Length or Transfer-Encoding; HTTP/2 does."""
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    middleware = RequestLimitsMiddleware(echo, max_body_bytes=10, max_query_string_bytes=10,
+                                         timeout_seconds=5)
+    chunks = [{"type": "http.request", "body": b"x" * 8, "more_body": True},
+              {"type": "http.request", "body": b"x" * 8, "more_body": False}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return chunks.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await middleware({**_scope("/upload"), "method": "POST", "http_version": "2"},
+                     receive, send)
+    assert sent[0]["status"] == 413
