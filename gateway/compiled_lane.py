@@ -87,11 +87,10 @@ class CompiledLane:
             await self.app(scope, receive, send)
             return
         assert plan is not None
-        route = plan.route
-        if route is None:  # what routing would have set, for the access log and metrics
-            scope["route"] = route_of(scope["path"])
-            plan.route = route = Route(scope["route"].path_format, front_route_of(scope))
-        scope["route"] = route
+        if plan.route is None:  # what routing would have set, for the access log and metrics
+            scope["route"] = template = route_of(scope["path"])
+            plan.route = Route(template.path_format, front_route_of(scope))
+        scope["route"] = plan.route
         conditional = False
         for name, _ in scope["headers"]:
             if name == b"if-none-match":
@@ -117,16 +116,16 @@ class CompiledLane:
         if payload is None:
             await self.app(scope, receive, send)
             return
-        plan_operation, content = payload
+        plan_operation, content, headers = payload
         scope["route"] = ROUTES[GRAPHQL_PATH]  # what routing would have set (access log)
         state["graphql"] = {"name": plan_operation, "type": "query", "outcome": "ok"}
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-length", str(len(content)).encode()),
-            (b"content-type", b"application/json"),
-        ]})
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _answer(self, body: bytes, actor: Any) -> tuple[str | None, bytes] | None:
+    async def _answer(self, body: bytes, actor: Any,
+                      ) -> tuple[str | None, bytes, tuple[tuple[bytes, bytes], ...]] | None:
+        """The operation's name, the body and its headers (a tuple, the same object while
+        the memo stands, as a REST plan's: the front door keeps its work on them by it)."""
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -141,7 +140,7 @@ class CompiledLane:
             raw = await fetch_raw(self.state.db, plan.compiled.sql, plan.compiled.params)
             memo = plan.memo
             if memo is not None and memo[0] == raw:
-                return plan.operation, memo[1]
+                return plan.operation, memo[1], memo[2]
             data = None if raw is None else compiled_data(plan.compiled, orjson.loads(raw))
         except Exception:
             # A bug here must not become the answer: log it, and let the pipeline answer.
@@ -150,5 +149,7 @@ class CompiledLane:
         if data is None:
             return None
         content = orjson.dumps({"data": data})
-        plan.memo = (raw, content)
-        return plan.operation, content
+        headers = ((b"content-length", str(len(content)).encode()),
+                   (b"content-type", b"application/json"))
+        plan.memo = (raw, content, headers)
+        return plan.operation, content, headers

@@ -246,11 +246,12 @@ def _compiled(ec: Any, actor: Any) -> CompiledQuery | None:
 @dataclass(eq=False)
 class LanePlan:
     """A compiled statement, and the operation name the access log gives its answers;
-    ``memo``: the statement's last text and the answer made from it (the lane's)."""
+    ``memo``: the statement's last text and the answer made from it, body and headers
+    (the lane's)."""
 
     compiled: CompiledQuery
     operation: str | None
-    memo: tuple[str, bytes] | None = None
+    memo: tuple[str, bytes, tuple[tuple[bytes, bytes], ...]] | None = None
 
 
 class LanePlans:

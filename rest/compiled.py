@@ -69,15 +69,9 @@ class RestPlans:
             self._plans.clear()
         self._plans[key] = plan
 
-    def get(self, key: tuple[Any, ...]) -> RestPlan | None:
-        return self._plans.get(key)
-
     def find(self, scope: Scope, actor: Any) -> RestPlan | None:
-        """``get(key(scope, actor))``, in one call (the lane asks on every REST read)."""
+        """The plan remembered for this request (the lane asks on every REST read)."""
         return self._plans.get(self.key(scope, actor)) if self._plans else None
-
-    def __len__(self) -> int:
-        return len(self._plans)
 
 
 async def compiled_body(
