@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -133,6 +134,15 @@ class Load:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @classmethod
+    def combine(cls, loads: list[Load]) -> Load:
+        """Rounds of one server as one load: requests and seconds added up (req/s over the
+        whole time), the median of their p50s and the worst of their p99s (wrk's
+        histograms are not kept, so the percentiles of the union are not known)."""
+        return cls(sum(load.requests for load in loads), sum(load.seconds for load in loads),
+                   sum(load.errors for load in loads), sum(load.non2xx for load in loads),
+                   median(load.p50_ms for load in loads), max(load.p99_ms for load in loads))
 
 
 def wrk_path() -> str:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ class Row:
     load: Load | None
     statements: float | None
     note: str = ""
+    rounds: list[float] = field(default_factory=list)  # the gateway's ratio in each round
 
 
 def _ratio(row: Row, rows: list[Row]) -> str:
@@ -34,7 +35,10 @@ def _ratio(row: Row, rows: list[Row]) -> str:
                       and r.load is not None), None)
     if reference is None or not reference.load or not reference.load.rps:
         return ""
-    return f"{row.load.rps / reference.load.rps:.2f}x {reference.server}"
+    ratio = f"{row.load.rps / reference.load.rps:.2f}x {reference.server}"
+    if len(row.rounds) > 1:  # how far the rounds strayed from each other
+        ratio += f" ({min(row.rounds):.2f}-{max(row.rounds):.2f})"
+    return ratio
 
 
 def _cells(row: Row, rows: list[Row]) -> tuple[str, ...]:
@@ -97,12 +101,16 @@ def write_results(path: Path, command: str, info: dict[str, str], table: str,
         "Written by `./dev bench` (see README, \"Benchmark\"); each run replaces this file.", "",
         f"Command: `{command}`", "",
         *(f"- {key}: {value}" for key, value in info.items()),
-        f"- load: wrk, {args.connections} connections, {args.threads} threads, "
-        f"{args.duration:g}s per run after {args.warmup:g}s of warm-up", "",
+        f"- load: wrk, {args.connections} connections, {args.threads} threads; per "
+        f"scenario {args.warmup:g}s of warm-up for each server, then {args.rounds} "
+        f"alternating rounds of {max(1, round(args.duration / args.rounds))}s each", "",
         "The gateway runs under gunicorn with one uvicorn worker and a pool of 10; the floor",
         "and the ceiling under uvicorn (uvloop, httptools); all of them on loopback, on the",
         "same machine as wrk and PostgreSQL. A load average above the CPU count means other",
-        "work shared the machine: the numbers are then low and noisy.", "",
+        "work shared the machine: the numbers are then low and noisy. A ratio is the",
+        "gateway's req/s over the reference's, each summed over the rounds, with the",
+        "lowest and highest ratio of a single round in brackets; p50 is the rounds' median,",
+        "p99 the worst round's.", "",
         table, "",
     ]
     path.write_text("\n".join(body))

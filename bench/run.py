@@ -42,8 +42,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, default=10_000, help="products (default 10000)")
     parser.add_argument("--max-reviews", type=int, default=10,
                         help="reviews per product, 0 to this (default 10: ~5 a product)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per run")
+    parser.add_argument("--duration", type=float, default=12,
+                        help="seconds of load per server and scenario, over all rounds "
+                        "(default 12)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternating rounds of the reference and the gateway per "
+                        "scenario (default 4)")
+    parser.add_argument("--warmup", type=float, default=2,
+                        help="seconds of warm-up per server and scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--only", default=",".join(NAMES),
@@ -66,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where to record the results (default bench/RESULTS.md)")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(args.only) - set(NAMES)
     if unknown:
@@ -161,12 +169,6 @@ class Bench:
             run_wrk(base, method, path, body, seconds=a.warmup, connections=a.connections,
                     threads=a.threads)
 
-    def load(self, base: str, method: str, path: str, body: dict[str, object] | None) -> Load:
-        a = self.args
-        self.warm(base, method, path, body)
-        return run_wrk(base, method, path, body, seconds=a.duration,
-                       connections=a.connections, threads=a.threads)
-
     def check(self, base: str, s: Scenario, floor: bool = False) -> bytes:
         request = s.floor if floor else s.gateway
         assert request is not None
@@ -192,39 +194,57 @@ class Bench:
             return None, "n/a: no response cache (no X-Cache header)"
         return None, f"n/a: X-Cache: {verdict}"
 
-    def measure_gateway(self, s: Scenario, request: Request | None = None,
-                        base: str | None = None) -> Row:
-        request, a, base = request or s.gateway, self.args, base or self.gateway
-        self.warm(base, request.method, request.path, request.body)
-        before = counters(base)
-        load = run_wrk(base, request.method, request.path, request.body,
-                       seconds=a.duration, connections=a.connections, threads=a.threads)
-        after = counters(base)
+    def compare(self, s: Scenario, reference: tuple[str, str, Request],
+                gateway: tuple[str, Request]) -> list[Row]:
+        """The reference server and the gateway in alternating rounds, each warmed first.
+
+        The machine's speed drifts (by a third within an hour on a shared 2-vCPU
+        machine): measured one after the other, the two would see different machines,
+        and the ratio would carry that drift. Rounds alternate their order (reference
+        first, then gateway first, ...), so a steady drift falls on both alike; each
+        side's req/s is its requests over its time in all rounds.
+        """
+        a = self.args
+        name, ref_base, ref_request = reference
+        gw_base, gw_request = gateway
+        self.warm(ref_base, ref_request.method, ref_request.path, ref_request.body)
+        self.warm(gw_base, gw_request.method, gw_request.path, gw_request.body)
+        seconds = max(1, round(a.duration / a.rounds))
+        before = counters(gw_base)
+        ref_loads: list[Load] = []
+        gw_loads: list[Load] = []
+        for round_ in range(a.rounds):
+            sides = [(ref_loads, ref_base, ref_request), (gw_loads, gw_base, gw_request)]
+            for loads, base, request in sides[:: 1 if round_ % 2 == 0 else -1]:
+                loads.append(run_wrk(base, request.method, request.path, request.body,
+                                     seconds=seconds, connections=a.connections,
+                                     threads=a.threads))
+            ratio = gw_loads[-1].rps / ref_loads[-1].rps if ref_loads[-1].rps else 0.0
+            print(f"bench:   round {round_ + 1}: {name} {ref_loads[-1].rps:,.0f} req/s, "
+                  f"gateway {gw_loads[-1].rps:,.0f} req/s ({ratio:.2f}x)", flush=True)
+        after = counters(gw_base)
         per_request = None
         if before is not None and after is not None and after[1] > before[1]:
             per_request = (after[0] - before[0]) / (after[1] - before[1])
-        return Row(s.name, s.title, "gateway", load, per_request)
+        ratios = [g.rps / r.rps for g, r in zip(gw_loads, ref_loads, strict=True) if r.rps]
+        reference_statements = None if name == "ceiling" else (
+            0.0 if s.name == "health" else 1.0)
+        return [Row(s.name, s.title, name, Load.combine(ref_loads), reference_statements),
+                Row(s.name, s.title, "gateway", Load.combine(gw_loads), per_request,
+                    rounds=ratios)]
 
     def scenario(self, s: Scenario, redis_key: str) -> list[Row]:
-        rows: list[Row] = []
-        request, base = s.gateway, self.gateway
         if s.floor is None:  # the cached page, against the ceiling
             cached, why = self.cached_request(s)
             if cached is None:
                 return [Row(s.name, s.title, "gateway", None, None, note=why)]
-            request, base = cached, self.cached
             page = fetch(self.cached, cached.method, cached.path, cached.body).body
             redis.Redis.from_url(self.args.redis_url).set(redis_key, page, ex=3600)
-            rows.append(Row(s.name, s.title, "ceiling",
-                            self.load(self.ceiling, "GET", "/", None), None))
-        else:
-            self.check(self.gateway, s)
-            self.check(self.floor, s, floor=True)
-            rows.append(Row(s.name, s.title, "floor",
-                            self.load(self.floor, s.floor.method, s.floor.path, s.floor.body),
-                            0.0 if s.name == "health" else 1.0))
-        rows.append(self.measure_gateway(s, request, base))
-        return rows
+            return self.compare(s, ("ceiling", self.ceiling, Request("GET", "/")),
+                                (self.cached, cached))
+        self.check(self.gateway, s)
+        self.check(self.floor, s, floor=True)
+        return self.compare(s, ("floor", self.floor, s.floor), (self.gateway, s.gateway))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,8 @@ async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> 
         pytest.skip("wrk is not installed (apt-get install -y wrk)")
     results = tmp_path / "RESULTS.md"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--scale", "50", "--duration", "1", "--warmup", "0",
+        [sys.executable, "-m", "bench", "--scale", "50", "--duration", "2", "--rounds", "2",
+         "--warmup", "0",
          "--connections", "2", "--threads", "1", "--results", str(results),
          "--postgres-url", POSTGRES_URL, "--redis-url", REDIS_URL],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
@@ -39,12 +40,16 @@ async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> 
     for name in ("catalog", "detail", "rest-list", "rest-detail", "health"):
         assert (name, "floor") in rows, done.stdout
         assert "x floor" in rows[name, "gateway"]
+        # Two alternating rounds of a second each: the ratio carries their range.
+        assert re.search(r"x floor \(\d+\.\d\d-\d+\.\d\d\)", rows[name, "gateway"])
+    assert done.stdout.count("round 2: floor") == 5, done.stdout
     # One statement for a REST product, none for the liveness probe.
     assert "| 1.00 " in rows["rest-detail", "gateway"]
     assert "| 0.00 " in rows["health", "gateway"]
     text = results.read_text()
     assert "Command: `./dev bench --scale 50" in text
     assert "| rest-list " in text
+    assert "2 alternating rounds of 1s each" in text
 
     # Its database is gone, and no server it started is still listening.
     [name] = re.findall(r"database (bench_\w+)", done.stdout)
