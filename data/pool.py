@@ -39,6 +39,8 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.queue import Empty
 
+from data.running import running_loop
+
 _RETURNED_AT = "gateway.returned_at"
 
 
@@ -65,7 +67,7 @@ class FifoGate:
         if self.free > 0 and not self.waiters:
             self.free -= 1
             return
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         future: asyncio.Future[None] = loop.create_future()
         deadline = loop.time() + self.timeout
         self.waiters.append((future, deadline))
@@ -117,7 +119,7 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
     def _slots(self) -> FifoGate | None:
         if self._max_overflow < 0:
             return None  # unbounded: nobody ever waits
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         if self._gate is None or self._gate_loop is not loop:
             self._gate = FifoGate(self.size() + self._max_overflow, self._timeout)
             self._gate_loop = loop

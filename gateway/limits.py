@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from data.running import running_loop
 from gateway.problems import problem_response
 
 GRAPHQL_PATH = "/graphql"
@@ -89,8 +90,7 @@ class Deadlines:
         self.expired: set[asyncio.Task[Any]] = set()
         self.timer: asyncio.TimerHandle | None = None
 
-    def enter(self, task: asyncio.Task[Any]) -> None:
-        loop = asyncio.get_running_loop()
+    def enter(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> None:
         deadline = loop.time() + self.seconds
         self.running[task] = deadline
         if self.timer is None:
@@ -150,7 +150,8 @@ class RequestLimitsMiddleware:
             return message
 
         deadlines = self.deadlines
-        task = asyncio.current_task()
+        loop = running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
 
         async def watched_send(message: Message) -> None:
@@ -162,7 +163,7 @@ class RequestLimitsMiddleware:
                 deadlines.leave(task)  # streaming answers may take as long as they like
             await send(message)
 
-        deadlines.enter(task)
+        deadlines.enter(task, loop)
         try:
             # In HTTP/1 a request without a length or an encoding has no body to count
             # (issue 9: a wrapper less for every GET); HTTP/2 needs neither for a body.

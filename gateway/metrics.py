@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import re
 import time
 from bisect import bisect_left
@@ -34,11 +35,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from starlette.responses import Response
 
 from data.errors import Unauthenticated
+from data.running import running_loop
 from gateway.problems import domain_problem
 
 UNMATCHED = "<unmatched>"
@@ -50,6 +53,28 @@ MAX_OPERATION_NAMES = 200
 # Pool gauges are read at most this often while requests come (and on every scrape).
 POOL_GAUGE_SECONDS = 1.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# In multiprocess mode every write of a value first asks ``os.getpid()`` (a system call)
+# whether the process forked since, to start files of its own. The process id as of the
+# last fork answers the same: ``register_at_fork`` keeps it current, and it is what
+# prometheus-client's ``process_identifier`` is for. Chosen before any metric exists
+# (metrics take their value class when they are made; none is made at import).
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _process_id() -> int:
+    return _pid
+
+
+os.register_at_fork(after_in_child=_forked)
+if getattr(prometheus_values.ValueClass, "_multiprocess", False):
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(
+        process_identifier=_process_id)  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -148,7 +173,7 @@ class Metrics:
         """Whether a record can wait for this loop turn's flush (scheduled by the first).
         Outside a loop (a thread of its own, say) it is written at once."""
         try:
-            loop = asyncio.get_running_loop()
+            loop = running_loop()
         except RuntimeError:
             return False
         if self._flush_loop is not loop:

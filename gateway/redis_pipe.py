@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from data.running import running_loop
 from gateway.coalescing import CoalescingTransport
 
 Arg = str | bytes | int | float
@@ -96,7 +97,7 @@ class _Protocol(asyncio.Protocol):
 
     def send(self, payload: bytes, count: int) -> list[asyncio.Future[Any]]:
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         futures = [loop.create_future() for _ in range(count)]
         now = loop.time()
         self.waiters.extend(futures)

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,21 @@ def logs() -> Iterator[Logs]:
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
+
+
+@contextmanager
+def json_stream_alone() -> Iterator[None]:
+    """The root's handlers as a server has them, the JSON stream alone: pytest adds a
+    capture handler for each test phase, and with it ``AccessLog`` goes the stdlib's
+    way (a test of its own way would test nothing). Used inside the test's body."""
+    from gateway import logging as gateway_logging
+
+    handlers = logging.root.handlers
+    logging.root.handlers = [gateway_logging._json_sink]  # type: ignore[list-item]
+    try:
+        yield
+    finally:
+        logging.root.handlers = handlers
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -215,8 +231,10 @@ def test_the_access_line_is_the_line_structlog_writes(logs: Logs) -> None:
               "duration_ms": 1.5, "principal": "user:7", "api_key": "gw_secret"}
     tokens = structlog.contextvars.bind_contextvars(request_id="req-1")
     try:
-        AccessLog("gateway.access").info("request", dict(fields))
-        structlog.get_logger("gateway.access").info("request", **fields)
+        with json_stream_alone():
+            AccessLog("gateway.access").info("request", dict(fields))
+            structlog.get_logger("gateway.access").info("request", **fields)
+            logging.root.handlers[0].flush()
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
     fast, usual = logs.text.splitlines()
@@ -226,6 +244,66 @@ def test_the_access_line_is_the_line_structlog_writes(logs: Logs) -> None:
     assert list(fast_line.items()) == list(usual_line.items())
     assert fast_line["request_id"] == "req-1"
     assert fast_line["api_key"] == "[redacted]"
+
+
+REQUEST_LINES = [
+    ("GET", "/api/v1/products/{product_id}", 200, 3.21, "anonymous", None),
+    ("GET", "/api/v1/products/{product_id}", 200, 0.0, "anonymous", None),
+    ("POST", "/graphql", 200, 12.3, "user:7", ("CatalogPage", "query", "ok")),
+    ("POST", "/graphql", 400, 1234.56, "api_key:3", (None, "query", "error")),
+    ("PATCH", 'odd "route" \\ é \x00', 404, 0.01, 'odd "principal"\n', None),
+    ("GET", "/health/live", 200, 99999999.99, "\x00", ("\x00", "query", "ok")),
+]
+
+
+@pytest.mark.parametrize("fields", REQUEST_LINES)
+def test_the_front_doors_access_line_is_the_general_paths_line(
+        logs: Logs, fields: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``AccessLog.request`` writes from a remembered template: the same bytes as
+    ``info`` writes for the same fields, the first time and from the template after."""
+    from gateway import logging as gateway_logging
+    from gateway.front import REQUEST_ID
+
+    monkeypatch.setattr(gateway_logging, "utc_now_iso", lambda: "2026-11-30T03:00:00.123456Z")
+    method, route, status, duration, principal, operation = fields
+    general = {"method": method, "route": route, "status": status, "duration_ms": duration,
+               "principal": principal}
+    if operation is not None:
+        general.update(zip(("operation", "operation_type", "outcome"), operation, strict=True))
+    access = AccessLog("gateway.access")
+    token = REQUEST_ID.set("0123456789abcdef0123456789abcdef")
+    try:
+        with json_stream_alone():
+            access.info("request", dict(general))
+            access.request(method, route, status, duration, principal, operation, REQUEST_ID)
+            access.request(method, route, status, duration, principal, operation, REQUEST_ID)
+    finally:
+        REQUEST_ID.reset(token)
+    reference, first, again = logs.text.splitlines()
+    assert first == reference
+    assert again == reference
+    assert json.loads(reference)["request_id"] == "0123456789abcdef0123456789abcdef"
+
+
+def test_the_front_doors_access_line_merges_what_else_is_bound(logs: Logs) -> None:
+    """Anything else bound in structlog's context, or an id JSON would escape, goes the
+    general way: the line still carries it."""
+    from gateway.front import REQUEST_ID
+
+    access = AccessLog("gateway.access")
+    token = REQUEST_ID.set('not "sane"')
+    tokens = structlog.contextvars.bind_contextvars(tenant="acme")
+    with json_stream_alone():
+        try:
+            access.request("GET", "/x", 200, 1.0, "anonymous", None, REQUEST_ID)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+            REQUEST_ID.reset(token)
+        access.request("GET", "/x", 200, 1.0, "anonymous", None, REQUEST_ID)  # nothing bound
+    bound, unbound = logs.lines()
+    assert (bound["tenant"], bound["request_id"]) == ("acme", 'not "sane"')
+    assert "request_id" not in unbound
+    assert "tenant" not in unbound
 
 
 def test_the_access_line_follows_the_level_and_other_handlers(logs: Logs) -> None:
