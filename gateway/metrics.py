@@ -221,8 +221,18 @@ class Metrics:
             children = (self.requests.labels(*labels), self.durations.labels(*labels))
             if method in METHODS:
                 self._request_children[method, route or UNMATCHED, status] = children
-        self.count(children[0])
-        self.observe(children[1], seconds)
+        if not self._batched():
+            children[0].inc()
+            children[1].observe(seconds)
+            return
+        # ``count`` and ``observe``, inlined: this runs for every request.
+        counts, counter = self._counts, children[0]
+        counts[counter] = counts.get(counter, 0) + 1
+        observations = self._observations.get(children[1])
+        if observations is None:
+            self._observations[children[1]] = [seconds]
+        else:
+            observations.append(seconds)
 
     def observe_operation(self, name: str | None, kind: str, outcome: str,
                           seconds: float) -> None:
