@@ -220,8 +220,9 @@ class Bench:
                                      seconds=seconds, connections=a.connections,
                                      threads=a.threads))
             ratio = gw_loads[-1].rps / ref_loads[-1].rps if ref_loads[-1].rps else 0.0
-            print(f"bench:   round {round_ + 1}: {name} {ref_loads[-1].rps:,.0f} req/s, "
-                  f"gateway {gw_loads[-1].rps:,.0f} req/s ({ratio:.2f}x)", flush=True)
+            print(f"bench:   round {round_ + 1}: {name} {ref_loads[-1].rps:,.0f} req/s "
+                  f"(p99 {ref_loads[-1].p99_ms:.1f} ms), gateway {gw_loads[-1].rps:,.0f} req/s "
+                  f"(p99 {gw_loads[-1].p99_ms:.1f} ms): {ratio:.2f}x", flush=True)
         after = counters(gw_base)
         per_request = None
         if before is not None and after is not None and after[1] > before[1]:
