@@ -164,6 +164,32 @@ GENEROUS_LIMITS: dict[str, Any] = {
 }
 # --- end rate limits ---
 
+# Every Redis key a test's gateway may write lives under this run's own prefix, which the
+# session deletes at its end: an earlier run's cached answers, tag stamps or persisted
+# queries must never answer a later run (its database is another).
+REDIS_RUN_PREFIX = f"gw-test-{RUN_ID}"
+RUN_REDIS_KEYS: dict[str, Any] = {
+    "redis_prefix": f"{REDIS_RUN_PREFIX}-ev", "cache_prefix": f"{REDIS_RUN_PREFIX}:c:",
+    "graphql_apq_redis_prefix": f"{REDIS_RUN_PREFIX}:apq:",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _delete_the_runs_redis_keys() -> AsyncIterator[None]:
+    yield
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        keys = [key async for key in client.scan_iter(match=REDIS_RUN_PREFIX + "*", count=1000)]
+        for start in range(0, len(keys), 500):
+            await client.delete(*keys[start:start + 500])
+    except (OSError, aioredis.RedisError):
+        if REQUIRE_SERVICES:
+            raise
+    finally:
+        await client.aclose()
+
 
 def make_settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"environment": "test", "database_url": url, "data_dir": tmp_path,
@@ -172,7 +198,7 @@ def make_settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
                               "request_timeout_seconds": 120.0,
                               # Tests read access lines as soon as the answer is back;
                               # batching has tests of its own (test_observability).
-                              "log_flush_seconds": 0.0, **overrides}
+                              "log_flush_seconds": 0.0, **RUN_REDIS_KEYS, **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
