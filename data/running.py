@@ -1,4 +1,5 @@
-"""``running_loop()``: ``asyncio.get_running_loop()`` without its system call.
+"""``running_loop()`` and ``process_id()``: ``asyncio.get_running_loop()`` and
+``os.getpid()`` without a system call each.
 
 CPython 3.11's ``get_running_loop`` (and ``current_task()`` without a loop, which asks
 it) checks the process id on every call, so that a forked child does not use its
@@ -11,12 +12,32 @@ found on: a thread runs one loop at a time, so a running loop found in this thre
 this thread's. Anything else asks asyncio again. A loop is not carried into a forked
 child here (gunicorn forks its workers before they start theirs), nor moved from one
 thread to another while it runs.
+
+``process_id()`` is the pid as of the last fork (``os.register_at_fork`` keeps it
+current): the access line and the multiprocess metrics ask on every line and write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from threading import get_ident
+
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def process_id() -> int:
+    """``os.getpid()``, as of the last fork."""
+    return _pid
+
 
 # The loop found last and its thread, as one tuple: threads replace it whole.
 _found: tuple[asyncio.AbstractEventLoop | None, int] = (None, 0)

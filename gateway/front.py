@@ -23,7 +23,6 @@ with a 500 problem; it is not re-raised, so the server does not log it a second 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable
 from contextvars import ContextVar
@@ -36,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from uvicorn.protocols.utils import ClientDisconnected
 
-from gateway.logging import AccessLog
+from gateway.logging import SAFE_REQUEST_ID, AccessLog
 from gateway.metrics import UNMATCHED, Metrics
 from gateway.problems import internal_error
 from gateway.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP, TrustedHosts
@@ -44,7 +43,6 @@ from gateway.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP
 log = structlog.get_logger("gateway.access")
 errors = structlog.get_logger("gateway.errors")
 CLIENT_CLOSED = 499  # nginx's status for a request the client abandoned
-SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 _SECURITY = tuple((name.lower().encode(), value.encode()) for name, value in HEADERS.items())
 _CSP = b"content-security-policy"
@@ -88,7 +86,7 @@ def new_request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == _REQUEST_ID:
             given = value.decode("latin-1")
-            if SANE_REQUEST_ID.match(given):
+            if SAFE_REQUEST_ID.fullmatch(given):
                 return given
             break
     # Unique, not secret: the Mersenne Twister (reseeded in every forked worker) spares a

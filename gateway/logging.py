@@ -14,7 +14,6 @@ import datetime
 import functools
 import logging
 import logging.config
-import os
 import re
 import sys
 import time
@@ -25,6 +24,8 @@ import orjson
 import structlog
 from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from structlog.types import EventDict, Processor
+
+from data.running import process_id
 
 LOG_FORMATS = ("auto", "json", "console")
 SECRET_FIELD = re.compile(r"pass(word)?|secret|token|authorization|api[-_]?key|cookie", re.I)
@@ -49,21 +50,9 @@ def _is_secret(key: str) -> bool:
     return SECRET_FIELD.search(key) is not None
 
 
-_pid = os.getpid()
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-# getpid is a system call on every line otherwise; gunicorn forks after importing this.
-os.register_at_fork(after_in_child=_forked)
-
-
 def add_pid(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """Which worker wrote the line (several share one stream under gunicorn)."""
-    event_dict["pid"] = _pid
+    event_dict["pid"] = process_id()  # getpid would be a system call on every line
     return event_dict
 
 
@@ -221,7 +210,7 @@ class AccessLog:
         event_dict["level"] = "info"  # add_log_level
         event_dict["logger"] = self.logger.name  # add_logger_name
         event_dict["timestamp"] = utc_now_iso()  # TimeStamper(fmt="iso", utc=True)
-        event_dict["pid"] = _pid  # add_pid
+        event_dict["pid"] = process_id()  # add_pid
         if not event_dict.keys() <= _ACCESS_KEYS:  # redact_secrets
             for key in event_dict:
                 if key not in _ACCESS_KEYS and _is_secret(key):
@@ -245,10 +234,6 @@ class AccessLog:
         Anything else (another bound variable, a duration in exponent form) goes to
         ``info``.
         """
-        fields: dict[str, Any] = {"method": method, "route": route, "status": status,
-                                  "duration_ms": duration_ms, "principal": principal}
-        if operation is not None:
-            fields["operation"], fields["operation_type"], fields["outcome"] = operation
         sink = self._sink()
         bound = ...
         if sink is not None:
@@ -259,22 +244,23 @@ class AccessLog:
                 elif var.name.startswith(STRUCTLOG_KEY_PREFIX) and context[var] is not ...:
                     sink = None  # something else is bound: the general path merges it
                     break
-        if (sink is None or type(bound) is not str or not _SAFE_ID.fullmatch(bound)
-                or type(duration_ms) is not float or not 0.0 <= duration_ms < 1e15):
-            self.info("request", fields)
-            return
-        if sink.level > logging.INFO or not self.logger.isEnabledFor(logging.INFO):
-            return
-        key = (method, route, status, principal, operation)
-        template = self.templates.get(key, ...)
-        if template is ...:
-            template = self.templates[key] = self._template(fields)
+        template = None
+        if (sink is not None and type(bound) is str and SAFE_REQUEST_ID.fullmatch(bound)
+                and type(duration_ms) is float and 0.0 <= duration_ms < 1e15):
+            if sink.level > logging.INFO or not self.logger.isEnabledFor(logging.INFO):
+                return
+            key = (method, route, status, principal, operation)
+            template = self.templates.get(key, ...)
+            if template is ...:
+                template = self.templates[key] = self._template(
+                    _request_fields(method, route, status, duration_ms, principal, operation))
         if template is None:
-            self.info("request", fields)
+            self.info("request", _request_fields(method, route, status, duration_ms,
+                                                 principal, operation))
             return
         head, middle, tail = template
         sink.write_line(f"{head}{duration_ms!r}{middle}{bound}{tail}{utc_now_iso()}"
-                        f'","pid":{_pid}}}'.encode(), self.flush_seconds)
+                        f'","pid":{process_id()}}}'.encode(), self.flush_seconds)
 
     def _template(self, fields: dict[str, Any]) -> tuple[str, str, str] | None:
         """The line ``info`` makes of ``fields``, cut around the duration, the request id
@@ -297,14 +283,27 @@ class AccessLog:
         middle, _, rest = rest.partition('"\\u0000"')
         tail, _, _ = rest.partition('"\\u0000"')
         template = head + '"duration_ms":', middle + '"', '"' + tail + '"'
-        fields.update(duration_ms=12.34, request_id="id", timestamp="now", pid=_pid)
-        made = f'{template[0]}12.34{template[1]}id{template[2]}now","pid":{_pid}}}'
+        pid = process_id()
+        fields.update(duration_ms=12.34, request_id="id", timestamp="now", pid=pid)
+        made = f'{template[0]}12.34{template[1]}id{template[2]}now","pid":{pid}}}'
         line = orjson.dumps(fields, default=_fallback, option=PASSTHROUGH).decode()
         return template if made == line else None
 
 
-# A request id the access line can carry as it is: nothing JSON would escape.
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A request id the gateway takes from a caller (gateway.front), and the access line can
+# carry as it is: nothing JSON would escape.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _request_fields(method: str, route: str, status: int, duration_ms: float,
+                    principal: str, operation: tuple[str | None, str, str] | None,
+                    ) -> dict[str, Any]:
+    """The front door's fields as ``AccessLog.info`` takes them."""
+    fields: dict[str, Any] = {"method": method, "route": route, "status": status,
+                              "duration_ms": duration_ms, "principal": principal}
+    if operation is not None:
+        fields["operation"], fields["operation_type"], fields["outcome"] = operation
+    return fields
 
 
 def _fallback(value: Any) -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 import re
 import time
 from bisect import bisect_left
@@ -41,7 +40,7 @@ from sqlalchemy import event
 from starlette.responses import Response
 
 from data.errors import Unauthenticated
-from data.running import running_loop
+from data.running import process_id, running_loop
 from gateway.problems import domain_problem
 
 UNMATCHED = "<unmatched>"
@@ -55,26 +54,13 @@ POOL_GAUGE_SECONDS = 1.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # In multiprocess mode every write of a value first asks ``os.getpid()`` (a system call)
-# whether the process forked since, to start files of its own. The process id as of the
-# last fork answers the same: ``register_at_fork`` keeps it current, and it is what
-# prometheus-client's ``process_identifier`` is for. Chosen before any metric exists
-# (metrics take their value class when they are made; none is made at import).
-_pid = os.getpid()
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-def _process_id() -> int:
-    return _pid
-
-
-os.register_at_fork(after_in_child=_forked)
+# whether the process forked since, to start files of its own. ``process_id`` (the pid as
+# of the last fork) answers the same, and it is what prometheus-client's
+# ``process_identifier`` is for. Chosen before any metric exists (metrics take their value
+# class when they are made; none is made at import).
 if getattr(prometheus_values.ValueClass, "_multiprocess", False):
     prometheus_values.ValueClass = prometheus_values.MultiProcessValue(
-        process_identifier=_process_id)  # type: ignore[no-untyped-call]
+        process_identifier=process_id)  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -145,16 +131,24 @@ class Metrics:
     def count(self, counter: Any, amount: int = 1) -> None:
         """``counter.inc(amount)``, at the end of this loop turn."""
         if self._batched():
-            counts = self._counts
-            counts[counter] = counts.get(counter, 0) + amount
+            self._add(counter, amount)
         else:
             counter.inc(amount)
 
     def observe(self, histogram: Any, seconds: float) -> None:
         """``histogram.observe(seconds)``, at the end of this loop turn."""
-        if not self._batched():
+        if self._batched():
+            self._append(histogram, seconds)
+        else:
             histogram.observe(seconds)
-        elif (observations := self._observations.get(histogram)) is None:
+
+    def _add(self, counter: Any, amount: int) -> None:
+        counts = self._counts
+        counts[counter] = counts.get(counter, 0) + amount
+
+    def _append(self, histogram: Any, seconds: float) -> None:
+        observations = self._observations.get(histogram)
+        if observations is None:
             self._observations[histogram] = [seconds]
         else:
             observations.append(seconds)
@@ -221,18 +215,12 @@ class Metrics:
             children = (self.requests.labels(*labels), self.durations.labels(*labels))
             if method in METHODS:
                 self._request_children[method, route or UNMATCHED, status] = children
-        if not self._batched():
+        if self._batched():  # ``count`` and ``observe`` under one check (every request)
+            self._add(children[0], 1)
+            self._append(children[1], seconds)
+        else:
             children[0].inc()
             children[1].observe(seconds)
-            return
-        # ``count`` and ``observe``, inlined: this runs for every request.
-        counts, counter = self._counts, children[0]
-        counts[counter] = counts.get(counter, 0) + 1
-        observations = self._observations.get(children[1])
-        if observations is None:
-            self._observations[children[1]] = [seconds]
-        else:
-            observations.append(seconds)
 
     def observe_operation(self, name: str | None, kind: str, outcome: str,
                           seconds: float) -> None:

@@ -24,9 +24,9 @@ from data.models import Base
 from data.seed import seed
 from resolvers.ids import to_global_id
 from tests.conftest import (
+    REDIS_RUN_PREFIX,
     REDIS_URL,
     REQUIRE_SERVICES,
-    RUN_ID,
     Gateway,
     PostgresDatabases,
     make_settings,
@@ -36,7 +36,7 @@ from tests.conftest import (
 from tests.orderkit import new_product
 from tests.principals import World, build_world
 
-REDIS_PREFIX = f"gw-test-{RUN_ID}"
+REDIS_PREFIX = REDIS_RUN_PREFIX  # the session deletes its keys (tests.conftest)
 # The next status along the machine; "delivered" and "cancelled" are where orders end.
 NEXT_STATUS = {"pending": "paid", "paid": "shipped", "shipped": "delivered"}
 INTERFACES = ("rest_v1", "rest_v2", "graphql")
