@@ -3,7 +3,11 @@
 Tokens are counted by the parser itself (``max_tokens`` aborts parsing); depth, aliases
 and the estimated cost are walked here, once per fragment (a fragment's depth and alias
 count do not depend on where it is spread), so a document that spreads fragments into
-each other exponentially is measured in linear time. A refused document is answered
+each other exponentially is measured in linear time. Introspection (``__schema``,
+``__type``) is not counted where it is allowed, so consoles and clients can load the
+schema; graphql-core's ``MaxIntrospectionDepthRule`` bounds its nesting instead (the lists
+``fields``, ``interfaces``, ``possibleTypes``, ``inputFields`` nested at most three deep,
+which every standard schema query stays within). A refused document is answered
 ``BAD_USER_INPUT`` with a message naming the limit, and nothing is validated or run.
 
 The limits come from the settings through ``GraphQLLimits``, which the router puts on
@@ -28,7 +32,7 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 
 from resolvers.cost import estimate_cost
@@ -46,6 +50,8 @@ class GraphQLLimits:
 
 
 DEFAULT_LIMITS = GraphQLLimits()
+# The meta-fields that introspect the schema (``__typename`` is an ordinary leaf).
+INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 # graphql-core appends its suggestions to the message: " Did you mean 'a' or 'b'?"
 TOKEN_MESSAGE = "Syntax Error: Document contains more than"
 SUGGESTION = re.compile(r"\s*Did you mean .*\?\s*$", re.DOTALL)
@@ -83,6 +89,8 @@ class _Shape:
         depth = aliases = 0
         for node in selection_set.selections:
             if isinstance(node, FieldNode):
+                if node.name.value in INTROSPECTION_FIELDS:
+                    continue  # bounded by MaxIntrospectionDepthRule, or refused outright
                 inner_depth, inner_aliases = self.selection_set(node.selection_set)
                 depth = max(depth, 1 + inner_depth)
                 aliases += inner_aliases + (1 if node.alias else 0)
@@ -159,9 +167,10 @@ class Limits(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         limits = limits_of(self.execution_context)
         self.execution_context.parse_options["max_tokens"] = limits.max_tokens
-        if not limits.introspection:
-            self.execution_context.validation_rules = (
-                *self.execution_context.validation_rules, NoSchemaIntrospectionCustomRule)
+        extra = (MaxIntrospectionDepthRule if limits.introspection
+                 else NoSchemaIntrospectionCustomRule)
+        self.execution_context.validation_rules = (
+            *self.execution_context.validation_rules, extra)
         yield
         result = self.execution_context.result
         for error in getattr(result, "errors", None) or ():

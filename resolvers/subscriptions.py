@@ -12,7 +12,10 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import strawberry
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.types.unset import UNSET, UnsetType
 
 from data.errors import DomainError, Unauthenticated
@@ -37,8 +40,25 @@ def credentials_of(payload: Mapping[str, Any]) -> dict[str, str | None]:
     return found
 
 
+class TextFrames(ASGIWebSocketAdapter):
+    """Sends every message as JSON in a text frame, as graphql-transport-ws clients expect.
+
+    Strawberry's adapter sends a binary frame whenever the view encodes JSON to bytes
+    (the router does, with orjson, for HTTP); the ``graphql-ws`` library and ``gql``
+    refuse those.
+    """
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(self.view.encode_json_string(message))
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class SubscriptionAuth:
     """The ``/graphql`` router's WebSocket hook (mixed into ``GatewayGraphQLRouter``)."""
+
+    websocket_adapter_class = TextFrames
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticates the socket from ``connection_init``'s payload, as HTTP would."""

@@ -130,7 +130,9 @@ class WebSocket:
         if message["type"] == "websocket.close":
             self.close_code = message.get("code", 1000)
             raise ConnectionClosed(self.close_code, message.get("reason", ""))
-        return orjson.loads(message.get("text") or message.get("bytes") or b"null")
+        # graphql-transport-ws speaks JSON in text frames; its clients refuse binary ones.
+        assert message.get("bytes") is None, f"a binary frame: {message['bytes']!r}"
+        return orjson.loads(message["text"])
 
     async def wait_closed(self, timeout: float = READ_TIMEOUT) -> int:
         while True:

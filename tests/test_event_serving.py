@@ -63,12 +63,19 @@ async def place_order(client: httpx.AsyncClient, auth: dict[str, str]) -> int:
     return int(response.json()["id"])
 
 
+async def recv_json(ws: ClientConnection) -> Any:
+    """The next message, which the protocol sends as JSON in a text frame."""
+    frame = await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert isinstance(frame, str), f"a binary frame: {frame!r}"
+    return orjson.loads(frame)
+
+
 async def ws_subscribe(url: str, token: str, order_id: int) -> ClientConnection:
     ws = await connect(url.replace("http", "ws") + "/graphql",
                        subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
     await ws.send(orjson.dumps({"type": "connection_init",
                                 "payload": {"Authorization": f"Bearer {token}"}}).decode())
-    ack = orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    ack = await recv_json(ws)
     assert ack["type"] == "connection_ack"
     for op, ident in (("1", order_id), ("probe", 2**31 - 1)):
         await ws.send(orjson.dumps({"id": op, "type": "subscribe", "payload": {
@@ -76,10 +83,10 @@ async def ws_subscribe(url: str, token: str, order_id: int) -> ClientConnection:
             "variables": {"id": to_global_id("Order", ident)}}}).decode())
     # The probe (no such order) is answered once it has looked: by then the first
     # subscription, started before it, holds its place on the bus.
-    refused = orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    refused = await recv_json(ws)
     assert refused["id"] == "probe"
     assert refused["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
-    assert orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) == {
+    assert await recv_json(ws) == {
         "id": "probe", "type": "complete"}
     return ws
 
@@ -120,7 +127,7 @@ async def test_a_change_reaches_subscribers_on_two_server_processes(tmp_path: Pa
                             assert got["order_id"] == order_id
                             assert (got["previous_status"], got["status"]) == (previous, status)
                     for _, status in sent:
-                        heard = orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+                        heard = await recv_json(ws)
                         assert heard["type"] == "next", heard
                         assert heard["payload"]["data"]["orderUpdated"]["status"] == status
             finally:

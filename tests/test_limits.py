@@ -191,3 +191,39 @@ async def test_production_hides_introspection_and_suggestions(
 async def test_development_keeps_introspection_and_suggestions(gateway: Gateway) -> None:
     assert "errors" not in await gateway.graphql(INTROSPECTION)
     assert "Did you mean" in refused(await gateway.graphql(TYPO), "prodcts")
+
+
+def schema_query() -> str:
+    """The full schema query that GraphiQL and gql send on load (graphql-core's own)."""
+    from graphql import get_introspection_query
+
+    return get_introspection_query(descriptions=True, specified_by_url=True,
+                                   directive_is_repeatable=True, schema_description=True,
+                                   input_value_deprecation=True)
+
+
+async def test_consoles_load_the_schema_whatever_the_limits(
+    seeded: SeededDatabase, tmp_path: Path
+) -> None:
+    """Introspection is not counted against depth, aliases or cost where it is allowed."""
+    tight = make_settings(seeded.url, tmp_path, graphql_max_depth=2, graphql_max_aliases=0,
+                          graphql_max_cost=1)
+    async with running_gateway(tight, seeded.backend) as gateway:
+        body = await gateway.graphql(schema_query())
+        assert "errors" not in body, body["errors"]
+        names = {t["name"] for t in body["data"]["__schema"]["types"]}
+        assert {"Query", "Product", "Mutation", "Subscription"} <= names
+        # What is not introspection is still measured in the same document.
+        refused(await gateway.graphql(
+            "{ __schema { queryType { name } } products(first: 1) { edges { node { "
+            "category { name } } } } }"), "depth limit is 2")
+
+
+async def test_introspection_cannot_nest_without_bound(gateway: Gateway) -> None:
+    deep = ("{ __schema { types { fields { type { fields { type { fields { type { fields {"
+            " name } } } } } } } } } }")
+    with gateway.count_statements() as counter:
+        body = await gateway.graphql(deep)
+    assert body.get("data") is None, body
+    assert "Maximum introspection depth exceeded" in body["errors"][0]["message"]
+    assert counter.count == 0
