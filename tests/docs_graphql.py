@@ -1,4 +1,6 @@
-"""Runs one GraphQL example of the documentation: ``python docs_graphql.py URL FILE [--as WHO] [--expect-error CODE]``.
+"""Runs one GraphQL example of the documentation against a server.
+
+``python docs_graphql.py BASE_URL FILE [--as WHO] [--expect-error CODE]``.
 
 Called by the shell that tests/test_docs_examples.py runs for a page, so GraphQL and shell
 examples run in the page's order. Standard library only.
