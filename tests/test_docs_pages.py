@@ -1,4 +1,4 @@
-"""Every setting of gateway/settings.py is in the one settings table of docs/operations.md, once."""
+"""The documentation pages: one settings table with every setting once; links stay inside."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"`([A-Z][A-Z0-9_]+)`")
+PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def settings_table() -> list[str]:
@@ -35,3 +37,27 @@ def test_no_other_page_has_a_settings_table() -> None:
     tables = {page.name: len(header.findall(page.read_text(encoding="utf-8"))) for page in pages}
     assert tables.pop("operations.md") == 1
     assert not any(tables.values()), tables
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the page's headings."""
+    found = set()
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+def test_links_point_to_files_and_headings_of_the_repository() -> None:
+    broken = []
+    for page in PAGES:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if target.startswith(("http://127.0.0.1", "https://")):
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (page.parent / file).resolve() if file else page
+            inside = linked.is_relative_to(ROOT) and linked.exists()
+            if not inside or anchor and anchor not in anchors(linked):
+                broken.append(f"{page.name}: {target}")
+    assert broken == []
