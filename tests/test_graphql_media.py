@@ -10,15 +10,19 @@ GET, persisted queries, the response cache and the HTTP limits.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
+from gateway.limits import RequestLimitsMiddleware
 from resolvers.media import negotiate, request_error_status
 from tests.cache_world import CacheWorld
-from tests.conftest import Gateway
+from tests.conftest import Gateway, SeededDatabase, make_settings, running_gateway
 
 GQL = "application/graphql-response+json"
 GQL_TYPE = "application/graphql-response+json; charset=utf-8"
@@ -243,6 +247,52 @@ async def test_persisted_queries_negotiate_too(gateway: Gateway) -> None:
     by_hash = await post(gateway, {"extensions": extensions}, GQL)
     assert (by_hash.status_code, by_hash.headers["content-type"]) == (200, GQL_TYPE)
     assert by_hash.content == registered.content
+
+
+async def test_allow_list_refusals_are_403_under_graphql_response_json(
+    seeded: SeededDatabase, tmp_path: Path
+) -> None:
+    documents = tmp_path / "operations"
+    documents.mkdir()
+    allowed = "{ categories(first: 1) { totalCount } }"
+    (documents / "count.graphql").write_text(allowed)
+    settings = make_settings(seeded.url, tmp_path, graphql_allowlist=documents,
+                             graphql_allowlist_only=True)
+    async with running_gateway(settings, seeded.backend) as gateway:
+        ok = await post(gateway, {"query": allowed}, GQL)
+        assert (ok.status_code, ok.headers["content-type"]) == (200, GQL_TYPE)
+        other = {"query": "{ products(first: 1) { totalCount } }"}
+        refused = await post(gateway, other, GQL)
+        assert (refused.status_code, refused.headers["content-type"]) == (403, GQL_TYPE)
+        assert "data" not in refused.json()
+        assert refused.json()["errors"][0]["extensions"]["code"] == "QUERY_NOT_IN_SAFELIST"
+        legacy = await post(gateway, other, JSON)
+        assert (legacy.status_code, legacy.headers["content-type"]) == (200, JSON)
+
+
+@pytest.mark.parametrize(("accept", "content_type"), [(None, JSON), (GQL, GQL_TYPE)])
+async def test_the_time_limit_answers_in_the_negotiated_type(accept: str | None,
+                                                              content_type: str) -> None:
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(30)
+
+    middleware = RequestLimitsMiddleware(slow_app, max_body_bytes=10, max_query_string_bytes=10,
+                                         timeout_seconds=0.1)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [(b"accept", accept.encode())] if accept else []
+    scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": headers,
+             "query_string": b"", "state": {}}
+    await middleware(scope, receive, send)
+    assert sent[0]["status"] == 504
+    assert (b"content-type", content_type.encode()) in sent[0]["headers"]
+    assert b'"code":"TIMEOUT"' in sent[1]["body"]
 
 
 CATALOG = "{ products(first: 3) { edges { node { databaseId name price { amount } } } } }"
