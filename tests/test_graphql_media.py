@@ -188,9 +188,10 @@ async def test_transport_refusals_speak_the_negotiated_type(gateway: Gateway) ->
                                             headers=headers)
         assert (missing.status_code, missing.headers["content-type"]) == (400, content_type)
         assert "data" not in missing.json()
-        text = await gateway.client.post("/graphql", content=b"{}",
-                                         headers={**headers, "content-type": "text/plain"})
-        assert (text.status_code, text.headers["content-type"]) == (415, content_type)
+        for sent_as in ("text/plain", GQL):  # a response type, not a request body's
+            text = await gateway.client.post("/graphql", content=b'{"query": "{ a }"}',
+                                             headers={**headers, "content-type": sent_as})
+            assert (text.status_code, text.headers["content-type"]) == (415, content_type)
         too_big = await gateway.client.post(
             "/graphql", content=b'{"query": "' + b" " * 1_100_000 + b'{ a }"}', headers=headers)
         assert (too_big.status_code, too_big.headers["content-type"]) == (413, content_type)
