@@ -114,7 +114,8 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
     def _media(self, request: Request) -> str:
         """The negotiated media type (kept on the request for ``process_result``); a
         request that accepts neither is 406, unless it is a visit to the IDE."""
-        media = negotiate(request.headers.get("accept"))
+        accept = request.headers.getlist("accept")  # several lines are one list
+        media = negotiate(",".join(accept) if accept else None)
         if media is None:
             if self.should_render_graphql_ide(self.request_adapter_class(request)):
                 return JSON

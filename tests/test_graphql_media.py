@@ -97,6 +97,13 @@ async def test_a_query_answers_in_the_media_type_it_accepts(
     assert response.json()["data"]["categories"]["totalCount"] > 0
 
 
+async def test_several_accept_lines_are_read_as_one_list(gateway: Gateway) -> None:
+    headers = [("content-type", JSON), ("accept", "text/html"), ("accept", GQL)]
+    response = await gateway.client.post("/graphql", content=b'{"query": "{ __typename }"}',
+                                         headers=headers)
+    assert (response.status_code, response.headers["content-type"]) == (200, GQL_TYPE)
+
+
 async def test_accepting_neither_type_is_406(gateway: Gateway) -> None:
     query = {"query": "{ __typename }"}
     for accept in ("text/html", "application/xml", f"{JSON};q=0"):
