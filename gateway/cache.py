@@ -9,10 +9,11 @@ actor): a hit is answered before FastAPI routing or Strawberry run. What is shar
 
 Everything else, a failed credential and an unreachable Redis are ``BYPASS`` (the
 front door's default ``X-Cache``, for whatever the cache does not answer). The key is
-the visibility class, the interface's request (normalized document, operation name and
-variables; or scheme, host, path and query, the API version being in the path) and the
-versions of the tags the entry depends on, so a write (``ResponseCache.invalidate``, a
-``Database`` commit listener) makes older entries unreachable before it returns.
+the visibility class, the interface's request (normalized document, operation name,
+variables and the media type negotiated from ``Accept``; or scheme, host, path and
+query, the API version being in the path) and the versions of the tags the entry
+depends on, so a write (``ResponseCache.invalidate``, a ``Database`` commit listener)
+makes older entries unreachable before it returns.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gateway.cache_asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry
 from gateway.cache_graphql import DocumentPolicy
 from gateway.cache_store import Entry, MemoryStore, RedisStore, StoreUnavailable
 from gateway.settings import Settings
+from resolvers.media import media_of_headers
 
 log = structlog.get_logger("gateway.cache")
 
@@ -155,10 +157,15 @@ class CacheMiddleware:
         raw = b"\x00".join((scope["scheme"].encode(), host, scope["path"].encode(), query))
         return "rest:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
-    def _graphql_base(self, state: dict[str, Any], method: bytes, query: Any,
+    def _graphql_base(self, scope: Scope, method: bytes, query: Any,
                       operation_name: Any, variables: Any) -> str | None:
         if not isinstance(query, str) or not (operation_name is None
                                                or isinstance(operation_name, str)):
+            return None
+        # The answer's media type (its Content-Type) is part of the key; a request that
+        # accepts neither is the router's 406.
+        media = media_of_headers(scope["headers"])
+        if media is None:
             return None
         if variables is None:
             variables = {}
@@ -167,8 +174,10 @@ class CacheMiddleware:
         shareable = self.cache.policy.shareable(query, operation_name)
         if shareable is None:
             return None
-        state["graphql_hit"] = {"name": shareable.operation, "type": "query", "outcome": "ok"}
-        raw = b"\x00".join((method, shareable.digest, (operation_name or "").encode(),
+        scope["state"]["graphql_hit"] = {"name": shareable.operation, "type": "query",
+                                         "outcome": "ok"}
+        raw = b"\x00".join((method, media.encode(), shareable.digest,
+                            (operation_name or "").encode(),
                             orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)))
         return "gql:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
@@ -189,7 +198,7 @@ class CacheMiddleware:
         # Batches, persisted-query hashes and other extensions go through uncached.
         if not isinstance(payload, dict) or not GRAPHQL_KEYS.issuperset(payload):
             return None
-        return self._graphql_base(scope["state"], b"POST", payload.get("query"),
+        return self._graphql_base(scope, b"POST", payload.get("query"),
                                   payload.get("operationName"),
                                   payload.get("variables"))
 
@@ -206,7 +215,7 @@ class CacheMiddleware:
                 variables = orjson.loads(params["variables"])
             except orjson.JSONDecodeError:
                 return None
-        return self._graphql_base(scope["state"], b"GET", params.get("query"),
+        return self._graphql_base(scope, b"GET", params.get("query"),
                                   params.get("operationName"),
                                   variables)
 

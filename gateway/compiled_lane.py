@@ -7,7 +7,9 @@ SQL statement; ``LanePlans`` remembers that statement under everything that deci
 answer. A repeat then costs the statement and one ``orjson.dumps``: this middleware, the
 innermost of the stack (identity, rate limits, the response cache, request limits, the
 access log and metrics all still run around it), runs the remembered statement and
-sends ``{"data": ...}`` exactly as the GraphQL router would have.
+sends ``{"data": ...}`` exactly as the GraphQL router would have, in the media type the
+router would have chosen from ``Accept`` (``resolvers.media``; a request that accepts
+neither goes down to the router's 406).
 
 What PostgreSQL answers is the whole input of the answer: each plan keeps the last
 text the statement returned with the answer made from it, so a repeat that finds the
@@ -36,6 +38,7 @@ from data.compiled import compiled_data, fetch_raw
 from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
 from gateway.front import route_of as front_route_of
 from resolvers.compiled import LanePlans
+from resolvers.media import CONTENT_TYPES, RAW_CONTENT_TYPES, negotiate
 from rest.compiled import RestPlans
 
 log = logging.getLogger("gateway.graphql")
@@ -43,11 +46,20 @@ MAX_LANE_BODY = 64 * 1024  # a catalog page's document is a few hundred bytes
 _FIELDS = frozenset({"query", "operationName", "variables"})
 
 
-def _json_content(scope: Scope) -> bool:
+def _media(scope: Scope) -> str | None:
+    """The answer's media type for a JSON body (``None``: not one the lane answers)."""
+    content_type = None
+    accept: list[bytes] = []
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.split(b";")[0].strip().lower() == b"application/json"
-    return False
+            if content_type is None:
+                content_type = value
+        elif name == b"accept":
+            accept.append(value)
+    if content_type is None or \
+            content_type.split(b";")[0].strip().lower() != b"application/json":
+        return None
+    return negotiate(b",".join(accept).decode("latin-1") if accept else None)
 
 
 class CompiledLane:
@@ -108,11 +120,14 @@ class CompiledLane:
     async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state") or {}
         actor = state.get("actor")
-        if actor is None or state.get("identity_error") is not None or not _json_content(scope):
+        media = None
+        if actor is not None and state.get("identity_error") is None:
+            media = _media(scope)
+        if media is None:
             await self.app(scope, receive, send)
             return
         body, receive = await read_body(receive, MAX_LANE_BODY)
-        payload = None if body is None else await self._answer(body, actor)
+        payload = None if body is None else await self._answer(body, actor, media)
         if payload is None:
             await self.app(scope, receive, send)
             return
@@ -122,7 +137,7 @@ class CompiledLane:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _answer(self, body: bytes, actor: Any,
+    async def _answer(self, body: bytes, actor: Any, media: str,
                       ) -> tuple[str | None, bytes, tuple[tuple[bytes, bytes], ...]] | None:
         """The operation's name, the body and its headers (a tuple, the same object while
         the memo stands, as a REST plan's: the front door keeps its work on them by it)."""
@@ -140,7 +155,7 @@ class CompiledLane:
             raw = await fetch_raw(self.state.db, plan.compiled.sql, plan.compiled.params)
             memo = plan.memo
             if memo is not None and memo[0] == raw:
-                return plan.operation, memo[1], memo[2]
+                return plan.operation, memo[1], memo[2][media]
             data = None if raw is None else compiled_data(plan.compiled, orjson.loads(raw))
         except Exception:
             # A bug here must not become the answer: log it, and let the pipeline answer.
@@ -149,7 +164,9 @@ class CompiledLane:
         if data is None:
             return None
         content = orjson.dumps({"data": data})
-        headers = ((b"content-length", str(len(content)).encode()),
-                   (b"content-type", b"application/json"))
+        length = (b"content-length", str(len(content)).encode())
+        # The same bytes in either media type: only Content-Type tells them apart.
+        headers: dict[str, tuple[tuple[bytes, bytes], ...]] = {
+            each: (length, (b"content-type", RAW_CONTENT_TYPES[each])) for each in CONTENT_TYPES}
         plan.memo = (raw, content, headers)
-        return plan.operation, content, headers
+        return plan.operation, content, headers[media]

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from data.running import running_loop
 from gateway.problems import problem_response
+from resolvers.media import JSON, RAW_CONTENT_TYPES, media_of_headers
 
 GRAPHQL_PATH = "/graphql"
 
@@ -48,7 +49,8 @@ def refusal(scope: Scope, *, status: int, code: str, title: str, detail: str,
         if request_id:
             extensions["request_id"] = request_id
         body = orjson.dumps({"errors": [{"message": detail, "extensions": extensions}]})
-        raw = [(b"content-type", b"application/json"),
+        media = media_of_headers(scope.get("headers", ())) or JSON
+        raw = [(b"content-type", RAW_CONTENT_TYPES[media]),
                (b"content-length", str(len(body)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
 

@@ -52,6 +52,7 @@ from gateway.buckets import Backoff, Level, Spend, Store
 from gateway.problems import problem_response
 from gateway.settings import Settings
 from resolvers.cost import estimate_cost
+from resolvers.media import GRAPHQL_RESPONSE, JSON, RAW_CONTENT_TYPES, media_of_headers
 from resolvers.schema import schema
 
 AUTH_FIELDS = frozenset({"register", "login", "refreshToken", "logout"})
@@ -346,10 +347,14 @@ class RateLimitMiddleware:
         error = {"message": detail, "extensions": {
             "code": "RATE_LIMITED", "policy": policy.name, "cost": cost,
             "retryAfter": retry_after, "request_id": scope["state"].get("request_id")}}
-        result = {"data": None, "errors": [error]}
+        # Refused before it ran: under application/graphql-response+json, no data entry.
+        media = media_of_headers(scope["headers"]) or JSON
+        result: dict[str, Any] = {"errors": [error]} if media == GRAPHQL_RESPONSE else {
+            "data": None, "errors": [error]}
         body = orjson.dumps([result] * batch if batch else result)
         start: Message = {"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"content-type", RAW_CONTENT_TYPES[media]),
+            (b"content-length", str(len(body)).encode()),
             *((k.lower().encode(), v.encode()) for k, v in headers.items())]}
         await send(start)
         await send({"type": "http.response.body", "body": body})

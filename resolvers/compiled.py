@@ -247,11 +247,11 @@ def _compiled(ec: Any, actor: Any) -> CompiledQuery | None:
 class LanePlan:
     """A compiled statement, and the operation name the access log gives its answers;
     ``memo``: the statement's last text and the answer made from it, body and headers
-    (the lane's)."""
+    by media type (the lane's)."""
 
     compiled: CompiledQuery
     operation: str | None
-    memo: tuple[str, bytes, tuple[tuple[bytes, bytes], ...]] | None = None
+    memo: tuple[str, bytes, dict[str, tuple[tuple[bytes, bytes], ...]]] | None = None
 
 
 class LanePlans:

@@ -5,7 +5,9 @@ type, a mutation over GET) with ``text/plain``, and some of them (``null``, ``12
 with a 500. Here every refusal is GraphQL-shaped JSON with ``extensions.code``; JSON is
 decoded by orjson (which refuses invalid UTF-8 and nesting deeper than 1,024 levels
 instead of recursing); batches run in order, one operation after another; persisted
-queries are resolved before Strawberry sees the request.
+queries are resolved before Strawberry sees the request. The answer's media type is
+negotiated from ``Accept`` (``resolvers.media``): ``application/graphql-response+json``
+gives a request refused before execution its 4xx status and no ``data`` entry.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.fastapi import GraphQLRouter
-from strawberry.http import GraphQLRequestData, GraphQLRequestProtocol
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
+from strawberry.http import process_result as strawberry_process_result
 from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -31,6 +34,14 @@ from strawberry.types.unset import UNSET
 
 from data.loaders import build_loaders
 from resolvers.limits import DEFAULT_LIMITS, GraphQLLimits
+from resolvers.media import (
+    CONTENT_TYPES,
+    GRAPHQL_RESPONSE,
+    JSON,
+    NOT_ACCEPTABLE,
+    negotiate,
+    request_error_status,
+)
 from resolvers.persisted import Persisted
 from resolvers.subscriptions import SubscriptionAuth
 
@@ -81,15 +92,51 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
                   root_value: Any = UNSET) -> Any:
         if context is not UNSET and context is not None:
             context.limits = self.limits  # the limits extension reads them here
+        media = JSON
         try:
-            return await super().run(request, context=context, root_value=root_value)
+            if isinstance(request, Request):  # not a WebSocket
+                media = self._media(request)
+            response = await super().run(request, context=context, root_value=root_value)
         except HTTPException as exc:
             code = getattr(exc, "code", None) or STATUS_CODES.get(exc.status_code,
                                                                   "BAD_USER_INPUT")
             request_id = getattr(getattr(request, "state", None), "request_id", None)
             return Response(graphql_error_body(exc.reason, code, request_id),
-                            status_code=exc.status_code, media_type="application/json",
+                            status_code=exc.status_code, media_type=CONTENT_TYPES[media],
                             headers=getattr(exc, "headers", None))
+        if media == GRAPHQL_RESPONSE and not isinstance(response, HTMLResponse):
+            response.headers["content-type"] = CONTENT_TYPES[media]
+            refused = getattr(request.state, "graphql_refused", None)
+            if refused is not None and response.status_code == 200:
+                response.status_code = refused
+        return response
+
+    def _media(self, request: Request) -> str:
+        """The negotiated media type (kept on the request for ``process_result``); a
+        request that accepts neither is 406, unless it is a visit to the IDE."""
+        accept = request.headers.getlist("accept")  # several lines are one list
+        media = negotiate(",".join(accept) if accept else None)
+        if media is None:
+            if self.should_render_graphql_ide(self.request_adapter_class(request)):
+                return JSON
+            raise TransportError(406, NOT_ACCEPTABLE)
+        request.state.graphql_media = media
+        return media
+
+    async def process_result(self, request: Any, result: ExecutionResult,
+                             ) -> GraphQLHTTPResponse:
+        processed = strawberry_process_result(result)
+        state = request.state
+        if (getattr(state, "graphql_media", JSON) == GRAPHQL_RESPONSE
+                and result.data is None and result.errors
+                and all(error.path is None for error in result.errors)):
+            # Refused before execution (a field error always has a path): no data entry,
+            # and a 4xx status for a single operation (a batch's own status stays 200).
+            processed.pop("data", None)
+            if not getattr(state, "graphql_batch", False):
+                state.graphql_refused = request_error_status(
+                    [error.formatted for error in result.errors])
+        return processed
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -164,6 +211,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
                 context=context, root_value=root_value, sub_response=sub_response)
         # One after another, in order: an operation sees the writes of those before it,
         # and no two operations share loaders (their caches would hide those writes).
+        request.state.graphql_batch = True
         results = []
         for index, data in enumerate(request_data):
             if index and hasattr(context, "loaders"):

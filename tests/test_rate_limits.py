@@ -170,6 +170,13 @@ async def test_over_the_limit_graphql_is_429_with_the_code(
         assert [r["errors"][0]["extensions"]["code"] for r in batch.json()] == ["RATE_LIMITED"] * 2
         by_get = await gw.client.get("/graphql", params={"query": query})
         assert by_get.status_code == 429
+        # Under application/graphql-response+json: that type, and no data entry.
+        typed = await gw.client.post("/graphql", json=graphql(query), headers={
+            "Accept": "application/graphql-response+json"})
+        assert typed.status_code == 429
+        assert typed.headers["content-type"].startswith("application/graphql-response+json")
+        assert "data" not in typed.json()
+        assert typed.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
 
 
 async def spent(gw: Limited, request: Any) -> int:
