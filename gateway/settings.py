@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     events_heartbeat_seconds: float = Field(15.0, gt=0)
     events_retry_ms: int = Field(3000, ge=0)
     events_queue_size: int = Field(64, ge=1, le=10_000)
+    # Resolved credentials remembered per process (0 turns it off); the seconds bound how
+    # long a process that missed a revocation message may trust its copy.
+    principal_cache_size: int = Field(10_000, ge=0)
+    principal_cache_seconds: float = Field(10.0, ge=0, le=300)
     # --- end live order events ---
 
     # --- rate limits (issue 8; README "Rate limits") ---

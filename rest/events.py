@@ -80,7 +80,8 @@ async def stream_actor(
         return await get_actor(request)
     if "authorization" in request.headers or "x-api-key" in request.headers:
         raise Unauthenticated("Send the token once: in a header or as access_token.")
-    actor = await auth.resolve_credentials(db, tokens, f"Bearer {access_token}", None)
+    actor = await auth.resolve_credentials(db, tokens, f"Bearer {access_token}", None,
+                                           request.app.state.principals)
     request.state.actor = actor  # the access line names who follows, as for a header
     return actor
 
