@@ -13,6 +13,7 @@ from data.db import Database
 from gateway.auth import IdentityMiddleware, build_token_issuer, principal_cache
 from gateway.cache import CacheMiddleware, ResponseCache
 from gateway.compiled_lane import CompiledLane
+from gateway.docs import install_docs
 from gateway.events import running_event_bus
 from gateway.graphiql import mount_graphiql_assets
 from gateway.graphql_options import graphql_options
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         version="0.1.0",
         summary="One catalog, served through GraphQL and versioned REST.",
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
+        docs_url=None,  # Swagger UI is the gateway's own page (gateway/docs.py), offline
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         app.include_router(api_router(version))
     if settings.graphiql_enabled:
         mount_graphiql_assets(app)
+    if app.openapi_url is not None:
+        install_docs(app, app.openapi_url)
     # Outermost last (the front door): the request id exists before identity and every
     # handler.
     # Identity -> rate limits -> response cache -> routes: a cache hit still spends its cost.

@@ -7,23 +7,16 @@ from starlette.types import ASGIApp, Scope
 
 # JSON answers load nothing and may be framed by nobody.
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# GraphiQL (/graphql) is served whole by the gateway (gateway/graphiql.py): its page loads
-# nothing from elsewhere. Inline styles stay (React sets style attributes), fonts are data:.
+# GraphiQL (/graphql) and Swagger UI (/docs) are served whole by the gateway
+# (gateway/graphiql.py, gateway/docs.py): their pages load nothing from elsewhere. Inline
+# styles stay (React sets style attributes); fonts and images may be data: URLs.
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
-# Swagger UI (/docs, off in production unless enabled) is FastAPI's page, which loads its
-# code from a CDN.
-_CDNS = "https://cdn.jsdelivr.net"
-DOCS_CSP = (
-    f"default-src 'self'; script-src 'self' 'unsafe-inline' {_CDNS}; "
-    f"style-src 'self' 'unsafe-inline' {_CDNS}; font-src 'self' data: {_CDNS}; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-    "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
-)
-PAGE_PATHS = frozenset({"/graphql", "/docs", "/docs/oauth2-redirect"})
+DOCS_CSP = PAGE_CSP
+PAGE_PATHS = frozenset({"/graphql", "/docs"})
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

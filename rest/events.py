@@ -10,23 +10,30 @@ The stream opens with ``retry:`` advice (how long a client waits before it recon
 and a comment line (``: heartbeat``) keeps idle connections open through proxies. The
 ``id`` is the order and its new status (a status is entered at most once), so a client
 can recognise an event it has already seen after reconnecting.
+
+A browser's ``EventSource`` cannot send an ``Authorization`` header, so this route (and
+only this one) also takes the access token as the ``access_token`` query parameter
+(RFC 6750, section 2.3): the same short-lived JWT, checked the same way. Sending it both
+ways at once is refused, as a bearer token and an API key together are.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import StreamingResponse
 
+from data.actor import Actor
 from data.changes import OrderEvent
+from data.errors import Unauthenticated
 from data.events import EventBus, Subscription
 from data.money import as_utc
-from data.services import orders
-from rest.deps import ActorDep, DbDep
+from data.services import auth, orders
+from rest.deps import DbDep, TokensDep, get_actor
 from rest.schemas import ProblemOut
 
 EVENT_NAME = "order.updated"
@@ -62,6 +69,23 @@ async def sse_stream(subscription: Subscription, *, heartbeat: float,
         subscription.close()
 
 
+async def stream_actor(
+    request: Request, db: DbDep, tokens: TokensDep,
+    access_token: Annotated[str | None, Query(
+        description="The access token, for clients that cannot send an `Authorization` "
+                    "header (a browser's `EventSource`); never together with one.")] = None,
+) -> Actor:
+    """The caller: from the headers, as everywhere, or from ``access_token``."""
+    if access_token is None:
+        return await get_actor(request)
+    if "authorization" in request.headers or "x-api-key" in request.headers:
+        raise Unauthenticated("Send the token once: in a header or as access_token.")
+    actor = await auth.resolve_credentials(db, tokens, f"Bearer {access_token}", None,
+                                           request.app.state.principals)
+    request.state.actor = actor  # the access line names who follows, as for a header
+    return actor
+
+
 def events_router() -> APIRouter:
     """The event stream route (the same in every API version)."""
     router = APIRouter(tags=["orders"])
@@ -76,7 +100,8 @@ def events_router() -> APIRouter:
         },
     )
     async def order_events(
-        request: Request, order_id: int, db: DbDep, actor: ActorDep
+        request: Request, order_id: int, db: DbDep,
+        actor: Annotated[Actor, Depends(stream_actor)],
     ) -> StreamingResponse:
         """Stream the order's status changes as server-sent events."""
         bus: EventBus = request.app.state.events

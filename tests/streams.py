@@ -20,9 +20,11 @@ READ_TIMEOUT = 10.0
 
 def _scope(kind: str, path: str, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    path, _, query = path.partition("?")
     return {"type": kind, "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1", "scheme": "http" if kind == "http" else "ws",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+            "root_path": "",
             "headers": [(b"host", b"testserver"), *raw], "client": ("127.0.0.1", 1234),
             "server": ("testserver", 80), **extra}
 

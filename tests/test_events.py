@@ -102,6 +102,53 @@ async def test_a_bad_credential_is_401_not_404(events: World, headers: dict[str,
     assert subscribers(events) == 0
 
 
+def bearer(events: World, principal: str) -> str:
+    return events.headers[principal]["Authorization"].removeprefix("Bearer ")
+
+
+@pytest.mark.parametrize(("query_from", "headers_of", "status", "code"), [
+    ("customer", "anonymous", 200, None),
+    ("staff", "anonymous", 200, None),
+    # The token is the caller's, checked as in a header: others' orders do not exist.
+    ("other_customer", "anonymous", 404, "NOT_FOUND"),
+    (None, "anonymous", 404, "NOT_FOUND"),
+    ("not-a-token", "anonymous", 401, "UNAUTHENTICATED"),
+    ("key_orders_read", "anonymous", 401, "UNAUTHENTICATED"),  # an access token, not a key
+    # One credential a request (RFC 6750): a header and the parameter together are refused.
+    ("customer", "customer", 401, "UNAUTHENTICATED"),
+    ("customer", "key_orders_read", 401, "UNAUTHENTICATED"),
+])
+async def test_the_stream_takes_the_access_token_as_a_query_parameter(
+    events: World, query_from: str | None, headers_of: str, status: int, code: str | None
+) -> None:
+    """What a browser's EventSource, which cannot send headers, can use."""
+    if query_from is None:
+        token = ""
+    elif query_from in events.headers and query_from.startswith("key_"):
+        token = events.headers[query_from]["X-API-Key"]
+    elif query_from in events.headers:
+        token = bearer(events, query_from)
+    else:
+        token = query_from
+    order_id = await place_order(events)
+    path = f"/api/v1/orders/{order_id}/events"
+    if query_from is not None:
+        path += f"?access_token={token}"
+    async with open_sse(events.gateway.app, path, events.headers[headers_of]) as sse:
+        assert sse.status == status
+        if code is None:
+            assert await sse.next_message() == "retry: 2500"
+            changed = await change_status(events, order_id)
+            got = await sse.next_event()
+            assert got is not None
+            assert (got["json"]["order_id"], got["json"]["status"]) == (order_id, changed.status)
+        else:
+            await wait_for(lambda: sse.finished, "the refusal to finish")
+            assert sse.headers["content-type"] == "application/problem+json"
+            assert b'"code":"' + code.encode() + b'"' in sse.body.replace(b" ", b"")
+    await wait_for(lambda: subscribers(events) == 0, "the stream to unsubscribe")
+
+
 async def test_a_missing_order_is_404_and_bad_ids_are_422(events: World) -> None:
     for path, status in (("/api/v1/orders/999999/events", 404),
                          ("/api/v1/orders/99999999999999999999/events", 404),

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from data.services import products
 from gateway.logging import AccessLog, configure_logging
+from gateway.security import PAGE_CSP, STRICT_CSP
 from tests.conftest import Gateway, SeededDatabase, make_settings, running_gateway
 
 SECRETS = ("SECRETBEARER0123456789", "SECRETAPIKEY0123456789", "hunter2-SECRETPASSWORD")
@@ -476,8 +477,8 @@ def test_the_front_doors_headers_for_a_repeated_tuple_are_its_first_answers() ->
         again = front(headers, path, b"r-2")  # the same headers, another request
         assert again == [*want[:-1], (b"x-request-id", b"r-2")]
     assert [entry[0] for entry in front.known.values()] == [json_answer]  # not lists, not HTML
-    assert dict(front(page, "/graphql", b"r"))[b"content-security-policy"] != dict(
-        front(page, "/docs", b"r"))[b"content-security-policy"]
+    assert dict(front(page, "/docs", b"r"))[b"content-security-policy"] == PAGE_CSP.encode()
+    assert dict(front(page, "/x", b"r"))[b"content-security-policy"] == STRICT_CSP.encode()
     for n in range(3):  # bounded
         front(((b"etag", str(n).encode()),), "/", b"r")
     assert len(front.known) <= 2

@@ -115,6 +115,21 @@ async def test_a_known_token_costs_no_statement(demo: Gateway) -> None:
     assert not any("refresh_tokens" in s for s in again.statements)
 
 
+async def test_a_known_api_key_is_still_no_bearer_token(demo: Gateway) -> None:
+    gw = demo
+    admin = await bearer(gw, "admin@example.com")
+    created = await gw.client.post("/api/v1/api-keys", headers=admin,
+                                   json={"name": "partner", "scopes": ["catalog:read"]})
+    key = created.json()["key"]
+    for _ in range(2):  # the second time, the key is a remembered credential
+        assert (await gw.client.get("/api/v1/products",
+                                    headers={"X-API-Key": key})).status_code == 200
+        refused = await gw.client.get("/api/v1/users/me",
+                                      headers={"Authorization": f"Bearer {key}"})
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "UNAUTHENTICATED"
+
+
 async def test_deactivation_role_change_logout_and_key_revocation_apply_at_once(
     demo: Gateway,
 ) -> None:

@@ -138,6 +138,11 @@ NO_CACHE = PrincipalCache(enabled=False)
 API_KEY_RECHECK_SECONDS = 60.0
 
 
+# What ``resolve_credentials`` remembers a credential under: the same string sent as the
+# other kind of credential is not the same credential.
+BEARER, KEY = "bearer:", "key:"
+
+
 async def resolve_credentials(
     db: Database, tokens: TokenIssuer, authorization: str | None, api_key: str | None,
     principals: PrincipalCache = NO_CACHE,
@@ -155,26 +160,27 @@ async def resolve_credentials(
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Use 'Authorization: Bearer <access token>'.")
-        remembered = principals.get(token)
+        # Remembered by kind too: a key sent as a bearer token is no access token.
+        remembered = principals.get(BEARER + token)
         if remembered is not None:
             return remembered
         epoch = principals.epoch
         claims = tokens.verify(token, kind=ACCESS)
         async with db.read() as session:
             actor = await authenticate_access_token(session, claims)
-        principals.put(token, actor, (f"user:{claims.sub}", f"login:{claims.family}"),
+        principals.put(BEARER + token, actor, (f"user:{claims.sub}", f"login:{claims.family}"),
                        epoch=epoch,
                        expires_at=claims.expires_at.replace(tzinfo=UTC).timestamp())
         return actor
     if api_key is not None:
         api_key = api_key.strip()
-        remembered = principals.get(api_key)
+        remembered = principals.get(KEY + api_key)
         if remembered is not None:
             return remembered
         epoch = principals.epoch
         async with db.write() as session:
             actor = await authenticate_api_key(session, api_key)
-        principals.put(api_key, actor, (f"api_key:{actor.api_key_id}",), epoch=epoch,
+        principals.put(KEY + api_key, actor, (f"api_key:{actor.api_key_id}",), epoch=epoch,
                        expires_at=time.time() + API_KEY_RECHECK_SECONDS)
         return actor
     return ANONYMOUS
