@@ -10,15 +10,23 @@ One statement means one: asyncpg's pool would reset each connection as it comes 
 (``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``, a second round
 trip per request); the floor changes no session state, so its pool resets nothing.
 
-Routes: ``POST /graphql/catalog``, ``POST /graphql/product`` (``variables.id`` is the
-product's database id), ``GET /api/v2/products``, ``GET /api/v1/products/{id}``,
-``GET /health/live``.
+Routes: ``POST /graphql/catalog`` (``variables``: ``orderBy``, ``after``,
+``filter.minPrice``), ``POST /graphql/product`` (``variables.id`` is the product's
+database id), ``POST /graphql/category`` (``variables.slug``), ``GET /api/v2/products``
+(``sort``, ``cursor``, ``min_price``, ``category``, ``limit``), ``GET /api/v1/products/{id}``,
+``GET /health/live``. Cursors are the gateway's (the bench hands both the same
+arguments); a list's statement text is made once per sort and set of filters, its values
+bound, as a hand-written server would.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
+from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import asyncpg
 import orjson
@@ -54,22 +62,6 @@ PRODUCT_NODE = f"""json_build_object(
                FROM categories c WHERE c.id = p.category_id),
   'reviews', ({{reviews}}))"""
 
-CATALOG = f"""
-WITH page AS (
-  SELECT * FROM products WHERE is_active ORDER BY created_at DESC, id DESC LIMIT 21
-), shown AS (SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT 20)
-SELECT json_build_object('data', json_build_object('products', json_build_object(
-  'edges', coalesce((SELECT json_agg(json_build_object(
-      'cursor', {CURSOR.format(scope="'products'", row="p")},
-      'node', {PRODUCT_NODE.format(
-          description="", reviews=REVIEW_EDGES.format(body="", extra="", limit=3))})
-    ORDER BY p.created_at DESC, p.id DESC) FROM shown p), '[]'::json),
-  'pageInfo', json_build_object(
-    'hasNextPage', (SELECT count(*) > 20 FROM page),
-    'endCursor', (SELECT {CURSOR.format(scope="'products'", row="p")} FROM shown p
-                  ORDER BY created_at, id LIMIT 1)))))::text
-"""
-
 PRODUCT = f"""
 SELECT json_build_object('data', json_build_object('product', (
   SELECT {PRODUCT_NODE.format(
@@ -85,23 +77,103 @@ REST_FIELDS = """'id', p.id, 'sku', p.sku, 'name', p.name, 'description', p.desc
   'in_stock', p.stock > 0, 'category', p.category_id, 'is_active', p.is_active,
   'created_at', p.created_at, 'updated_at', p.updated_at"""
 
-REST_LIST = f"""
-WITH page AS (
-  SELECT * FROM products WHERE is_active ORDER BY created_at DESC, id DESC LIMIT $1 + 1
-), shown AS (SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT $1)
-SELECT json_build_object(
-  'data', coalesce((SELECT json_agg(json_build_object({REST_FIELDS.format(
-      money="'price', " + MONEY.format(cents="p.price_cents") + ",")})
-    ORDER BY p.created_at DESC, p.id DESC) FROM shown p), '[]'::json),
-  'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $1 THEN
-    (SELECT {CURSOR.format(scope="'products'", row="p")} FROM shown p
-     ORDER BY created_at, id LIMIT 1) END)::text
-"""
-
 REST_DETAIL = f"""
 SELECT json_build_object({REST_FIELDS.format(
     money="'price_cents', p.price_cents, 'currency', 'USD',")})::text
 FROM products p WHERE p.id = $1 AND p.is_active
+"""
+
+# Sort name -> (column, descending), and GraphQL's ProductOrder for each.
+SORTS = {"-created_at": ("created_at", True), "created_at": ("created_at", False),
+         "price": ("price_cents", False), "-price": ("price_cents", True),
+         "name": ("name", False), "-name": ("name", True)}
+ORDERS = {(f.upper().replace("PRICE_CENTS", "PRICE"), "DESC" if d else "ASC"): name
+          for name, (f, d) in SORTS.items()}
+
+
+def _list_cursor(sort: str, row: str) -> str:
+    column = SORTS[sort][0]
+    return ("rtrim(translate(encode(convert_to(json_build_array('products', "
+            f"'{sort}', json_build_array({row}.{column}, {row}.id))::text, 'UTF8'), "
+            "'base64'), E'+/\\n', '-_'), '=')")
+
+
+@functools.lru_cache(maxsize=64)
+def list_sql(kind: str, sort: str, category: bool, low: bool, after: bool) -> str:
+    """A product list page (``kind``: "graphql" or "rest"), one text per sort and set of
+    filters: ``$1`` the page size, then the slug, the minimum price and the cursor."""
+    column, descending = SORTS[sort]
+    direction = "DESC" if descending else "ASC"
+    reverse = "ASC" if descending else "DESC"
+    where, n = ["is_active"], 1
+    if category:
+        n += 1
+        where.append(f"category_id = (SELECT id FROM categories WHERE slug = ${n})")
+    if low:
+        n += 1
+        where.append(f"price_cents >= ${n}")
+    if after:
+        where.append(f"({column}, id) {'<' if descending else '>'} (${n + 1}, ${n + 2})")
+    order = f"{column} {direction}, id {direction}"
+    page = (f"WITH page AS (SELECT * FROM products WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} LIMIT $1 + 1), shown AS (SELECT * FROM page ORDER BY {order} "
+            f"LIMIT $1)")
+    last = (f"(SELECT {_list_cursor(sort, 'p')} FROM shown p "
+            f"ORDER BY {column} {reverse}, id {reverse} LIMIT 1)")
+    if kind == "graphql":
+        node = PRODUCT_NODE.format(description="",
+                                   reviews=REVIEW_EDGES.format(body="", extra="", limit=3))
+        return f"""{page}
+SELECT json_build_object('data', json_build_object('products', json_build_object(
+  'edges', coalesce((SELECT json_agg(json_build_object(
+      'cursor', {_list_cursor(sort, 'p')}, 'node', {node})
+    ORDER BY p.{order.replace(', id', ', p.id')}) FROM shown p), '[]'::json),
+  'pageInfo', json_build_object('hasNextPage', (SELECT count(*) > $1 FROM page),
+                                'endCursor', {last}))))::text"""
+    fields = REST_FIELDS.format(money="'price', " + MONEY.format(cents="p.price_cents") + ",")
+    return f"""{page}
+SELECT json_build_object(
+  'data', coalesce((SELECT json_agg(json_build_object({fields})
+    ORDER BY p.{order.replace(', id', ', p.id')}) FROM shown p), '[]'::json),
+  'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $1 THEN {last} END)::text"""
+
+
+def _cursor_values(sort: str, cursor: str) -> list[Any]:
+    _scope, _sort, values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    if SORTS[sort][0] == "created_at":
+        values[0] = datetime.fromisoformat(values[0])
+    return list(values)
+
+
+async def product_list(kind: str, sort: str, size: int, category: str | None,
+                       low: int | None, after: str | None) -> str:
+    params: list[Any] = [size]
+    for value in (category, low):
+        if value is not None:
+            params.append(value)
+    if after is not None:
+        params.extend(_cursor_values(sort, after))
+    sql = list_sql(kind, sort, category is not None, low is not None, after is not None)
+    return str(await pool.fetchval(sql, *params))
+
+
+CATEGORY = f"""
+SELECT json_build_object('data', json_build_object('category', (
+  SELECT json_build_object('id', {GID.format(type="'Category'", id="c.id")}, 'name', c.name,
+    'slug', c.slug, 'products', (
+      WITH page AS (SELECT * FROM products WHERE is_active AND category_id = c.id
+                    ORDER BY created_at DESC, id DESC LIMIT 21),
+           shown AS (SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT 20)
+      SELECT json_build_object('edges', coalesce((SELECT json_agg(json_build_object(
+          'cursor', {CURSOR.format(scope="'products'", row="p")},
+          'node', json_build_object('id', {GID.format(type="'Product'", id="p.id")},
+            'databaseId', p.id, 'name', p.name, 'price', {MONEY.format(cents="p.price_cents")},
+            'inStock', p.stock > 0))
+        ORDER BY p.created_at DESC, p.id DESC) FROM shown p), '[]'::json),
+        'pageInfo', json_build_object('hasNextPage', (SELECT count(*) > 20 FROM page),
+          'endCursor', (SELECT {CURSOR.format(scope="'products'", row="p")} FROM shown p
+                        ORDER BY created_at, id LIMIT 1)))))
+  FROM categories c WHERE c.slug = $1)))::text
 """
 
 JSON = [(b"content-type", b"application/json")]
@@ -149,13 +221,25 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/health/live":
         await _answer(send, 200, b'{"status":"ok"}')
     elif path == "/graphql/catalog":
-        await _read_body(receive)
-        await _answer(send, 200, (await pool.fetchval(CATALOG)).encode())
+        variables = orjson.loads(await _read_body(receive)).get("variables") or {}
+        order = variables.get("orderBy") or {"field": "CREATED_AT", "direction": "DESC"}
+        low = (variables.get("filter") or {}).get("minPrice")
+        body = await product_list("graphql", ORDERS[order["field"], order["direction"]], 20,
+                                  None, low, variables.get("after"))
+        await _answer(send, 200, body.encode())
     elif path == "/graphql/product":
         variables = orjson.loads(await _read_body(receive)).get("variables") or {}
         await _answer(send, 200, (await pool.fetchval(PRODUCT, int(variables["id"]))).encode())
+    elif path == "/graphql/category":
+        variables = orjson.loads(await _read_body(receive)).get("variables") or {}
+        await _answer(send, 200, (await pool.fetchval(CATEGORY, variables["slug"])).encode())
     elif path == "/api/v2/products":
-        await _answer(send, 200, (await pool.fetchval(REST_LIST, 20)).encode())
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        low = query.get("min_price")
+        body = await product_list("rest", query.get("sort", "-created_at"),
+                                  int(query.get("limit", 20)), query.get("category"),
+                                  None if low is None else int(low), query.get("cursor"))
+        await _answer(send, 200, body.encode())
     elif path.startswith("/api/v1/products/") and path.rpartition("/")[2].isdigit():
         body = await pool.fetchval(REST_DETAIL, int(path.rpartition("/")[2]))
         await _answer(send, 200 if body else 404, body.encode() if body else NOT_FOUND)

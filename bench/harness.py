@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -153,19 +154,20 @@ def wrk_path() -> str:
     return found
 
 
-def run_wrk(base: str, method: str, path: str, body: dict[str, object] | None, *,
-            seconds: float, connections: int, threads: int) -> Load:
-    """``wrk`` for ``seconds`` against loopback; its Lua ``done`` reports as JSON."""
+def run_wrk(base: str, requests: Sequence[Any], *, seconds: float, connections: int,
+            threads: int) -> Load:
+    """``wrk`` for ``seconds`` against loopback, each request drawn at random from
+    ``requests`` (``bench.scenarios.Request``); its Lua ``done`` reports as JSON."""
     assert base.startswith("http://127.0.0.1:"), "the bench loads loopback only"
-    with tempfile.NamedTemporaryFile("wb", suffix=".json") as body_file:
-        env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": ""}
-        if body is not None:
-            body_file.write(json.dumps(body).encode())
-            body_file.flush()
-            env["BENCH_BODY"] = body_file.name
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", encoding="utf-8") as listing:
+        for request in requests:
+            body = "" if request.body is None else json.dumps(request.body)
+            listing.write(f"{request.method}\t{request.path}\t{body}\n")
+        listing.flush()
+        env = {**os.environ, "BENCH_REQUESTS": listing.name}
         argv = [wrk_path(), "-t", str(max(1, min(threads, connections))), "-c",
                 str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
-                "-s", str(WRK_SCRIPT), base + path]
+                "-s", str(WRK_SCRIPT), base + requests[0].path]
         done = subprocess.run(argv, env=env, capture_output=True, text=True,
                               timeout=seconds + 60, check=False)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)

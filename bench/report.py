@@ -61,6 +61,39 @@ def render_table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+ONE = " [one]"
+
+
+def render_varied(rows: list[Row]) -> str:
+    """Each scenario's varied run beside its one-argument run: req/s of the gateway and
+    the floor, and varied over one for each (empty when only one kind ran)."""
+    def rps(scenario: str, server: str) -> float | None:
+        row = next((r for r in rows if r.scenario == scenario and r.server == server
+                    and r.load is not None), None)
+        return row.load.rps if row is not None and row.load is not None else None
+
+    lines = [("scenario", "gateway varied", "gateway one", "varied/one", "floor varied",
+              "floor one", "varied/one")]
+    for row in rows:
+        if not row.scenario.endswith(ONE) or row.server != "gateway":
+            continue
+        name = row.scenario.removesuffix(ONE)
+        cells = [name]
+        for server in ("gateway", "floor"):
+            varied, one = rps(name, server), rps(row.scenario, server)
+            cells += ["" if varied is None else f"{varied:,.0f}",
+                      "" if one is None else f"{one:,.0f}",
+                      f"{varied / one:.2f}x" if varied and one else ""]
+        lines.append(tuple(cells))
+    if len(lines) == 1:
+        return ""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
+           for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
 def _cpu() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

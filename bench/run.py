@@ -31,8 +31,15 @@ from bench.harness import (
     run_wrk,
     wrk_path,
 )
-from bench.report import Row, load_average, machine_info, render_table, write_results
-from bench.scenarios import NAMES, Request, Scenario, scenarios
+from bench.report import (
+    Row,
+    load_average,
+    machine_info,
+    render_table,
+    render_varied,
+    write_results,
+)
+from bench.scenarios import NAMES, VARIES, Catalog, Request, Scenario, load_catalog, scenarios
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -52,6 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds of warm-up per server and scenario")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--arguments", choices=("both", "varied", "one"), default="both",
+                        help="varied: arguments drawn over the whole catalog (what counts); "
+                        "one: a single request per scenario again and again (the best case); "
+                        "both (default): each varied run, then its one-argument twin")
     parser.add_argument("--only", default=",".join(NAMES),
                         help=f"comma-separated scenarios of: {', '.join(NAMES)}")
     parser.add_argument("--postgres-url", default=os.environ.get(
@@ -99,17 +110,13 @@ async def admin(url: str, statement: str) -> None:
         await connection.close()
 
 
-async def pick_product(dsn: str) -> tuple[int, int, int]:
-    """The active product with the most reviews, and the product and review counts."""
+async def read_catalog(dsn: str) -> tuple[Catalog, int, int]:
+    """The arguments' rows, and the product and review counts."""
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("ANALYZE")
-        product = await connection.fetchval(
-            "SELECT p.id FROM products p JOIN reviews r ON r.product_id = p.id "
-            "WHERE p.is_active GROUP BY p.id ORDER BY count(*) DESC, p.id LIMIT 1")
-        if product is None:
-            product = await connection.fetchval("SELECT min(id) FROM products WHERE is_active")
-        return (product, await connection.fetchval("SELECT count(*) FROM products"),
+        return (await load_catalog(connection),
+                await connection.fetchval("SELECT count(*) FROM products"),
                 await connection.fetchval("SELECT count(*) FROM reviews"))
     finally:
         await connection.close()
@@ -163,25 +170,31 @@ class Bench:
         self.processes.wait_ready("floor", self.floor, "/health/live")
         self.processes.wait_ready("ceiling", self.ceiling, "/")
 
-    def warm(self, base: str, method: str, path: str, body: dict[str, object] | None) -> None:
+    def warm(self, base: str, requests: list[Request]) -> None:
         a = self.args
         if a.warmup > 0:
-            run_wrk(base, method, path, body, seconds=a.warmup, connections=a.connections,
+            run_wrk(base, requests, seconds=a.warmup, connections=a.connections,
                     threads=a.threads)
 
-    def check(self, base: str, s: Scenario, floor: bool = False) -> bytes:
-        request = s.floor if floor else s.gateway
-        assert request is not None
-        answer = fetch(base, request.method, request.path, request.body)
-        if answer.status != 200 or (s.graphql and answer.json().get("errors")):
-            raise SystemExit(f"bench: {s.name} on {base} answered {answer.status}: "
-                             f"{answer.body[:500]!r}")
-        return answer.body
+    def check(self, base: str, s: Scenario, floor: bool = False) -> int:
+        """Answers a sample of the scenario's requests (spread over its list) must give:
+        200 without GraphQL errors; the number of distinct bodies among them."""
+        requests = s.floor if floor else s.gateway
+        assert requests is not None
+        step = max(1, len(requests) // 5)
+        bodies = set()
+        for request in requests[::step][:5]:
+            answer = fetch(base, request.method, request.path, request.body)
+            if answer.status != 200 or (s.graphql and answer.json().get("errors")):
+                raise SystemExit(f"bench: {s.name} on {base} answered {answer.status} to "
+                                 f"{request}: {answer.body[:500]!r}")
+            bodies.add(answer.body)
+        return len(bodies)
 
     def cached_request(self, s: Scenario) -> tuple[Request | None, str]:
         """The form of the page (POST, else GET) the gateway answers from its cache."""
-        body = s.gateway.body or {}
-        forms = [s.gateway, Request("GET", "/graphql?" + urlencode(
+        body = s.gateway[0].body or {}
+        forms = [s.gateway[0], Request("GET", "/graphql?" + urlencode(
             {"query": body.get("query", ""), "operationName": body.get("operationName", "")}))]
         verdict = None
         for form in forms:
@@ -194,8 +207,8 @@ class Bench:
             return None, "n/a: no response cache (no X-Cache header)"
         return None, f"n/a: X-Cache: {verdict}"
 
-    def compare(self, s: Scenario, reference: tuple[str, str, Request],
-                gateway: tuple[str, Request]) -> list[Row]:
+    def compare(self, s: Scenario, reference: tuple[str, str, list[Request]],
+                gateway: tuple[str, list[Request]]) -> list[Row]:
         """The reference server and the gateway in alternating rounds, each warmed first.
 
         The machine's speed drifts (by a third within an hour on a shared 2-vCPU
@@ -207,8 +220,8 @@ class Bench:
         a = self.args
         name, ref_base, ref_request = reference
         gw_base, gw_request = gateway
-        self.warm(ref_base, ref_request.method, ref_request.path, ref_request.body)
-        self.warm(gw_base, gw_request.method, gw_request.path, gw_request.body)
+        self.warm(ref_base, ref_request)
+        self.warm(gw_base, gw_request)
         seconds = max(1, round(a.duration / a.rounds))
         before = counters(gw_base)
         ref_loads: list[Load] = []
@@ -216,9 +229,8 @@ class Bench:
         for round_ in range(a.rounds):
             sides = [(ref_loads, ref_base, ref_request), (gw_loads, gw_base, gw_request)]
             for loads, base, request in sides[:: 1 if round_ % 2 == 0 else -1]:
-                loads.append(run_wrk(base, request.method, request.path, request.body,
-                                     seconds=seconds, connections=a.connections,
-                                     threads=a.threads))
+                loads.append(run_wrk(base, request, seconds=seconds,
+                                     connections=a.connections, threads=a.threads))
             ratio = gw_loads[-1].rps / ref_loads[-1].rps if ref_loads[-1].rps else 0.0
             print(f"bench:   round {round_ + 1}: {name} {ref_loads[-1].rps:,.0f} req/s "
                   f"(p99 {ref_loads[-1].p99_ms:.1f} ms), gateway {gw_loads[-1].rps:,.0f} req/s "
@@ -241,10 +253,12 @@ class Bench:
                 return [Row(s.name, s.title, "gateway", None, None, note=why)]
             page = fetch(self.cached, cached.method, cached.path, cached.body).body
             redis.Redis.from_url(self.args.redis_url).set(redis_key, page, ex=3600)
-            return self.compare(s, ("ceiling", self.ceiling, Request("GET", "/")),
-                                (self.cached, cached))
-        self.check(self.gateway, s)
+            return self.compare(s, ("ceiling", self.ceiling, [Request("GET", "/")]),
+                                (self.cached, [cached]))
+        distinct = self.check(self.gateway, s)
         self.check(self.floor, s, floor=True)
+        print(f"bench:   {s.name}: {len(s.gateway):,} distinct requests; a sample of "
+              f"{min(5, len(s.gateway))} gave {distinct} distinct answers", flush=True)
         return self.compare(s, ("floor", self.floor, s.floor), (self.gateway, s.gateway))
 
 
@@ -271,18 +285,29 @@ def main(argv: list[str] | None = None) -> None:
                                 str(args.scale), "--max-reviews", str(args.max_reviews)],
                                cwd=ROOT, env={**os.environ, "DATABASE_URL": db_url},
                                check=True, stdout=subprocess.DEVNULL)
-            product, n_products, n_reviews = asyncio.run(pick_product(dsn))
+            catalog, n_products, n_reviews = asyncio.run(read_catalog(dsn))
             print(f"bench: {n_products} products, {n_reviews} reviews, ready in "
                   f"{time.monotonic() - started:.0f}s; starting servers ...", flush=True)
             bench.start(dsn, db_url, redis_key)
             rows: list[Row] = []
-            from resolvers.ids import to_global_id
-
-            for s in scenarios(product, to_global_id("Product", product)):
-                if s.name in args.only:
+            runs = {"both": (False, True), "varied": (False,), "one": (True,)}[args.arguments]
+            plans = {one: {s.name: s for s in scenarios(catalog, one=one)} for one in runs}
+            for scenario_name in NAMES:
+                if scenario_name not in args.only:
+                    continue
+                for one in runs:
+                    if one and scenario_name not in VARIES and len(runs) > 1:
+                        continue  # nothing varies: its one run is the run
+                    s = plans[one][scenario_name]
+                    if one and scenario_name in VARIES:
+                        s = Scenario(f"{scenario_name} [one]", f"{s.title}, one argument", s.gateway,
+                                     s.floor, s.graphql)
                     print(f"bench: {s.title} ...", flush=True)
                     rows.extend(bench.scenario(s, redis_key))
             table = render_table(rows)
+            varied = render_varied(rows)
+            if varied:
+                table += "\n\nVaried arguments against one argument (the best case):\n\n" + varied
             print(table)
             if not args.no_record:
                 info = machine_info(dsn, n_products, n_reviews, load_before)

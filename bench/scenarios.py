@@ -1,11 +1,21 @@
-"""What the benchmark asks: the exact documents and requests, for the gateway and the floor."""
+"""What the benchmark asks: the exact documents and requests, for the gateway and the floor.
+
+Real traffic asks many pages: every scenario draws its arguments over the whole seeded
+catalog (``Catalog``: every active product id, every category slug, cursors of real rows
+under each sort, prices), and the floor gets the very same arguments, in its own
+encoding. ``one=True`` gives each scenario a single request instead: the best case, one
+page asked again and again, reported beside the varied run.
+"""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-CATALOG_PAGE = """query CatalogPage {
-  products(first: 20, orderBy: {field: CREATED_AT, direction: DESC}) {
+CATALOG_PAGE = """query CatalogPage($after: String, $orderBy: ProductOrder, $filter: ProductFilterInput) {
+  products(first: 20, after: $after, orderBy: $orderBy, filter: $filter) {
     edges {
       cursor
       node {
@@ -35,6 +45,21 @@ PRODUCT_PAGE = """query ProductPage($id: ID!) {
   }
 }"""
 
+CATEGORY_PAGE = """query CategoryPage($slug: String!) {
+  category(slug: $slug) {
+    id name slug
+    products(first: 20) {
+      edges { cursor node { id databaseId name price { amount currency } inStock } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+
+# The sorts a list page is asked in: REST names, and GraphQL's ProductOrder for each.
+SORTS = {"-created_at": ("CREATED_AT", "DESC"), "price": ("PRICE", "ASC"),
+         "-price": ("PRICE", "DESC"), "name": ("NAME", "ASC")}
+VARIED = 2_000  # list-page requests drawn per scenario (detail pages: every product)
+
 
 @dataclass(frozen=True)
 class Request:
@@ -47,34 +72,130 @@ class Request:
 class Scenario:
     name: str
     title: str
-    gateway: Request
-    floor: Request | None  # None: compared with the ceiling instead
+    gateway: list[Request]
+    floor: list[Request] | None  # None: compared with the ceiling instead
     graphql: bool = False
 
 
-def scenarios(product_id: int, product_gid: str) -> list[Scenario]:
-    """Every scenario; ``product_id`` is the product the detail pages show."""
-    catalog = {"query": CATALOG_PAGE, "operationName": "CatalogPage"}
+@dataclass
+class Catalog:
+    """The seeded rows the arguments are drawn from."""
+
+    product_ids: list[int]  # active products, the one with the most reviews first
+    slugs: list[str]
+    cursors: dict[str, list[str]]  # real rows' cursors by sort
+    prices: list[int]
+
+
+def gid(type_name: str, database_id: int) -> str:
+    from resolvers.ids import to_global_id
+
+    return to_global_id(type_name, database_id)
+
+
+def _list_pages(catalog: Catalog, rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """List-page arguments: a sort, an ``after`` cursor of it half the time, a minimum
+    price a third of the time."""
+    pages = []
+    for _ in range(count):
+        sort = rng.choice(list(SORTS))
+        page: dict[str, Any] = {"sort": sort}
+        if rng.random() < 0.5 and catalog.cursors.get(sort):
+            page["after"] = rng.choice(catalog.cursors[sort])
+        if rng.random() < 0.33:
+            page["min_price"] = rng.choice(catalog.prices)
+        pages.append(page)
+    return pages
+
+
+def _catalog_requests(page: dict[str, Any]) -> tuple[Request, Request]:
+    field, direction = SORTS[page["sort"]]
+    variables: dict[str, Any] = {"orderBy": {"field": field, "direction": direction}}
+    if "after" in page:
+        variables["after"] = page["after"]
+    if "min_price" in page:
+        variables["filter"] = {"minPrice": page["min_price"]}
+    body = {"query": CATALOG_PAGE, "operationName": "CatalogPage", "variables": variables}
+    return Request("POST", "/graphql", body), Request("POST", "/graphql/catalog", body)
+
+
+def _rest_list(page: dict[str, Any]) -> Request:
+    query = f"/api/v2/products?limit=20&sort={page['sort']}"
+    if "min_price" in page:
+        query += f"&min_price={page['min_price']}"
+    if "after" in page:
+        query += f"&cursor={page['after']}"
+    return Request("GET", query)
+
+
+def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Scenario]:
+    """Every scenario, its arguments over the catalog (``one``: the first of each only)."""
+    rng = random.Random(seed)
+    ids = catalog.product_ids[:1] if one else catalog.product_ids
+    slugs = catalog.slugs[:1] if one else catalog.slugs
+    pages = [{"sort": "-created_at"}] if one else _list_pages(catalog, rng, VARIED)
     product = {"query": PRODUCT_PAGE, "operationName": "ProductPage"}
+    category = {"query": CATEGORY_PAGE, "operationName": "CategoryPage"}
+    lists = [_catalog_requests(page) for page in pages]
+    rest_lists = [_rest_list(page) for page in pages]
     return [
-        Scenario("catalog", "GraphQL catalog page",
-                 Request("POST", "/graphql", catalog),
-                 Request("POST", "/graphql/catalog", catalog), graphql=True),
+        Scenario("catalog", "GraphQL catalog page (sorts, after cursors, minPrice)",
+                 [g for g, _ in lists], [f for _, f in lists], graphql=True),
         Scenario("detail", "GraphQL product detail page",
-                 Request("POST", "/graphql", {**product, "variables": {"id": product_gid}}),
-                 Request("POST", "/graphql/product", {**product, "variables": {"id": product_id}}),
-                 graphql=True),
-        Scenario("rest-list", "REST GET /api/v2/products?limit=20",
-                 Request("GET", "/api/v2/products?limit=20"),
-                 Request("GET", "/api/v2/products?limit=20")),
-        Scenario("rest-detail", f"REST GET /api/v1/products/{product_id}",
-                 Request("GET", f"/api/v1/products/{product_id}"),
-                 Request("GET", f"/api/v1/products/{product_id}")),
+                 [Request("POST", "/graphql", {**product, "variables": {"id": gid("Product", i)}})
+                  for i in ids],
+                 [Request("POST", "/graphql/product", {**product, "variables": {"id": i}})
+                  for i in ids], graphql=True),
+        Scenario("category", "GraphQL category page",
+                 [Request("POST", "/graphql", {**category, "variables": {"slug": s}})
+                  for s in slugs],
+                 [Request("POST", "/graphql/category", {**category, "variables": {"slug": s}})
+                  for s in slugs], graphql=True),
+        Scenario("rest-list", "REST GET /api/v2/products (sorts, cursors, min_price)",
+                 rest_lists, rest_lists),
+        Scenario("rest-detail", "REST GET /api/v1/products/{id}",
+                 [Request("GET", f"/api/v1/products/{i}") for i in ids],
+                 [Request("GET", f"/api/v1/products/{i}") for i in ids]),
+        Scenario("rest-category", "REST GET /api/v2/products?category={slug}",
+                 [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs],
+                 [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs]),
         Scenario("cached", "GraphQL catalog page, response cache warm",
-                 Request("POST", "/graphql", catalog), None, graphql=True),
-        Scenario("health", "GET /health/live", Request("GET", "/health/live"),
-                 Request("GET", "/health/live")),
+                 [lists[0][0]], None, graphql=True),
+        Scenario("health", "GET /health/live", [Request("GET", "/health/live")],
+                 [Request("GET", "/health/live")]),
     ]
 
 
-NAMES = ("catalog", "detail", "rest-list", "rest-detail", "cached", "health")
+NAMES = ("catalog", "detail", "category", "rest-list", "rest-detail", "rest-category",
+         "cached", "health")
+VARIES = frozenset(NAMES) - {"cached", "health"}  # the scenarios with a one-argument twin
+
+
+async def load_catalog(connection: Any) -> Catalog:
+    """Arguments drawn from the seeded rows (``connection``: asyncpg)."""
+    from data.pagination import encode_cursor
+    from data.services.products import PRODUCT_SORTS
+
+    ids = [r["id"] for r in await connection.fetch(
+        "SELECT p.id FROM products p LEFT JOIN reviews r ON r.product_id = p.id "
+        "WHERE p.is_active GROUP BY p.id ORDER BY count(r.id) DESC, p.id")]
+    slugs = [r["slug"] for r in await connection.fetch(
+        "SELECT slug FROM categories ORDER BY (SELECT count(*) FROM products p "
+        "WHERE p.category_id = categories.id AND p.is_active) DESC, slug")]
+    await connection.execute("SELECT setseed(0.42)")  # the same rows run after run
+    rows = await connection.fetch(
+        "SELECT id, created_at, price_cents, name FROM products WHERE is_active "
+        "ORDER BY random() LIMIT 500")
+    cursors: dict[str, list[str]] = {}
+    for name in SORTS:
+        sort = PRODUCT_SORTS[name]
+        values = {"created_at": lambda r: (_naive(r["created_at"]), r["id"]),
+                  "price": lambda r: (r["price_cents"], r["id"]),
+                  "name": lambda r: (r["name"], r["id"])}[name.lstrip("-")]
+        cursors[name] = [encode_cursor("products", sort, values(r)) for r in rows]
+    prices = sorted({r["price_cents"] for r in rows})
+    return Catalog(ids, slugs, cursors, prices)
+
+
+def _naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=None)

@@ -1,13 +1,35 @@
--- wrk script for the benchmark: the request comes from the environment (BENCH_METHOD,
--- BENCH_BODY = a file holding the body), and done() prints one machine-readable line.
-local method = os.getenv("BENCH_METHOD") or "GET"
-local body_file = os.getenv("BENCH_BODY") or ""
-wrk.method = method
-if body_file ~= "" then
-  local handle = assert(io.open(body_file, "rb"))
-  wrk.body = handle:read("*a")
+-- wrk script for the benchmark. The requests come from a file (BENCH_REQUESTS), one a
+-- line: METHOD, a tab, the path, a tab, the JSON body (or nothing). Each thread picks
+-- them at random (seeded per thread), so a run asks what real traffic asks: many ids,
+-- slugs, cursors. done() prints one machine-readable line.
+local requests = {}
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("seed", counter)
+end
+
+function init(args)
+  math.randomseed(tonumber(seed) or 1)
+  local handle = assert(io.open(os.getenv("BENCH_REQUESTS"), "rb"))
+  for line in handle:lines() do
+    local method, path, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+    if method then
+      local headers = {}
+      if body == "" then
+        body = nil
+      else
+        headers["Content-Type"] = "application/json"
+      end
+      requests[#requests + 1] = wrk.format(method, path, headers, body)
+    end
+  end
   handle:close()
-  wrk.headers["Content-Type"] = "application/json"
+end
+
+function request()
+  return requests[math.random(#requests)]
 end
 
 function done(summary, latency, requests)

@@ -23,7 +23,7 @@ from gateway.operations import install_operations
 from gateway.problems import install_problem_handlers
 from gateway.ratelimit import install_rate_limits
 from gateway.settings import Settings, load_settings
-from resolvers.compiled import LanePlans
+from resolvers.plans import GraphQLPlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
 from rest.compiled import RestPlans
@@ -102,8 +102,10 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.state.settings = settings
     app.state.tokens = build_token_issuer(settings)
     app.state.principals = principal_cache(settings)
-    # --- compiled reads (issue 9) ---
+    # --- compiled reads (issue 9): one plan per operation shape, per interface ---
     app.state.compiled_reads = settings.compiled_reads
+    app.state.lane_plans = GraphQLPlans(schema._schema, settings.compiled_plans_max_entries)
+    app.state.rest_plans = RestPlans(settings.compiled_plans_max_entries)
     # --- end compiled reads ---
 
     @app.get("/.well-known/jwks.json", include_in_schema=False)
@@ -127,10 +129,9 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # Identity -> rate limits -> response cache -> routes: a cache hit still spends its cost.
     # --- compiled lane (issue 9): innermost, so everything above also runs for it ---
     if settings.compiled_reads and not settings.graphql_allowlist_only:
-        app.state.lane_plans = LanePlans()
-        app.state.rest_plans = RestPlans()
         app.add_middleware(CompiledLane, plans=app.state.lane_plans,
-                           rest_plans=app.state.rest_plans, state=app.state)
+                           rest_plans=app.state.rest_plans, state=app.state,
+                           memo_bytes=settings.compiled_memo_max_bytes)
     # --- end compiled lane ---
     # --- response cache (issue 8): inside identity (it needs the actor) ---
     app.state.cache = cache
@@ -147,6 +148,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # --- end limits ---
     # --- operations (issue 4): probes, /metrics, access log, CORS, hosts, headers ---
     install_operations(app, settings)
+    app.state.lane_plans.cache.record = app.state.metrics.plan_recorder("graphql")
+    app.state.rest_plans.cache.record = app.state.metrics.plan_recorder("rest")
     # --- end operations ---
     return app
 

@@ -1,27 +1,33 @@
-"""The compiled lane: repeats of compiled GraphQL reads, answered without the framework.
+"""The compiled lane: catalog reads of a known shape, answered without the framework.
 
-A catalog page is asked again and again with the same document and variables. The
-first time, the full pipeline (FastAPI routing, Strawberry's parse, validation, limits
-and extensions, ``resolvers.compiled.CompiledReads``) admits it and answers it with one
-SQL statement; ``LanePlans`` remembers that statement under everything that decided the
-answer. A repeat then costs the statement and one ``orjson.dumps``: this middleware, the
-innermost of the stack (identity, rate limits, the response cache, request limits, the
-access log and metrics all still run around it), runs the remembered statement and
-sends ``{"data": ...}`` exactly as the GraphQL router would have, in the media type the
+The first request of a shape (a GraphQL document, operation and actor class with the
+variable values its SQL depends on; a REST route with its representation, sort and the
+filters it has) goes through the full pipeline: FastAPI routing, Strawberry's parse,
+validation, limits and extensions, ``resolvers.compiled.CompiledReads`` or the REST
+handler, which answers it with one SQL statement and keeps it as the plan of that shape
+(``resolvers.plans``, ``rest.compiled``). Every later request of the shape, whatever its
+ids, slugs, cursors and prices, costs the statement with its own parameters and one
+``orjson.dumps``: this middleware, the innermost of the stack (identity, rate limits,
+the response cache, request limits, the access log and metrics all still run around
+it), binds the request's values to the plan, runs it and sends ``{"data": ...}`` exactly
+as the GraphQL router would have (a REST read: the handler's own response function, so
+ETag, ``Link`` and 304 are its own). A GraphQL answer goes out in the media type the
 router would have chosen from ``Accept`` (``resolvers.media``; a request that accepts
 neither goes down to the router's 406).
 
-What PostgreSQL answers is the whole input of the answer: each plan keeps the last
-text the statement returned with the answer made from it, so a repeat that finds the
+What PostgreSQL answers is the whole input of the answer: the last answers are kept,
+bounded in bytes, with the text they were made from, so the same request finding the
 same text sends the same bytes again without parsing and re-encoding them (a REST
 request with ``If-None-Match`` is answered afresh, for its 304).
 
 Anything else goes down the stack untouched: another method or path, a body that is not
 a single operation of only ``query``/``operationName``/``variables``, an identity error,
-a plan nobody remembered, a root object the statement no longer finds (the resolver
-path answers its ``NOT_FOUND``), or a failure of the statement (logged; the reference
-answers). ``tests/test_compiled_lane.py`` holds its answers to the pipeline's, byte for
-byte, headers included.
+a shape nobody answered yet, a value the plan cannot take (an id that does not decode, a
+cursor of another list, a number spelled otherwise: the pipeline answers its error), a
+root object the statement does not find (the resolver path answers its ``NOT_FOUND``),
+or a failure of the statement (logged; the reference answers).
+``tests/test_compiled_lane.py`` holds its answers to the pipeline's, byte for byte,
+headers included.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.compiled import compiled_data, fetch_raw
+from data.compiled.plans import BoundedCache
 from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
 from gateway.front import route_of as front_route_of
-from resolvers.compiled import LanePlans
 from resolvers.media import CONTENT_TYPES, RAW_CONTENT_TYPES, negotiate
+from resolvers.plans import GraphQLPlans
 from rest.compiled import RestPlans
 
 log = logging.getLogger("gateway.graphql")
@@ -62,13 +69,20 @@ def _media(scope: Scope) -> str | None:
     return negotiate(b",".join(accept).decode("latin-1") if accept else None)
 
 
+def _memo_size(entry: tuple[Any, ...]) -> int:
+    """An answer's bytes: the statement's text, the body, the headers, and some overhead."""
+    return 200 + sum(len(part) if isinstance(part, str | bytes) else 64 for part in entry)
+
+
 class CompiledLane:
-    def __init__(self, app: ASGIApp, plans: LanePlans, rest_plans: RestPlans,
-                 state: Any) -> None:
+    def __init__(self, app: ASGIApp, plans: GraphQLPlans, rest_plans: RestPlans,
+                 state: Any, memo_bytes: int = 8 * 1024 * 1024) -> None:
         self.app = app
         self.plans = plans
         self.rest_plans = rest_plans
         self.state = state  # the app's state: its database exists once the lifespan ran
+        # The last answers by request, bounded in bytes (see the module's docstring).
+        self.memo = BoundedCache(memo_bytes, getsizeof=_memo_size)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine itself: the branch's is the caller's to await, one frame fewer
@@ -86,19 +100,20 @@ class CompiledLane:
         again, and the handler's own response function (ETag, ``Link``, 304)."""
         state = scope.get("state") or {}
         actor = state.get("actor")
-        plan = None
+        found = None
         if actor is not None and state.get("identity_error") is None:
-            plan = self.rest_plans.find(scope, actor)
+            found = self.rest_plans.find(scope, actor)
         raw = None
-        if plan is not None:
+        if found is not None:
+            plan, params = found
             try:
-                raw = await fetch_raw(self.state.db, plan.sql, plan.params)
+                raw = await fetch_raw(self.state.db, plan.sql, params)
             except Exception:
                 log.exception("compiled_lane_failed")
-        if raw is None:  # not remembered, failed, or not found: the handler answers
+        if raw is None:  # no plan, failed, or not found: the handler answers
             await self.app(scope, receive, send)
             return
-        assert plan is not None
+        assert found is not None
         if plan.route is None:  # what routing would have set, for the access log and metrics
             scope["route"] = template = route_of(scope["path"])
             plan.route = Route(template.path_format, front_route_of(scope))
@@ -108,12 +123,15 @@ class CompiledLane:
             if name == b"if-none-match":
                 conditional = True
                 break
-        memo = plan.memo
-        if memo is None or memo[0] != raw or conditional:
+        key = None if conditional else (plan, params, scope["path"], scope["query_string"],
+                                        scope.get("scheme"), _host(scope),
+                                        scope.get("root_path"), scope.get("server"))
+        memo = None if key is None else self.memo.get(key, count=False)
+        if memo is None or memo[0] != raw:
             response = plan.respond(Request(scope), orjson.loads(raw))
             memo = (raw, response.status_code, tuple(response.raw_headers), response.body)
-            if not conditional:
-                plan.memo = memo
+            if key is not None:
+                self.memo.put(key, memo)
         await send({"type": "http.response.start", "status": memo[1], "headers": memo[2]})
         await send({"type": "http.response.body", "body": memo[3]})
 
@@ -147,13 +165,15 @@ class CompiledLane:
             return None
         if not isinstance(request, dict) or not request.keys() <= _FIELDS:
             return None
-        plan = self.plans.get(self.plans.key(request.get("query"), request.get("operationName"),
-                                             request.get("variables"), actor))
-        if plan is None:
+        found = self.plans.find(request.get("query"), request.get("operationName"),
+                                request.get("variables"), actor)
+        if found is None:
             return None
+        plan, params = found
+        key = (plan, params)
         try:
-            raw = await fetch_raw(self.state.db, plan.compiled.sql, plan.compiled.params)
-            memo = plan.memo
+            raw = await fetch_raw(self.state.db, plan.compiled.sql, params)
+            memo = self.memo.get(key, count=False)
             if memo is not None and memo[0] == raw:
                 return plan.operation, memo[1], memo[2][media]
             data = None if raw is None else compiled_data(plan.compiled, orjson.loads(raw))
@@ -168,5 +188,12 @@ class CompiledLane:
         # The same bytes in either media type: only Content-Type tells them apart.
         headers: dict[str, tuple[tuple[bytes, bytes], ...]] = {
             each: (length, (b"content-type", RAW_CONTENT_TYPES[each])) for each in CONTENT_TYPES}
-        plan.memo = (raw, content, headers)
+        self.memo.put(key, (raw, content, headers))
         return plan.operation, content, headers[media]
+
+
+def _host(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return value  # type: ignore[no-any-return]
+    return None

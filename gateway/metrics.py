@@ -110,6 +110,12 @@ class Metrics:
             "writes, failed credentials, Redis unreachable).",
             ["interface"], registry=registry)
         # --- end response cache ---
+        # --- compiled plans: labelled by interface and event (hit, miss, eviction) ---
+        self.plan_cache = Counter(
+            "gateway_compiled_plans", "Lookups of compiled plans by operation shape: hits, "
+            "misses (the full pipeline answers, and plans the shape), and evictions.",
+            ["interface", "event"], registry=registry)
+        # --- end compiled plans ---
         self.db_statements = Counter(
             "gateway_db_statements", "SQL statements sent to the database.",
             registry=registry)
@@ -152,6 +158,16 @@ class Metrics:
             self._observations[histogram] = [seconds]
         else:
             observations.append(seconds)
+
+    def plan_recorder(self, interface: str) -> Any:
+        """What a plan cache calls on each hit, miss and eviction of ``interface``."""
+        children = {event: self.plan_cache.labels(interface=interface, event=event)
+                    for event in ("hit", "miss", "eviction")}
+
+        def record(event: str) -> None:
+            self.count(children[event])
+
+        return record
 
     def request_started(self) -> None:
         self._in_flight += 1

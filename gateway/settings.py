@@ -132,6 +132,10 @@ class Settings(BaseSettings):
 
     # --- compiled reads (issue 9): catalog reads as one SQL statement on PostgreSQL ---
     compiled_reads: bool = True
+    # Plans kept per interface (one per operation shape, least recently used evicted
+    # first), and the bytes of the last answers the compiled lane keeps to send again.
+    compiled_plans_max_entries: int = Field(2_000, ge=1)
+    compiled_memo_max_bytes: int = Field(8 * 1024 * 1024, ge=0)
     # --- end compiled reads ---
 
     @field_validator("cors_origins", "trusted_hosts", mode="before")

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from graphql import (
     ExecutionResult,
     FieldNode,
@@ -25,9 +23,11 @@ from graphql import (
     GraphQLSchema,
     GraphQLSkipDirective,
     InlineFragmentNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableNode,
     get_named_type,
 )
 from graphql.execution.values import (
@@ -45,14 +45,16 @@ from data.compiled import (
     CompiledQuery,
     Sel,
     Unsupported,
-    actor_key,
     compile_query,
-    fetch_compiled,
+    compiled_data,
+    fetch_json,
     page_request,
 )
+from data.compiled.sql import Bound, bind, mapped
 from data.errors import DomainError
 from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
 from resolvers.ids import database_id_of, from_global_id
+from resolvers.plans import FILTER_BOUND, FILTER_ROLES, SCALAR_ROLES, GraphQLPlan, GraphQLPlans
 
 log = logging.getLogger("gateway.graphql")
 _CONDITIONS = {"skip", "include"}
@@ -127,7 +129,8 @@ class _Walker:
         field = parent.fields.get(name)
         if field is None:
             raise Unsupported(name)
-        args = get_argument_values(field, nodes[0], self.variables)
+        args = _bound(parent.name, name, nodes[0], get_argument_values(field, nodes[0],
+                                                                         self.variables))
         named = get_named_type(field.type)
         sets = [n.selection_set for n in nodes]
         if name in ("node", "nodes") and parent is self.schema.query_type:
@@ -161,6 +164,41 @@ class _Walker:
         return items[0] if name == "node" else Sel(key, "nodes", {}, tuple(items))
 
 
+def _variable(name: str, member: str | None = None) -> Any:
+    """Where a bound value is in a request's coerced variables."""
+    if member is None:
+        return lambda variables: variables[name]
+    return lambda variables: variables[name][member]
+
+
+def _bound(parent: str, name: str, node: FieldNode, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with the values of ``resolvers.plans``' roles bound to their variables
+    (the plan of this shape takes them from each request)."""
+    for argument in node.arguments or ():
+        role, value, arg = (parent, name, argument.name.value), argument.value, argument.name.value
+        given = args.get(arg)
+        if given is None:
+            continue
+        if role in SCALAR_ROLES and isinstance(value, VariableNode):
+            args[arg] = Bound(given, _variable(value.name.value))
+        elif role in FILTER_ROLES and isinstance(given, dict):
+            members = dict(given)
+            if isinstance(value, VariableNode):
+                for member in FILTER_BOUND:
+                    if members.get(member) is not None:
+                        members[member] = Bound(members[member],
+                                                _variable(value.name.value, member))
+            elif isinstance(value, ObjectValueNode):
+                for field in value.fields:
+                    member = field.name.value
+                    if (member in FILTER_BOUND and isinstance(field.value, VariableNode)
+                            and members.get(member) is not None):
+                        members[member] = Bound(members[member],
+                                                _variable(field.value.name.value))
+            args[arg] = members
+    return args
+
+
 def _product_args(args: dict[str, Any]) -> dict[str, Any]:
     raw = args.get("filter") or {}
     where = ProductFilter(category=raw.get("category"), q=raw.get("q"),
@@ -187,7 +225,8 @@ def _neutral_args(parent: str, name: str, args: dict[str, Any]) -> dict[str, Any
             raise Unsupported("id or sku")
         try:
             raw_id = args.get("id")
-            database_id = database_id_of("Product", raw_id) if raw_id is not None else None
+            database_id = (mapped(raw_id, lambda v: database_id_of("Product", v))
+                           if raw_id is not None else None)
         except DomainError as exc:
             raise Unsupported("invalid id") from exc
         return {"id": database_id, "sku": args.get("sku")}
@@ -196,16 +235,30 @@ def _neutral_args(parent: str, name: str, args: dict[str, Any]) -> dict[str, Any
     raise Unsupported(f"{parent}.{name} arguments")
 
 
-def plan_operation(schema: GraphQLSchema, document: Any, operation_name: str | None,
-                   raw_variables: dict[str, Any] | None) -> tuple[Sel, ...]:
-    """The root selections of a query, or ``Unsupported``."""
+def operation_of(document: Any, operation_name: str | None) -> OperationDefinitionNode:
+    """The query operation a request runs, or ``Unsupported``."""
     operation = get_operation_ast(document, operation_name)
     if operation is None or operation.operation is not OperationType.QUERY:
         raise Unsupported("not a query")
+    return operation
+
+
+def coerced_variables(schema: GraphQLSchema, operation: OperationDefinitionNode,
+                      raw_variables: dict[str, Any] | None) -> VariableValues:
     variables = get_variable_values(schema, operation.variable_definitions or (),
                                     raw_variables or {})
     if not isinstance(variables, VariableValues):
         raise Unsupported("variables")
+    return variables
+
+
+def plan_operation(schema: GraphQLSchema, document: Any, operation_name: str | None,
+                   raw_variables: dict[str, Any] | None,
+                   variables: VariableValues | None = None) -> tuple[Sel, ...]:
+    """The root selections of a query, or ``Unsupported``."""
+    operation = operation_of(document, operation_name)
+    if variables is None:
+        variables = coerced_variables(schema, operation, raw_variables)
     fragments = {d.name.value: d for d in document.definitions
                  if isinstance(d, FragmentDefinitionNode)}
     walker = _Walker(schema, fragments, variables)
@@ -213,96 +266,39 @@ def plan_operation(schema: GraphQLSchema, document: Any, operation_name: str | N
     return walker.selections([operation.selection_set], schema.query_type)
 
 
-# Compiled statements (or None: "not covered") by document, operation, variables and
-# the actor's key: a page asked again skips planning and SQL building.
-_CACHE: dict[tuple[Any, ...], CompiledQuery | None] = {}
-CACHE_SIZE = 512
-
-
-def _compiled(ec: Any, actor: Any) -> CompiledQuery | None:
-    key = None
-    if isinstance(ec.query, str):
-        try:
-            variables = orjson.dumps(ec.variables or {}, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # e.g. an integer beyond 64 bits: not cached, still answered
-            variables = None
-        if variables is not None:
-            key = (ec.query, ec.operation_name, variables, actor_key(actor))
-            if key in _CACHE:
-                return _CACHE[key]
+def compiled_for(ec: Any, actor: Any,
+                 plans: GraphQLPlans | None) -> tuple[CompiledQuery, tuple[Any, ...]] | None:
+    """The statement for a validated request and its parameters (``None``: the compiler
+    does not cover it). The plan of the request's shape is made on its first request and
+    bound to the values of every later one."""
+    schema = ec.schema._schema
     try:
-        root = plan_operation(ec.schema._schema, ec.graphql_document, ec.operation_name,
-                              ec.variables)
-        compiled: CompiledQuery | None = compile_query(actor, root)
+        operation = operation_of(ec.graphql_document, ec.operation_name)
     except Unsupported:
-        compiled = None
-    if key is not None:
-        if len(_CACHE) >= CACHE_SIZE:
-            _CACHE.clear()  # simple and bounded; a hot page is back after one request
-        _CACHE[key] = compiled
-    return compiled
-
-
-@dataclass(eq=False)
-class LanePlan:
-    """A compiled statement, and the operation name the access log gives its answers;
-    ``memo``: the statement's last text and the answer made from it, body and headers
-    by media type (the lane's)."""
-
-    compiled: CompiledQuery
-    operation: str | None
-    memo: tuple[str, bytes, dict[str, tuple[tuple[bytes, bytes], ...]]] | None = None
-
-
-class LanePlans:
-    """Requests this gateway's full pipeline answered with one compiled statement, by
-    everything that decides that answer: the query text, the operation name, the
-    variables and the actor's key. ``gateway.compiled_lane`` answers their repeats
-    without routing them through FastAPI and Strawberry again; each app has its own
-    (its limits and settings decided what was admitted). Bounded like ``_CACHE``."""
-
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._plans: dict[tuple[Any, ...], LanePlan] = {}
-
-    @staticmethod
-    def key(query: Any, operation_name: Any, variables: Any,
-            actor: Any) -> tuple[Any, ...] | None:
-        """The key of a request (``None``: one the lane leaves to the pipeline)."""
-        if not isinstance(query, str) or not (operation_name is None
-                                               or isinstance(operation_name, str)):
-            return None
-        if variables is None:
-            variables = {}
-        elif not isinstance(variables, dict):
-            return None
-        try:
-            encoded = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
-        except TypeError:
-            return None
-        return query, operation_name, encoded, actor_key(actor)
-
-    def remember(self, key: tuple[Any, ...] | None, plan: LanePlan) -> None:
-        if key is None:
-            return
-        if len(self._plans) >= self.size:
-            self._plans.clear()
-        self._plans[key] = plan
-
-    def get(self, key: tuple[Any, ...] | None) -> LanePlan | None:
-        return None if key is None else self._plans.get(key)
-
-    def __len__(self) -> int:
-        return len(self._plans)
-
-
-def _remember(plans: LanePlans, ec: Any, actor: Any, compiled: CompiledQuery) -> None:
-    plan = LanePlan(compiled, ec.operation_name)
-    plans.remember(plans.key(ec.query, ec.operation_name, ec.variables, actor), plan)
-    operations = [d for d in ec.graphql_document.definitions
-                  if isinstance(d, OperationDefinitionNode)]
-    if len(operations) == 1:  # then no operationName means this same operation
-        plans.remember(plans.key(ec.query, None, ec.variables, actor), plan)
+        return None
+    key = None
+    if plans is not None and isinstance(ec.query, str):
+        shape = plans.shape(ec.query, ec.operation_name, ec.graphql_document, operation)
+        key = plans.key(shape, ec.query, ec.variables, actor)
+        plan = None if key is None else plans.get(key)
+        if plan is not None:
+            params = plans.parameters(plan, ec.variables)
+            if params is not None:
+                return plan.compiled, params
+            key = None  # a value this shape's plan cannot take: compiled afresh, not kept
+    try:
+        variables = coerced_variables(schema, operation, ec.variables)
+        compiled = compile_query(actor, plan_operation(schema, ec.graphql_document,
+                                                       ec.operation_name, None, variables))
+    except Unsupported:
+        return None
+    if key is not None and plans is not None:
+        # The plan's sources must give back the very parameters it was compiled with.
+        if bind(compiled.params, compiled.sources, variables.coerced) == compiled.params:
+            plans.remember(key, GraphQLPlan(compiled, ec.operation_name, shape))
+        else:  # pragma: no cover - a source that disagrees with its compiler is a bug
+            log.error("compiled_plan_unbindable")
+    return compiled, compiled.params
 
 
 class CompiledReads(SchemaExtension):
@@ -321,14 +317,11 @@ class CompiledReads(SchemaExtension):
 
     async def _run(self, ec: Any, context: Any) -> dict[str, Any] | None:
         try:
-            compiled = _compiled(ec, context.actor)
-            if compiled is None:
+            found = compiled_for(ec, context.actor, getattr(context, "lane_plans", None))
+            if found is None:
                 return None
-            data = await fetch_compiled(context.db, compiled)
-            plans: LanePlans | None = getattr(context, "lane_plans", None)
-            if data is not None and plans is not None:
-                _remember(plans, ec, context.actor, compiled)
-            return data
+            compiled, params = found
+            return compiled_data(compiled, await fetch_json(context.db, compiled.sql, params))
         except Exception:
             # A bug here must not become the answer: log it, and let the reference answer.
             log.exception("compiled_read_failed")

@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 from data.compiled import rest as compiled
 from data.services import categories, products, reviews, users
-from rest.compiled import compiled_body, shape
+from data.pagination import PageRequest
+from rest.compiled import compiled_body, path_int, path_text, query_value, shape
 from rest.deps import ActorDep, PageDep, ReadSession
 from rest.representations import (
     CATEGORY_FIELDS,
@@ -21,6 +22,14 @@ from rest.representations import (
 )
 from rest.responses import envelope_response, json_response, list_response
 from rest.schemas import CategoryOut, ListOf, ProblemOut, ProductV1, ProductV2, ReviewOut
+
+Q_MAX_LENGTH = 200
+
+
+def bound_page(page: PageRequest) -> PageRequest:
+    """The page with its cursor bound to the query (the size is the plan's own)."""
+    return PageRequest(first=page.first, after=query_value("cursor", page.after))
+
 
 ProductSort = Literal["created_at", "-created_at", "price", "-price", "name", "-name"]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -46,7 +55,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         """List categories by name."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_categories(
-            session, actor, shape(rep, fields), page=page),
+            session, actor, shape(rep, fields), page=bound_page(page)),
             envelope_response)
         if body is not None:
             return envelope_response(request, body)
@@ -61,7 +70,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         """Get one category by its slug."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_category(
-            session, actor, shape(rep, fields), slug=slug), json_response)
+            session, actor, shape(rep, fields), slug=path_text("slug", slug)), json_response)
         if body is not None:
             return json_response(request, body)
         category = await categories.find_category(session, actor, slug=slug)
@@ -71,7 +80,8 @@ def catalog_router(rep: Representation) -> APIRouter:
     async def list_products(
         request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
         category: Annotated[str | None, Query(description="Category slug.")] = None,
-        q: Annotated[str | None, Query(max_length=200, description="Name search.")] = None,
+        q: Annotated[str | None, Query(max_length=Q_MAX_LENGTH,
+                                       description="Name search.")] = None,
         min_price: Annotated[int | None, Query(ge=0, description="Minor units.")] = None,
         max_price: Annotated[int | None, Query(ge=0, description="Minor units.")] = None,
         in_stock: bool | None = None,
@@ -83,9 +93,14 @@ def catalog_router(rep: Representation) -> APIRouter:
         where = products.ProductFilter(
             category=category, q=q, min_price=min_price, max_price=max_price, in_stock=in_stock
         )
+        bound = products.ProductFilter(
+            category=query_value("category", category),
+            q=query_value("q", q, max_length=Q_MAX_LENGTH),
+            min_price=query_value("min_price", min_price, number=True),
+            max_price=query_value("max_price", max_price, number=True), in_stock=in_stock)
         body = await compiled_body(request, session, lambda: compiled.rest_products(
-            session, actor, shape(rep, fields), where=where, sort=sort, page=page),
-            envelope_response)
+            session, actor, shape(rep, fields), where=bound, sort=sort,
+            page=bound_page(page)), envelope_response)
         if body is not None:
             return envelope_response(request, body)
         result = await products.list_products(session, actor, where=where, sort=sort, page=page)
@@ -99,7 +114,8 @@ def catalog_router(rep: Representation) -> APIRouter:
         """Get one product by id."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_product(
-            session, actor, shape(rep, fields), product_id=product_id), json_response)
+            session, actor, shape(rep, fields), product_id=path_int("product_id", product_id)),
+            json_response)
         if body is not None:
             return json_response(request, body)
         product = await products.find_product(session, actor, id=product_id)
@@ -113,8 +129,8 @@ def catalog_router(rep: Representation) -> APIRouter:
         """List a product's reviews, newest first."""
         render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)
         body = await compiled_body(request, session, lambda: compiled.rest_product_reviews(
-            session, actor, shape(rep, fields), product_id=product_id, page=page),
-            envelope_response)
+            session, actor, shape(rep, fields), product_id=path_int("product_id", product_id),
+            page=bound_page(page)), envelope_response)
         if body is not None:
             return envelope_response(request, body)
         result = await reviews.list_product_reviews(

@@ -7,17 +7,21 @@ which stays the reference: not found, invalid input, SQLite, the setting off).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
 from starlette.types import Scope
 
 from data.compiled import Unsupported, actor_key
+from data.compiled.plans import BoundedCache, Record
 from data.compiled.rest import STATEMENTS, Shape
+from data.compiled.sql import Bound, Unbindable, bind
 from rest.representations import Representation
 
 log = logging.getLogger("gateway.rest")
@@ -30,48 +34,142 @@ def shape(rep: Representation, fields: str | None) -> Shape:
 
 Respond = Callable[[Request, Any], Response]
 
+# Query parameters of the catalog reads: the first decide the statement's text (a plan's
+# key holds their values), the others are its parameters (the key holds only their kind).
+KEYED = ("limit", "sort", "fields", "in_stock")
+BOUND = ("cursor", "category", "q", "min_price", "max_price")
+_CANONICAL_INT = re.compile(r"0|[1-9][0-9]{0,17}")
+
+
+@dataclass(frozen=True)
+class RestValues:
+    """A REST read's values as its plan's sources read them: path and query parameters,
+    as Starlette decodes them."""
+
+    path: dict[str, str]
+    query: dict[str, str]
+
+
+def route_of(path: str) -> tuple[str, dict[str, str]] | None:
+    """The catalog route template a GET path takes, and its path parameters, as Starlette
+    would match them (``None``: not a catalog read)."""
+    parts = path.split("/")
+    if len(parts) < 4 or parts[0] or parts[1] != "api" or parts[2] not in ("v1", "v2"):
+        return None
+    base, tail = f"/api/{parts[2]}", parts[3:]
+    if tail in (["products"], ["categories"]):
+        return f"{base}/{tail[0]}", {}
+    if len(tail) == 2 and tail[1]:
+        if tail[0] == "products":
+            return f"{base}/products/{{product_id}}", {"product_id": tail[1]}
+        if tail[0] == "categories":
+            return f"{base}/categories/{{slug}}", {"slug": tail[1]}
+    if len(tail) == 3 and tail[0] == "products" and tail[1] and tail[2] == "reviews":
+        return f"{base}/products/{{product_id}}/reviews", {"product_id": tail[1]}
+    return None
+
+
+def _kind(value: str | None) -> str:
+    return "absent" if value is None else "text" if value else "empty"
+
+
+def _canonical_int(text: str) -> int:
+    """A decimal integer written the one way (other spellings go to FastAPI, which decides)."""
+    if _CANONICAL_INT.fullmatch(text) is None:
+        raise Unbindable(text[:40])
+    return int(text)
+
+
+def path_int(name: str, value: int) -> Bound:
+    """A path parameter FastAPI parsed as ``int``, bound for the plan of its route."""
+    return Bound(value, lambda values: _canonical_int(values.path[name]))
+
+
+def path_text(name: str, value: str) -> Bound:
+    return Bound(value, lambda values: values.path[name])
+
+
+def query_value(name: str, value: Any, max_length: int | None = None,
+                number: bool = False) -> Any:
+    """A query parameter FastAPI parsed (text, or a non-negative ``int``), bound for the
+    plan of its shape; ``None`` stays ``None`` (its absence is the shape's)."""
+    if value is None:
+        return None
+
+    def source(values: RestValues) -> Any:
+        text = values.query[name]
+        if number:
+            return _canonical_int(text)
+        if max_length is not None and len(text) > max_length:
+            raise Unbindable(name)
+        return text
+
+    return Bound(value, source)
+
 
 @dataclass(eq=False)
 class RestPlan:
-    """The one statement a compiled REST read ran, and how its handler answered;
-    ``memo``: the statement's last text and the answer made from it (status, headers,
-    body), kept by the lane; the headers are a tuple, the same object while the memo
-    stands (the front door keeps its own work on them by it)."""
+    """The one statement a compiled REST read ran, the sources of its parameters, and how
+    its handler answered."""
 
     sql: str
     params: tuple[Any, ...]
+    sources: tuple[Any, ...]
     respond: Respond
-    memo: tuple[str, int, tuple[tuple[bytes, bytes], ...], bytes] | None = None
     route: Any = None  # the lane's ``scope["route"]`` for it, made on its first repeat
+
+    def parameters(self, values: RestValues) -> tuple[Any, ...] | None:
+        try:
+            return bind(self.params, self.sources, values)
+        except Exception:  # a value the plan cannot take: the handler decides
+            return None
 
 
 class RestPlans:
-    """REST reads the handlers answered with one compiled statement, by everything that
-    decides the answer: path, query string, scheme and host (``Link`` carries them) and
-    the actor's key. ``gateway.compiled_lane`` answers their repeats. Bounded."""
+    """REST reads the handlers answered with one compiled statement, one plan per shape:
+    route template, the actor's key and the query's ``KEYED`` values and ``BOUND`` kinds
+    (path ids, slugs, cursors and filter values are bound). ``gateway.compiled_lane``
+    answers later requests of each shape. Bounded (``BoundedCache``)."""
 
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._plans: dict[tuple[Any, ...], RestPlan] = {}
+    def __init__(self, size: int, record: Record | None = None) -> None:
+        self.cache = BoundedCache(size, record=record)
 
     @staticmethod
-    def key(scope: Scope, actor: Any) -> tuple[Any, ...]:
-        host = b""
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-                break
-        return (scope["path"], scope["query_string"], scope["scheme"], host,
-                actor_key(actor))
+    def request_key(scope: Scope, template: str, actor: Any
+                    ) -> tuple[tuple[Any, ...], RestValues] | None:
+        """A request's plan key and values (``None``: a query this lane leaves alone,
+        such as a parameter given twice)."""
+        query: dict[str, str] = {}
+        for name, value in QueryParams(scope["query_string"]).multi_items():
+            if name in query:
+                if name in KEYED or name in BOUND:
+                    return None
+                continue
+            query[name] = value
+        shape = tuple([query.get(name) for name in KEYED] + [_kind(query.get(name))
+                                                             for name in BOUND])
+        route = route_of(scope["path"])
+        if route is None or route[0] != template:
+            return None
+        return (template, actor_key(actor), shape), RestValues(route[1], query)
 
     def remember(self, key: tuple[Any, ...], plan: RestPlan) -> None:
-        if len(self._plans) >= self.size:
-            self._plans.clear()
-        self._plans[key] = plan
+        self.cache.put(key, plan)
 
-    def find(self, scope: Scope, actor: Any) -> RestPlan | None:
-        """The plan remembered for this request (the lane asks on every REST read)."""
-        return self._plans.get(self.key(scope, actor)) if self._plans else None
+    def find(self, scope: Scope, actor: Any) -> tuple[RestPlan, tuple[Any, ...]] | None:
+        """The plan of this request's shape and its parameters (the lane asks on every
+        REST read)."""
+        route = route_of(scope["path"])
+        if route is None:
+            return None
+        found = self.request_key(scope, route[0], actor)
+        if found is None:
+            return None
+        plan: RestPlan | None = self.cache.get(found[0])
+        if plan is None:
+            return None
+        params = plan.parameters(found[1])
+        return None if params is None else (plan, params)
 
 
 async def compiled_body(
@@ -81,20 +179,23 @@ async def compiled_body(
     """The body the compiled path builds, or ``None`` where the service path answers.
 
     ``respond`` is how the handler answers with that body; a read that ran one compiled
-    statement is remembered with it for the compiled lane."""
+    statement is remembered with it for the compiled lane, as the plan of its shape."""
     state = request.app.state
     if not getattr(state, "compiled_reads", False) or state.db.dialect != "postgresql":
         return None
-    ran: list[tuple[str, tuple[Any, ...]]] = []
+    ran: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = []
     token = STATEMENTS.set(ran)
     try:
         body = await call()
         plans: RestPlans | None = getattr(state, "rest_plans", None)
-        if (body is not None and plans is not None and len(ran) == 1
-                and request.method == "GET"):
-            actor = getattr(request.state, "actor", None)
-            if actor is not None:
-                plans.remember(plans.key(request.scope, actor), RestPlan(*ran[0], respond))
+        actor = getattr(request.state, "actor", None)
+        route = request.scope.get("route")
+        if (plans is not None and len(ran) == 1 and request.method == "GET"
+                and actor is not None and route is not None):
+            template = route_of(request.scope["path"])
+            # The lane finds the plan by its own reading of the path: the same route's.
+            if template is not None and template[0].endswith(route.path):
+                _remember(plans, request, template[0], actor, ran[0], respond)
         return body
     except Unsupported:
         return None
@@ -105,3 +206,17 @@ async def compiled_body(
         return None
     finally:
         STATEMENTS.reset(token)
+
+
+def _remember(plans: RestPlans, request: Request, template: str, actor: Any,
+              ran: tuple[str, tuple[Any, ...], tuple[Any, ...]], respond: Respond) -> None:
+    found = plans.request_key(request.scope, template, actor)
+    if found is None:
+        return
+    key, values = found
+    plan = RestPlan(*ran, respond)
+    # The plan's sources must give back the very parameters it ran with.
+    if plan.parameters(values) == plan.params:
+        plans.remember(key, plan)
+    else:
+        log.error("compiled_plan_unbindable")

@@ -15,7 +15,10 @@ import pytest
 from tests.conftest import POSTGRES_URL, REDIS_URL, require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("catalog", "detail", "rest-list", "rest-detail", "cached", "health")
+SCENARIOS = ("catalog", "detail", "category", "rest-list", "rest-detail", "rest-category",
+             "cached", "health")
+FLOORED = ("catalog", "detail", "category", "rest-list", "rest-detail", "rest-category", "health")
+VARIED = ("catalog", "detail", "category", "rest-list", "rest-detail", "rest-category")
 
 
 @pytest.mark.postgres
@@ -29,7 +32,7 @@ async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> 
          "--warmup", "0",
          "--connections", "2", "--threads", "1", "--results", str(results),
          "--postgres-url", POSTGRES_URL, "--redis-url", REDIS_URL],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=480, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -37,14 +40,27 @@ async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> 
             for line in done.stdout.splitlines() if line.startswith("| ")}
     for name in SCENARIOS:
         assert (name, "gateway") in rows, done.stdout
-    for name in ("catalog", "detail", "rest-list", "rest-detail", "health"):
+    for name in FLOORED:
         assert (name, "floor") in rows, done.stdout
         assert "x floor" in rows[name, "gateway"]
         # Two alternating rounds of a second each: the ratio carries their range.
         assert re.search(r"x floor \(\d+\.\d\d-\d+\.\d\d\)", rows[name, "gateway"])
-    assert done.stdout.count("round 2: floor") == 5, done.stdout
-    # One statement for a REST product, none for the liveness probe.
+    for name in VARIED:  # each varied run has its one-argument twin, measured beside it
+        assert (f"{name} [one]", "gateway") in rows, done.stdout
+        assert (f"{name} [one]", "floor") in rows, done.stdout
+        assert re.search(rf"^\| {re.escape(name)} +\| [\d,]+ +\| [\d,]+ +\| \d+\.\d\dx",
+                         done.stdout, re.MULTILINE), done.stdout
+    assert done.stdout.count("round 2: floor") == len(FLOORED) + len(VARIED), done.stdout
+    # Varied runs really vary: many requests, and distinct answers among a sample of them.
+    for name in ("detail", "rest-detail", "catalog", "rest-list"):
+        found = re.search(rf"bench:   {name}: ([\d,]+) distinct requests; a sample of (\d+) "
+                          r"gave (\d+) distinct answers", done.stdout)
+        assert found, done.stdout
+        assert int(found[1].replace(",", "")) > 10
+        assert int(found[3]) > 1, found[0]
+    # One statement for a REST product (any product), none for the liveness probe.
     assert "| 1.00 " in rows["rest-detail", "gateway"]
+    assert "| 1.00 " in rows["rest-detail [one]", "gateway"]
     assert "| 0.00 " in rows["health", "gateway"]
     text = results.read_text()
     assert "Command: `./dev bench --scale 50" in text

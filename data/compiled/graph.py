@@ -15,14 +15,18 @@ from typing import Any
 
 from data.actor import Actor
 from data.compiled.sql import (
+    Source,
     Statement,
     Unsupported,
     Window,
     cursor,
     global_id,
     iso,
+    mapped,
     money_amount,
+    plain,
     predicate,
+    require,
 )
 from data.errors import Invalid
 from data.inputs import storable_int, storable_text
@@ -218,15 +222,28 @@ class Builder:
         return f"(SELECT {obj(pairs)} FROM {source} GROUP BY ())"
 
     def product_filters(self, where: ProductFilter) -> Where:
+        """The filter's predicates; its values may be bound (each source checks its value
+        as ``ProductFilter.validate`` would, and ``q`` that it is still not empty)."""
         try:
-            where.validate()
+            ProductFilter(category=plain(where.category), q=plain(where.q),
+                          min_price=plain(where.min_price), max_price=plain(where.max_price),
+                          in_stock=where.in_stock).validate()
         except Invalid as exc:
             raise Unsupported("invalid filter") from exc
         st = self.st
-        category = st.param(where.category, "text") if where.category is not None else None
-        like = st.param(f"%{_escape_like(where.q)}%", "text") if where.q else None
-        low = st.param(where.min_price, "int") if where.min_price is not None else None
-        high = st.param(where.max_price, "int") if where.max_price is not None else None
+
+        def valid(name: str, value: Any, sql_type: str) -> str | None:
+            if plain(value) is None:
+                return None
+            return st.param(mapped(value, lambda v: _valid_filter(name, v)), sql_type)
+
+        category = valid("category", where.category, "text")
+        like = None
+        if plain(where.q):
+            like = st.param(mapped(mapped(where.q, require(bool)),
+                                   lambda q: f"%{_escape_like(_valid_filter('q', q))}%"), "text")
+        low = valid("min_price", where.min_price, "int")
+        high = valid("max_price", where.max_price, "int")
 
         def build(t: str) -> list[str]:
             found = [self.visible(t)]
@@ -276,18 +293,19 @@ class Builder:
 
     # -- single objects ------------------------------------------------------------
 
-    def one(self, type_name: str, database_id: int | None, sels: Sequence[Sel],
-            sku: str | None = None) -> str:
+    def one(self, type_name: str, database_id: Any, sels: Sequence[Sel],
+            sku: Any = None) -> str:
         """The object of this type and id as this actor may see it, or null."""
         a = self.st.alias("o")
         if sku is not None:
-            if not storable_text(sku):
+            if not storable_text(plain(sku)):
                 return "NULL::json"
-            match = f"{a}.sku = {self.st.param(sku, 'text')}"
+            match = f"{a}.sku = {self.st.param(mapped(sku, require(storable_text)), 'text')}"
         else:
-            if not storable_int(database_id):
+            if not storable_int(plain(database_id)):
                 return "NULL::json"
-            match = f"{a}.id = {self.st.param(database_id, 'int')}"
+            bound_id = mapped(database_id, require(storable_int))
+            match = f"{a}.id = {self.st.param(bound_id, 'int')}"
         if type_name == "Product":
             return f"(SELECT {self.product(a, sels)} FROM products {a} WHERE {match} " \
                    f"AND {self.visible(a)})"
@@ -300,12 +318,13 @@ class Builder:
                     f"WHERE {self.visible(p)}))")
         raise Unsupported(type_name)
 
-    def category_by_slug(self, slug: str, sels: Sequence[Sel]) -> str:
-        if not storable_text(slug):
+    def category_by_slug(self, slug: Any, sels: Sequence[Sel]) -> str:
+        if not storable_text(plain(slug)):
             raise Unsupported("not found")
         a = self.st.alias("o")
+        match = self.st.param(mapped(slug, require(storable_text)), "text")
         return (f"(SELECT {self.category(a, sels)} FROM categories {a} "
-                f"WHERE {a}.slug = {self.st.param(slug, 'text')})")
+                f"WHERE {a}.slug = {match})")
 
 
 NODE_TYPES = ("Product", "Category", "Review")
@@ -316,6 +335,14 @@ class CompiledQuery:
     sql: str
     params: tuple[Any, ...]
     required: tuple[str, ...]  # root keys whose null means "not found": the resolver path says so
+    # Where each parameter comes from in a request of the same shape (``sql.bind``).
+    sources: tuple[Source | None, ...] = ()
+
+
+def _valid_filter(name: str, value: Any) -> Any:
+    """``value``, if ``ProductFilter.validate`` takes it for ``name`` (else ``Invalid``)."""
+    ProductFilter(**{name: value}).validate()
+    return value
 
 
 def actor_key(actor: Actor) -> tuple[str, bool]:
@@ -353,7 +380,8 @@ def compile_query(actor: Actor, root: Sequence[Sel]) -> CompiledQuery:
             pairs.append((s.key, "'Query'"))
         else:
             raise Unsupported(s.name)
-    return CompiledQuery(f"SELECT {obj(pairs)}::text", tuple(b.st.params), tuple(required))
+    return CompiledQuery(f"SELECT {obj(pairs)}::text", tuple(b.st.params), tuple(required),
+                         tuple(b.st.sources))
 
 
 def page_request(args: dict[str, Any]) -> PageRequest:

@@ -18,7 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
 from data.compiled.graph import Builder, Where, obj
-from data.compiled.sql import MARK, Unsupported, Window, cursor, iso, money_amount
+from data.compiled.sql import (
+    MARK,
+    Unsupported,
+    Window,
+    cursor,
+    iso,
+    mapped,
+    money_amount,
+    plain,
+    require,
+)
 from data.errors import Invalid
 from data.inputs import storable_int, storable_text
 from data.money import CURRENCY
@@ -101,9 +111,9 @@ def _forward(page: PageRequest) -> PageRequest:
     return page
 
 
-# The statements a compiled REST read ran, when ``rest.compiled`` asks (the compiled lane
-# remembers a read that ran exactly one).
-STATEMENTS: ContextVar[list[tuple[str, tuple[Any, ...]]] | None] = ContextVar(
+# The statements a compiled REST read ran, with their parameters' sources, when
+# ``rest.compiled`` asks (the compiled lane keeps a read that ran exactly one as a plan).
+STATEMENTS: ContextVar[list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] | None] = ContextVar(
     "compiled_rest_statements", default=None)
 
 
@@ -111,7 +121,7 @@ async def _fetch(session: AsyncSession, b: Builder, sql: str) -> Any:
     params = tuple(b.st.params)
     ran = STATEMENTS.get()
     if ran is not None:
-        ran.append((sql, params))
+        ran.append((sql, params, tuple(b.st.sources)))
     connection = await session.connection()
     raw = (await connection.exec_driver_sql(MARK + sql, params)).scalar_one()
     return None if raw is None else orjson.loads(raw)
@@ -131,14 +141,19 @@ async def rest_products(session: AsyncSession, actor: Actor, shape: Shape, *,
                                               lambda t: _product(b, shape, t)))
 
 
+def _stored_id(value: Any) -> Any:
+    return mapped(value, require(storable_int))
+
+
 async def rest_product(session: AsyncSession, actor: Actor, shape: Shape, *,
-                       product_id: int) -> Any:
-    """The body of ``GET /products/{id}``, or ``None`` when it is not found."""
-    if not storable_int(product_id):
+                       product_id: Any) -> Any:
+    """The body of ``GET /products/{id}``, or ``None`` when it is not found (``product_id``
+    may be bound, as every value a plan takes from its request)."""
+    if not storable_int(plain(product_id)):
         return None
     b = Builder(actor)
     body = _product(b, shape, "t")
-    match = b.st.param(product_id, "int")
+    match = b.st.param(_stored_id(product_id), "int")
     sql = (f"SELECT ({body})::text FROM products t WHERE t.id = {match} "
            f"AND {b.visible('t')}")
     return await _fetch(session, b, f"SELECT ({sql})")
@@ -154,25 +169,25 @@ async def rest_categories(session: AsyncSession, actor: Actor, shape: Shape, *,
 
 
 async def rest_category(session: AsyncSession, actor: Actor, shape: Shape, *,
-                        slug: str) -> Any:
+                        slug: Any) -> Any:
     """The body of ``GET /categories/{slug}``, or ``None`` when it is not found."""
-    if not storable_text(slug):
+    if not storable_text(plain(slug)):
         return None
     b = Builder(actor)
     body = _category(b, shape, "t")
-    match = b.st.param(slug, "text")
+    match = b.st.param(mapped(slug, require(storable_text)), "text")
     return await _fetch(session, b,
                         f"SELECT (SELECT ({body})::text FROM categories t WHERE t.slug = {match})")
 
 
 async def rest_product_reviews(session: AsyncSession, actor: Actor, shape: Shape, *,
-                               product_id: int, page: PageRequest) -> Any:
+                               product_id: Any, page: PageRequest) -> Any:
     """The body of ``GET /products/{id}/reviews``, or ``None`` when the product is hidden."""
-    if not storable_int(product_id):
+    if not storable_int(plain(product_id)):
         return None
     b = Builder(actor)
     window = Window.of("reviews", REVIEW_SORTS[DEFAULT_REVIEW_SORT], _forward(page))
-    match = b.st.param(product_id, "int")
+    match = b.st.param(_stored_id(product_id), "int")
     listing = _envelope(b, "reviews", window, lambda t: [f"{t}.product_id = {match}"],
                         lambda t: _review(b, shape, t))
     sql = (f"SELECT CASE WHEN EXISTS (SELECT 1 FROM products p WHERE p.id = {match} "

@@ -7,7 +7,7 @@ cursors, Relay global ids); the differential test holds them to that, byte for b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +27,55 @@ class Unsupported(Exception):
     """The compiler does not cover this request: the caller falls back to the resolver path."""
 
 
+class Unbindable(Exception):
+    """A request's value that the plan of its shape cannot take (the reference answers)."""
+
+
+Source = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Bound:
+    """A value the statement takes as a parameter, and how to find it in another request
+    of the same shape: ``source(values)`` gives it again from that request's values (the
+    interface's: coerced GraphQL variables, a REST path and query). A source replays every
+    check the compiler made on the value and raises where the answer would differ."""
+
+    value: Any
+    source: Source
+
+    def map(self, fn: Callable[[Any], Any]) -> Bound:
+        source = self.source
+        return Bound(fn(self.value), lambda values: fn(source(values)))
+
+
+def plain(value: Any) -> Any:
+    """The value itself, bound or not (what the compiler's checks look at)."""
+    return value.value if isinstance(value, Bound) else value
+
+
+def mapped(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn(value)``, still bound to its source when it was."""
+    return value.map(fn) if isinstance(value, Bound) else fn(value)
+
+
+def require(check: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    """The identity, for values that pass ``check`` (else ``Unbindable``)."""
+    def checked(value: Any) -> Any:
+        if not check(value):
+            raise Unbindable(repr(value)[:80])
+        return value
+    return checked
+
+
 @dataclass
 class Statement:
-    """SQL under construction: numbered parameters (asyncpg ``$n``) and fresh aliases."""
+    """SQL under construction: numbered parameters (asyncpg ``$n``) and fresh aliases;
+    ``sources[i]`` is where parameter ``i`` comes from in a request (``None``: a constant
+    of the shape, such as a literal of the document)."""
 
     params: list[Any] = field(default_factory=list)
+    sources: list[Source | None] = field(default_factory=list)
     aliases: int = 0
 
     def alias(self, prefix: str) -> str:
@@ -39,8 +83,19 @@ class Statement:
         return f"{prefix}{self.aliases}"
 
     def param(self, value: Any, sql_type: str) -> str:
-        self.params.append(value)
+        if isinstance(value, Bound):
+            self.params.append(value.value)
+            self.sources.append(value.source)
+        else:
+            self.params.append(value)
+            self.sources.append(None)
         return f"${len(self.params)}::{sql_type}"
+
+
+def bind(params: Sequence[Any], sources: Sequence[Source | None], values: Any) -> tuple[Any, ...]:
+    """A plan's parameters for another request of its shape (``Unbindable``, or whatever a
+    source raised, when a value cannot take the plan)."""
+    return tuple(p if s is None else s(values) for p, s in zip(params, sources, strict=True))
 
 
 _DIALECT = postgresql.dialect()
@@ -140,7 +195,7 @@ class Window:
             request.validate()
             for value in (request.after, request.before):
                 if value is not None:
-                    decode_cursor(scope, sort, value)
+                    decode_cursor(scope, sort, plain(value))
         except Invalid as exc:
             raise Unsupported("invalid page request") from exc
         return cls(scope, sort, request)
@@ -151,9 +206,10 @@ class Window:
         for value, later in ((self.request.after, True), (self.request.before, False)):
             if value is None:
                 continue
-            decoded: Sequence[Any] = decode_cursor(self.scope, self.sort, value)
-            params = ", ".join(stmt.param(v, _sql_type(c))
-                               for c, v in zip(self.sort.columns, decoded, strict=True))
+            scope, sort = self.scope, self.sort
+            decoded = mapped(value, lambda text: decode_cursor(scope, sort, text))
+            params = ", ".join(stmt.param(mapped(decoded, lambda d, i=i: d[i]), _sql_type(c))
+                               for i, c in enumerate(sort.columns))
             op = ">" if later != self.sort.descending else "<"
             filters.append(f"{key} {op} ({params})")
         return filters
