@@ -111,6 +111,10 @@ class CompiledLane:
             except Exception:
                 log.exception("compiled_lane_failed")
         if raw is None:  # no plan, failed, or not found: the handler answers
+            if found is not None:
+                # The statement ran (or failed): the handler's service path answers,
+                # without running it a second time.
+                state["compiled_missed"] = True
             await self.app(scope, receive, send)
             return
         assert found is not None
@@ -145,7 +149,7 @@ class CompiledLane:
             await self.app(scope, receive, send)
             return
         body, receive = await read_body(receive, MAX_LANE_BODY)
-        payload = None if body is None else await self._answer(body, actor, media)
+        payload = None if body is None else await self._answer(body, actor, media, state)
         if payload is None:
             await self.app(scope, receive, send)
             return
@@ -155,7 +159,7 @@ class CompiledLane:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _answer(self, body: bytes, actor: Any, media: str,
+    async def _answer(self, body: bytes, actor: Any, media: str, state: dict[str, Any],
                       ) -> tuple[str | None, bytes, tuple[tuple[bytes, bytes], ...]] | None:
         """The operation's name, the body and its headers (a tuple, the same object while
         the memo stands, as a REST plan's: the front door keeps its work on them by it)."""
@@ -171,10 +175,14 @@ class CompiledLane:
             return None
         plan, params = found
         key = (plan, params)
+        # From here on the statement runs: if the pipeline must answer (an object not
+        # found), it does so without running the statement a second time.
+        state["compiled_missed"] = True
         try:
             raw = await fetch_raw(self.state.db, plan.compiled.sql, params)
             memo = self.memo.get(key, count=False)
             if memo is not None and memo[0] == raw:
+                state.pop("compiled_missed", None)
                 return plan.operation, memo[1], memo[2][media]
             data = None if raw is None else compiled_data(plan.compiled, orjson.loads(raw))
         except Exception:
@@ -189,6 +197,7 @@ class CompiledLane:
         headers: dict[str, tuple[tuple[bytes, bytes], ...]] = {
             each: (length, (b"content-type", RAW_CONTENT_TYPES[each])) for each in CONTENT_TYPES}
         self.memo.put(key, (raw, content, headers))
+        state.pop("compiled_missed", None)
         return plan.operation, content, headers[media]
 
 

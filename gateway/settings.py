@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         return value
     # --- end rate limits ---
 
-    # --- limits (issue 8): GraphQL and HTTP limits, persisted queries (docs/operations.md "Limits") ---
+    # --- GraphQL and HTTP limits, persisted queries (docs/operations.md "Limits") ---
     graphql_max_depth: int = Field(10, ge=1)
     graphql_max_aliases: int = Field(30, ge=0)
     graphql_max_tokens: int = Field(2000, ge=1)

@@ -76,7 +76,10 @@ async def get_context(request: HTTPConnection) -> Context:
         getattr(request.app.state, "events", None),
     )
     context.login_attempts = getattr(request.app.state, "login_attempts", NO_BACKOFF)
-    context.compiled_reads = getattr(request.app.state, "compiled_reads", False)
+    # The compiled lane ran this request's statement already (an object was not found):
+    # the resolvers answer without running it again.
+    context.compiled_reads = (getattr(request.app.state, "compiled_reads", False)
+                              and not getattr(request.state, "compiled_missed", False))
     context.lane_plans = getattr(request.app.state, "lane_plans", None)
     return context
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from data.compiled import rest as compiled
-from data.services import categories, products, reviews, users
 from data.pagination import PageRequest
+from data.services import categories, products, reviews, users
 from rest.compiled import compiled_body, path_int, path_text, query_value, shape
 from rest.deps import ActorDep, PageDep, ReadSession
 from rest.representations import (

@@ -183,6 +183,8 @@ async def compiled_body(
     state = request.app.state
     if not getattr(state, "compiled_reads", False) or state.db.dialect != "postgresql":
         return None
+    if getattr(request.state, "compiled_missed", False):  # the lane ran it already
+        return None
     ran: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = []
     token = STATEMENTS.set(ran)
     try:

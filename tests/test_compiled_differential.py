@@ -91,7 +91,7 @@ async def _both(pair: Pair, method: str, url: str, headers: dict[str, str],
     resolved = await pair.resolved.client.request(method, url, headers=headers, **kwargs)
     # Identity (a user's token family, an API key) may run statements before the read.
     at = [i for i, s in enumerate(counter.statements) if s.startswith(COMPILED_PREFIX)]
-    assert len(at) <= 1, counter.statements
+    assert len(at) <= 1, (url, kwargs, headers, [s[:300] for s in counter.statements])
     attempted = bool(at)
     ran = attempted and at[0] == counter.count - 1
     if attempted and not ran:

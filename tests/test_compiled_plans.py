@@ -170,8 +170,8 @@ def lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     answered: list[bytes] = []
     real = CompiledLane._answer
 
-    async def spy(self: CompiledLane, body: bytes, actor: Any) -> Any:
-        result = await real(self, body, actor)
+    async def spy(self: CompiledLane, body: bytes, *args: Any) -> Any:
+        result = await real(self, body, *args)
         if result is not None:
             answered.append(body)
         return result

@@ -203,10 +203,10 @@ class Window:
     def keyset(self, stmt: Statement, alias: str) -> list[str]:
         filters = []
         key = "(" + ", ".join(f"{alias}.{c.key}" for c in self.sort.columns) + ")"
+        scope, sort = self.scope, self.sort
         for value, later in ((self.request.after, True), (self.request.before, False)):
             if value is None:
                 continue
-            scope, sort = self.scope, self.sort
             decoded = mapped(value, lambda text: decode_cursor(scope, sort, text))
             params = ", ".join(stmt.param(mapped(decoded, lambda d, i=i: d[i]), _sql_type(c))
                                for i, c in enumerate(sort.columns))
