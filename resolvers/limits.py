@@ -83,6 +83,12 @@ class _Shape:
         depth = aliases = 0
         for node in selection_set.selections:
             if isinstance(node, FieldNode):
+                if node.name.value.startswith("__"):
+                    # Introspection (__schema, __type) does not count against the limits:
+                    # clients must load the schema, and graphql-core's own introspection
+                    # query nests 14 levels deep. It runs no SQL.
+                    depth = max(depth, 1)
+                    continue
                 inner_depth, inner_aliases = self.selection_set(node.selection_set)
                 depth = max(depth, 1 + inner_depth)
                 aliases += inner_aliases + (1 if node.alias else 0)

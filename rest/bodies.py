@@ -50,7 +50,7 @@ NON_BLANK = rf"^[^\x00]*[^{_SPACE}][^\x00]*$"
 SLUG = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 SKU = r"^[!-~]+$"
 EMAIL = rf"^[^@{_SPACE}]+@[^{_SPACE}]*\.[^{_SPACE}]*$"
-AMOUNT = r"^[0-9]{1,7}(\.[0-9]{1,2})?$"
+AMOUNT = r"^(0|[1-9][0-9]{0,6})(\.[0-9]{1,2})?$"
 
 
 def _not_null(schema: dict[str, Any]) -> None:
@@ -61,6 +61,11 @@ def _not_null(schema: dict[str, Any]) -> None:
             prop.pop("anyOf")
             prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
         prop.pop("default", None)
+        # Bounds on an optional value are left under pydantic's own names; say them in
+        # JSON Schema's.
+        for ours, theirs in (("ge", "minimum"), ("le", "maximum")):
+            if ours in prop:
+                prop[theirs] = prop.pop(ours)
 
 
 class PatchBody(StrictBody):

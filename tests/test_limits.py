@@ -191,3 +191,13 @@ async def test_production_hides_introspection_and_suggestions(
 async def test_development_keeps_introspection_and_suggestions(gateway: Gateway) -> None:
     assert "errors" not in await gateway.graphql(INTROSPECTION)
     assert "Did you mean" in refused(await gateway.graphql(TYPO), "prodcts")
+
+
+async def test_the_standard_introspection_query_is_within_the_limits(gateway: Gateway) -> None:
+    # graphql-core's own query (schemathesis, codegen tools and consoles send it) nests
+    # 14 levels of ofType; introspection does not count against the depth limit.
+    from graphql import get_introspection_query
+
+    body = await gateway.graphql(get_introspection_query())
+    assert "errors" not in body, body
+    assert body["data"]["__schema"]["queryType"]["name"] == "Query"
