@@ -47,3 +47,18 @@ def accepts_valid_data(ctx: Any, response: Any, case: Any) -> bool | None:
         if errors and all(_unforeseeable(error) for error in errors):
             return None
         raise
+
+
+@schemathesis.check
+def graphql_never_internal(ctx: Any, response: Any, case: Any) -> bool | None:
+    """For /graphql: no 5xx and no ``INTERNAL`` error. Schemathesis' own server-error check
+    also counts ``NOT_FOUND``, ``FORBIDDEN`` and ``UNAUTHENTICATED`` at a field's path as
+    server errors; here they are the contract's answers to generated ids and roles."""
+    assert response.status_code < 500, f"{response.status_code}: {response.content[:500]!r}"
+    try:
+        errors = json.loads(response.content).get("errors") or []
+    except (ValueError, AttributeError):
+        return None
+    internal = [e for e in errors if (e.get("extensions") or {}).get("code") == "INTERNAL"]
+    assert not internal, f"INTERNAL errors: {internal}"
+    return None
