@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, Field
@@ -10,17 +10,16 @@ from starlette.responses import Response
 
 from data.actor import SCOPES, user_actor
 from data.errors import FieldError, UnsupportedMediaType
+from data.models import ROLES
 from data.services import api_keys, auth, users
 from data.services.accounts import MIN_PASSWORD_LENGTH
 from data.tokens import TokenPair
-from data.models import ROLES
 from rest.bodies import EMAIL, NON_BLANK, StrictBody  # a role cannot be smuggled in at sign-up
 from rest.deps import ActorDep, AttemptsDep, PageDep, ReadSession, TokensDep, WriteSession
+from rest.openapi import problems
 from rest.representations import Representation
 from rest.responses import json_response, list_response
-from rest.openapi import problems
 from rest.schemas import ApiKeyOut, CreatedApiKeyOut, ListOf, UserOut
-
 
 
 class RegisterIn(StrictBody):

@@ -9,9 +9,12 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from data.compiled import rest as compiled
+from data.inputs import MAX_INT
 from data.services import categories, products, reviews, users
+from rest.bodies import TEXT
 from rest.compiled import compiled_body, shape
 from rest.deps import ActorDep, PageDep, ReadSession
+from rest.openapi import problems
 from rest.representations import (
     CATEGORY_FIELDS,
     PRODUCT_FIELDS,
@@ -20,9 +23,6 @@ from rest.representations import (
     sparse,
 )
 from rest.responses import envelope_response, json_response, list_response
-from rest.openapi import problems
-from data.inputs import MAX_INT
-from rest.bodies import TEXT
 from rest.schemas import (
     CategoryOut,
     CategorySparse,

@@ -13,11 +13,11 @@ from data.inputs import MAX_INT
 from data.models import Review
 from data.money import cents_of
 from data.services import catalog_writes, review_writes, users
-from rest.bodies import AMOUNT, JsonInt, NON_BLANK, SKU, SLUG, TEXT, PatchBody, StrictBody, located
+from rest.bodies import AMOUNT, NON_BLANK, SKU, SLUG, TEXT, JsonInt, PatchBody, StrictBody, located
 from rest.deps import ActorDep, WriteSession
+from rest.openapi import problems
 from rest.representations import Representation
 from rest.responses import json_response
-from rest.openapi import problems
 from rest.schemas import CategoryOut, ProductV1, ProductV2, ReviewOut
 
 CATEGORY_LOC = {("category_id",): ("body", "category")}

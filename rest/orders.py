@@ -9,14 +9,14 @@ from pydantic import Field
 from starlette.responses import Response
 
 from data.inputs import MAX_INT
-from data.services import order_writes, orders
 from data.models import ORDER_STATUSES
+from data.services import order_writes, orders
 from data.services.order_writes import MAX_KEY_LENGTH, MAX_LINES, MAX_QUANTITY, OrderLine
 from rest.bodies import JsonInt, StrictBody, located
 from rest.deps import ActorDep, PageDep, ReadSession, WriteSession
+from rest.openapi import problems
 from rest.representations import Representation
 from rest.responses import json_response, list_response
-from rest.openapi import problems
 from rest.schemas import ListOf, OrderV1, OrderV2
 
 OrderStatus = Literal["pending", "paid", "shipped", "delivered", "cancelled"]

@@ -49,7 +49,8 @@ async def test_a_json_login_is_told_to_send_the_oauth2_form(gateway: Gateway,
         json={"username": "customer@example.com", "password": "demo-password"})
     body = problem(response, 415, "BAD_USER_INPUT")
     assert "application/x-www-form-urlencoded" in body["detail"]
-    assert "username" in body["detail"] and "password" in body["detail"]
+    assert "username" in body["detail"]
+    assert "password" in body["detail"]
     # The same fields as a form are read: the answer is about the credentials.
     form = await gateway.client.post(
         f"/api/{version}/auth/token",
