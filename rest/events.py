@@ -34,7 +34,7 @@ from data.events import EventBus, Subscription
 from data.money import as_utc
 from data.services import auth, orders
 from rest.deps import DbDep, TokensDep, get_actor
-from rest.schemas import ProblemOut
+from rest.openapi import problems
 
 EVENT_NAME = "order.updated"
 STREAM_HEADERS = {
@@ -96,7 +96,7 @@ def events_router() -> APIRouter:
         responses={
             200: {"description": f"`text/event-stream` of `{EVENT_NAME}` events.",
                   "content": {"text/event-stream": {}}},
-            **{code: {"model": ProblemOut} for code in (401, 404, 422)},
+            **problems(404),
         },
     )
     async def order_events(
