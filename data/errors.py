@@ -6,6 +6,7 @@ GraphQL as ``extensions.code``. Anything that is not a ``DomainError`` is ``INTE
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,3 +76,25 @@ class RateLimited(DomainError):
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = max(1, int(retry_after))  # seconds, for the Retry-After header
+
+
+class UnsupportedMediaType(Invalid):
+    """A body in a content type the operation does not take."""
+
+    status = 415
+    title = "Unsupported media type"
+
+
+def malformed_body(exc: ValueError) -> Invalid:
+    """A request body that does not parse, described alike in both interfaces: where the
+    parser stopped and why (``json.JSONDecodeError`` or ``UnicodeDecodeError``)."""
+    if isinstance(exc, UnicodeDecodeError):
+        what = f"{exc.reason} at byte {exc.start}"
+        detail = f"The request body is not valid UTF-8: {what}."
+    elif isinstance(exc, json.JSONDecodeError):
+        what = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        detail = f"The request body is not valid JSON: {what}."
+    else:
+        what = str(exc)
+        detail = f"The request body is not valid JSON: {what}."
+    return Invalid(detail, errors=[FieldError(("body",), what)])

@@ -26,6 +26,7 @@ from resolvers.compiled import LanePlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
 from rest.compiled import RestPlans
+from rest.openapi import finish_openapi
 
 API_VERSIONS = ("v1", "v2")
 
@@ -51,6 +52,12 @@ class GatewayApp(FastAPI):
         if self.middleware_stack is None:
             self.middleware_stack = self.build_middleware_stack()
         await self.middleware_stack(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, finished by ``rest.openapi`` (every error as problem+json)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = finish_openapi(super().openapi())
+        return self.openapi_schema
 
     def build_middleware_stack(self) -> ASGIApp:
         added, self.user_middleware = self.user_middleware, []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -10,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from data.errors import DomainError, FieldError, NotFound, RateLimited
+from data.errors import DomainError, FieldError, NotFound, RateLimited, malformed_body
 
 PROBLEM_TYPE = "https://gateway.example/problems/"
 STATUS_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN",
@@ -55,6 +57,14 @@ async def _on_domain_error(request: Request, exc: Exception) -> Response:
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            # FastAPI keeps the parser's reason and offset; say where and why.
+            doc = exc.body if isinstance(exc.body, str) else ""
+            position = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+            reason = str(error.get("ctx", {}).get("error", "invalid JSON"))
+            cause = json.JSONDecodeError(reason, doc, min(position, len(doc)))
+            return domain_problem(request, malformed_body(cause))
     errors = tuple(
         FieldError(tuple(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()
     )
@@ -68,13 +78,40 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return domain_problem(request, NotFound(f"Nothing at {request.url.path}."))
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return domain_problem(request, malformed_body(exc.__cause__))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
     code = STATUS_CODES.get(exc.status_code, "BAD_USER_INPUT" if exc.status_code < 500
                             else "INTERNAL")
     title = "Method not allowed" if exc.status_code == 405 else "Request error"
     return problem_response(
         request, status=exc.status_code, code=code, title=title, detail=str(exc.detail),
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
+
+
+def _method_index(document: dict[str, Any]) -> list[tuple[re.Pattern[str], str]]:
+    index = []
+    for path, item in document.get("paths", {}).items():
+        pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)))
+        methods = {m.upper() for m in item} & {"GET", "POST", "PUT", "PATCH", "DELETE"}
+        if "GET" in methods:
+            methods.add("HEAD")
+        index.append((pattern, ", ".join(sorted(methods))))
+    return index
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method the path takes, from the OpenAPI document (Starlette names only those
+    of the first route that matched the path: ``/users/me`` said ``GET``, not ``PATCH``)."""
+    state = request.app.state
+    index = getattr(state, "allowed_methods", None)
+    if index is None:
+        index = state.allowed_methods = _method_index(request.app.openapi())
+    path = request.scope["path"]
+    return next((methods for pattern, methods in index if pattern.fullmatch(path)), None)
 
 
 def internal_error(request: Request) -> Response:

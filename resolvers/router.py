@@ -29,6 +29,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
+from data.errors import malformed_body
 from data.loaders import build_loaders
 from resolvers.limits import DEFAULT_LIMITS, GraphQLLimits
 from resolvers.persisted import Persisted
@@ -110,9 +111,8 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
         """A request body: one operation (an object) or a batch (an array of them)."""
         try:
             decoded = self.decode_json(data)
-        except json.JSONDecodeError:
-            raise TransportError(400, "The request body is not valid JSON (UTF-8, nested "
-                                 "at most 1,024 levels).") from None
+        except json.JSONDecodeError as exc:
+            raise TransportError(400, _malformed(data, exc)) from None
         if isinstance(decoded, list):
             if not decoded:
                 raise TransportError(400, "A batch must hold at least one operation.")
@@ -202,3 +202,17 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
             if isinstance(exc.__cause__, MissingQueryError):
                 raise TransportError(400, "No GraphQL query found in the request.") from exc
             raise
+
+
+def _malformed(data: str | bytes, exc: json.JSONDecodeError) -> str:
+    """Where and why the body does not parse, worded as REST words it: the standard
+    library's parser (REST's) names the cause; orjson's refusals it accepts (nesting past
+    1,024 levels, ``NaN``) keep a general message."""
+    try:
+        json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as stdlib:
+        return malformed_body(stdlib).detail
+    except RecursionError:
+        pass
+    return ("The request body is not valid JSON (UTF-8, nested at most 1,024 levels, "
+            f"no NaN or Infinity): {exc.msg}.")

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from data.actor import SCOPES, user_actor
+from data.errors import FieldError, UnsupportedMediaType
 from data.services import api_keys, auth, users
+from data.services.accounts import MIN_PASSWORD_LENGTH
 from data.tokens import TokenPair
-from rest.bodies import StrictBody  # a role cannot be smuggled in at sign-up
+from data.models import ROLES
+from rest.bodies import EMAIL, NON_BLANK, StrictBody  # a role cannot be smuggled in at sign-up
 from rest.deps import ActorDep, AttemptsDep, PageDep, ReadSession, TokensDep, WriteSession
 from rest.representations import Representation
 from rest.responses import json_response, list_response
-from rest.schemas import ApiKeyOut, CreatedApiKeyOut, ListOf, ProblemOut, UserOut
+from rest.openapi import problems
+from rest.schemas import ApiKeyOut, CreatedApiKeyOut, ListOf, UserOut
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemOut} for code in (400, 401, 403, 404, 409, 422)
-}
 
 
 class RegisterIn(StrictBody):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, json_schema_extra={"pattern": EMAIL})
+    password: str = Field(max_length=1024,
+                          json_schema_extra={"minLength": MIN_PASSWORD_LENGTH})
+    name: str = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
 
 
 class RefreshIn(StrictBody):
@@ -40,21 +42,44 @@ class TokenOut(BaseModel):
 
 
 class ViewerPatch(StrictBody):
-    name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, max_length=320)
-    password: str | None = Field(None, max_length=1024)
+    """A field left out or null is left as it is."""
+
+    name: str | None = Field(None, max_length=200, json_schema_extra={"pattern": NON_BLANK})
+    email: str | None = Field(None, max_length=320, json_schema_extra={"pattern": EMAIL})
+    password: str | None = Field(None, max_length=1024,
+                                 json_schema_extra={"minLength": MIN_PASSWORD_LENGTH})
     current_password: str | None = Field(None, max_length=1024)
 
 
 class UserPatch(StrictBody):
-    role: str | None = Field(None, description="customer, staff or admin")
+    """A field left out or null is left as it is."""
+
+    role: str | None = Field(None, description="customer, staff or admin",
+                             json_schema_extra={"enum": [*ROLES, None]})
     is_active: bool | None = None
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=200, json_schema_extra={"pattern": NON_BLANK})
 
 
 class ApiKeyIn(StrictBody):
-    name: str = Field(max_length=200)
-    scopes: list[str] = Field(description=f"Any of {list(SCOPES)}.")
+    name: str = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
+    scopes: list[str] = Field(description=f"Any of {list(SCOPES)}.", json_schema_extra={
+        "items": {"type": "string", "enum": list(SCOPES)}})
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def oauth2_form(request: Request) -> None:
+    """Refuses a login that is not an OAuth2 form before its fields are looked for: a JSON
+    body otherwise read as a form with neither field ("Field required" for fields sent)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in FORM_TYPES:
+        raise UnsupportedMediaType(
+            "This endpoint takes an OAuth2 password form: send Content-Type "
+            "application/x-www-form-urlencoded with username (your email) and password, "
+            f"not {content_type or 'no content type'}.",
+            errors=[FieldError(("header", "Content-Type"),
+                               "must be application/x-www-form-urlencoded")])
 
 
 def _tokens(request: Request, pair: TokenPair) -> Response:
@@ -67,7 +92,7 @@ def _tokens(request: Request, pair: TokenPair) -> Response:
 
 def accounts_router(rep: Representation) -> APIRouter:
     """Auth, user and API-key routes of one API version."""
-    router = APIRouter(responses=PROBLEMS)
+    router = APIRouter(responses=problems(400, 403, 404, 409))
 
     @router.post("/auth/register", status_code=201, tags=["auth"],
                  responses={201: {"model": UserOut}})
@@ -79,13 +104,18 @@ def accounts_router(rep: Representation) -> APIRouter:
                                    name=body.name)
         return json_response(request, rep.user(user_actor(user.id, user.role), user), status=201)
 
-    @router.post("/auth/token", tags=["auth"], responses={200: {"model": TokenOut}})
+    @router.post("/auth/token", tags=["auth"], dependencies=[Depends(oauth2_form)],
+                 responses={200: {"model": TokenOut}, **problems(415)})
     async def token(
         request: Request, session: WriteSession, tokens: TokensDep, attempts: AttemptsDep,
-        username: Annotated[str, Form(max_length=320)],
-        password: Annotated[str, Form(max_length=1024)],
+        username: Annotated[str, Form(min_length=1, max_length=320,
+                                      description="Your email.")],
+        password: Annotated[str, Form(min_length=1, max_length=1024)],
     ) -> Response:
-        """Log in with the OAuth2 password form (``username`` is the email)."""
+        """Log in with the OAuth2 password form (``username`` is the email).
+
+        Only `application/x-www-form-urlencoded` (or `multipart/form-data`) is taken, as
+        OAuth2 prescribes; a JSON body is refused with 415 saying so."""
         pair = await auth.login(session, email=username, password=password, tokens=tokens,
                                 attempts=attempts)
         return _tokens(request, pair)

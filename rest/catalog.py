@@ -20,28 +20,48 @@ from rest.representations import (
     sparse,
 )
 from rest.responses import envelope_response, json_response, list_response
-from rest.schemas import CategoryOut, ListOf, ProblemOut, ProductV1, ProductV2, ReviewOut
+from rest.openapi import problems
+from data.inputs import MAX_INT
+from rest.bodies import TEXT
+from rest.schemas import (
+    CategoryOut,
+    CategorySparse,
+    ListOf,
+    ProductV1,
+    ProductV2,
+    ProductV2Sparse,
+    ReviewOut,
+    ReviewSparse,
+)
 
 ProductSort = Literal["created_at", "-created_at", "price", "-price", "name", "-name"]
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ProblemOut}, 404: {"model": ProblemOut}, 422: {"model": ProblemOut},
-}
 
 
 def catalog_router(rep: Representation) -> APIRouter:
     """The catalog routes of one API version."""
-    router = APIRouter(tags=["catalog"], responses=PROBLEMS)
+    router = APIRouter(tags=["catalog"], responses=problems(404))
     product_model = ProductV2 if rep.money_objects else ProductV1
-    Fields = Annotated[
-        str | None,
-        Query(description="Sparse fieldset, e.g. `id,name,price` (v2 only).",
-              include_in_schema=rep.sparse_fieldsets),
-    ]
 
-    @router.get("/categories", responses={200: {"model": ListOf[CategoryOut]}})
+    def fieldset(allowed: set[str]) -> Any:
+        names = "|".join(sorted(allowed))
+        return Annotated[str | None, Query(
+            description="Sparse fieldset, e.g. `id,name`: only `id` and the fields named "
+                        "are in each object (v2 only).",
+            include_in_schema=rep.sparse_fieldsets,
+            json_schema_extra={"pattern": f"^(({names})(,({names}))*)?$"},
+        )]
+
+    CategoryFields = fieldset(CATEGORY_FIELDS)
+    ProductFields = fieldset(PRODUCT_FIELDS)
+    ReviewFields = fieldset(REVIEW_FIELDS)
+    product_sparse = ProductV2Sparse if rep.sparse_fieldsets else product_model
+    category_sparse = CategorySparse if rep.sparse_fieldsets else CategoryOut
+    review_sparse = ReviewSparse if rep.sparse_fieldsets else ReviewOut
+
+    @router.get("/categories", responses={200: {"model": ListOf[category_sparse]}})  # type: ignore[valid-type]
     async def list_categories(
         request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
-        fields: Fields = None,
+        fields: CategoryFields = None,
     ) -> Response:
         """List categories by name."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
@@ -53,10 +73,10 @@ def catalog_router(rep: Representation) -> APIRouter:
         result = await categories.list_categories(session, actor, page=page)
         return list_response(request, result, lambda c: render(actor, c))
 
-    @router.get("/categories/{slug}", responses={200: {"model": CategoryOut}})
+    @router.get("/categories/{slug}", responses={200: {"model": category_sparse}})
     async def get_category(
         request: Request, slug: str, session: ReadSession, actor: ActorDep,
-        fields: Fields = None,
+        fields: CategoryFields = None,
     ) -> Response:
         """Get one category by its slug."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
@@ -67,16 +87,20 @@ def catalog_router(rep: Representation) -> APIRouter:
         category = await categories.find_category(session, actor, slug=slug)
         return json_response(request, render(actor, category))
 
-    @router.get("/products", responses={200: {"model": ListOf[product_model]}})  # type: ignore[valid-type]
+    @router.get("/products", responses={200: {"model": ListOf[product_sparse]}})  # type: ignore[valid-type]
     async def list_products(
         request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
-        category: Annotated[str | None, Query(description="Category slug.")] = None,
-        q: Annotated[str | None, Query(max_length=200, description="Name search.")] = None,
-        min_price: Annotated[int | None, Query(ge=0, description="Minor units.")] = None,
-        max_price: Annotated[int | None, Query(ge=0, description="Minor units.")] = None,
+        category: Annotated[str | None, Query(description="Category slug.",
+                                              json_schema_extra={"pattern": TEXT})] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Name search.",
+                                       json_schema_extra={"pattern": TEXT})] = None,
+        min_price: Annotated[int | None, Query(ge=0, description="Minor units.",
+                                               json_schema_extra={"maximum": MAX_INT})] = None,
+        max_price: Annotated[int | None, Query(ge=0, description="Minor units.",
+                                               json_schema_extra={"maximum": MAX_INT})] = None,
         in_stock: bool | None = None,
         sort: ProductSort = "-created_at",
-        fields: Fields = None,
+        fields: ProductFields = None,
     ) -> Response:
         """List the products the caller may see, filtered and sorted."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
@@ -91,10 +115,10 @@ def catalog_router(rep: Representation) -> APIRouter:
         result = await products.list_products(session, actor, where=where, sort=sort, page=page)
         return list_response(request, result, lambda p: render(actor, p))
 
-    @router.get("/products/{product_id}", responses={200: {"model": product_model}})
+    @router.get("/products/{product_id}", responses={200: {"model": product_sparse}})
     async def get_product(
         request: Request, product_id: int, session: ReadSession, actor: ActorDep,
-        fields: Fields = None,
+        fields: ProductFields = None,
     ) -> Response:
         """Get one product by id."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
@@ -105,10 +129,11 @@ def catalog_router(rep: Representation) -> APIRouter:
         product = await products.find_product(session, actor, id=product_id)
         return json_response(request, render(actor, product))
 
-    @router.get("/products/{product_id}/reviews", responses={200: {"model": ListOf[ReviewOut]}})
+    @router.get("/products/{product_id}/reviews",
+                responses={200: {"model": ListOf[review_sparse]}})  # type: ignore[valid-type]
     async def list_product_reviews(
         request: Request, product_id: int, session: ReadSession, actor: ActorDep,
-        page: PageDep, fields: Fields = None,
+        page: PageDep, fields: ReviewFields = None,
     ) -> Response:
         """List a product's reviews, newest first."""
         render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)

@@ -6,69 +6,73 @@
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictStr
 from starlette.responses import Response
 
 from data.inputs import MAX_INT
 from data.models import Review
 from data.money import cents_of
 from data.services import catalog_writes, review_writes, users
-from rest.bodies import StrictBody, located
+from rest.bodies import AMOUNT, JsonInt, NON_BLANK, SKU, SLUG, TEXT, PatchBody, StrictBody, located
 from rest.deps import ActorDep, WriteSession
 from rest.representations import Representation
 from rest.responses import json_response
-from rest.schemas import CategoryOut, ProblemOut, ProductV1, ProductV2, ReviewOut
+from rest.openapi import problems
+from rest.schemas import CategoryOut, ProductV1, ProductV2, ReviewOut
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemOut} for code in (401, 403, 404, 409, 422)
-}
 CATEGORY_LOC = {("category_id",): ("body", "category")}
 
 
 class CategoryIn(StrictBody):
-    slug: StrictStr = Field(max_length=100, examples=["board-games"])
-    name: StrictStr = Field(max_length=200)
+    slug: StrictStr = Field(max_length=100, examples=["board-games"],
+                            json_schema_extra={"pattern": SLUG})
+    name: StrictStr = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
 
 
-class CategoryPatch(StrictBody):
-    slug: StrictStr | None = Field(None, max_length=100)
-    name: StrictStr | None = Field(None, max_length=200)
+class CategoryPatch(PatchBody):
+    slug: StrictStr | None = Field(None, max_length=100, json_schema_extra={"pattern": SLUG})
+    name: StrictStr | None = Field(None, max_length=200,
+                                   json_schema_extra={"pattern": NON_BLANK})
 
 
 class MoneyIn(StrictBody):
     amount: StrictStr = Field(max_length=20, examples=["19.99"],
-                              description="Decimal string in major units.")
-    currency: StrictStr = Field(max_length=3, examples=["USD"])
+                              description="Decimal string in major units.",
+                              json_schema_extra={"pattern": AMOUNT})
+    currency: StrictStr = Field(max_length=3, examples=["USD"],
+                                json_schema_extra={"enum": ["USD"]})
 
 
 class ProductInBase(StrictBody):
-    sku: StrictStr = Field(max_length=64)
-    name: StrictStr = Field(max_length=200)
-    description: StrictStr = Field("", max_length=10_000)
-    stock: StrictInt = Field(0, ge=0, le=MAX_INT)
-    category: StrictInt = Field(ge=1, le=MAX_INT, description="The category's id.")
+    sku: StrictStr = Field(max_length=64, json_schema_extra={"pattern": SKU})
+    name: StrictStr = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
+    description: StrictStr = Field("", max_length=10_000, json_schema_extra={"pattern": TEXT})
+    stock: JsonInt = Field(0, ge=0, le=MAX_INT)
+    category: JsonInt = Field(ge=1, le=MAX_INT, description="The category's id.")
     is_active: StrictBool = True
 
 
 class ProductInV1(ProductInBase):
-    price_cents: StrictInt = Field(ge=0, le=MAX_INT)
+    price_cents: JsonInt = Field(ge=0, le=MAX_INT)
 
 
 class ProductInV2(ProductInBase):
     price: MoneyIn
 
 
-class ProductPatchBase(StrictBody):
-    sku: StrictStr | None = Field(None, max_length=64)
-    name: StrictStr | None = Field(None, max_length=200)
-    description: StrictStr | None = Field(None, max_length=10_000)
-    stock: StrictInt | None = Field(None, ge=0, le=MAX_INT)
-    category: StrictInt | None = Field(None, ge=1, le=MAX_INT)
+class ProductPatchBase(PatchBody):
+    sku: StrictStr | None = Field(None, max_length=64, json_schema_extra={"pattern": SKU})
+    name: StrictStr | None = Field(None, max_length=200,
+                                   json_schema_extra={"pattern": NON_BLANK})
+    description: StrictStr | None = Field(None, max_length=10_000,
+                                          json_schema_extra={"pattern": TEXT})
+    stock: JsonInt | None = Field(None, ge=0, le=MAX_INT)
+    category: JsonInt | None = Field(None, ge=1, le=MAX_INT)
     is_active: StrictBool | None = None
 
 
 class ProductPatchV1(ProductPatchBase):
-    price_cents: StrictInt | None = Field(None, ge=0, le=MAX_INT)
+    price_cents: JsonInt | None = Field(None, ge=0, le=MAX_INT)
 
 
 class ProductPatchV2(ProductPatchBase):
@@ -76,15 +80,16 @@ class ProductPatchV2(ProductPatchBase):
 
 
 class ReviewIn(StrictBody):
-    rating: StrictInt = Field(ge=1, le=5)
-    title: StrictStr = Field(max_length=200)
-    body: StrictStr = Field("", max_length=10_000)
+    rating: JsonInt = Field(ge=1, le=5)
+    title: StrictStr = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
+    body: StrictStr = Field("", max_length=10_000, json_schema_extra={"pattern": TEXT})
 
 
-class ReviewPatch(StrictBody):
-    rating: StrictInt | None = Field(None, ge=1, le=5)
-    title: StrictStr | None = Field(None, max_length=200)
-    body: StrictStr | None = Field(None, max_length=10_000)
+class ReviewPatch(PatchBody):
+    rating: JsonInt | None = Field(None, ge=1, le=5)
+    title: StrictStr | None = Field(None, max_length=200,
+                                    json_schema_extra={"pattern": NON_BLANK})
+    body: StrictStr | None = Field(None, max_length=10_000, json_schema_extra={"pattern": TEXT})
 
 
 def product_values(body: StrictBody) -> dict[str, Any]:
@@ -101,7 +106,7 @@ def product_values(body: StrictBody) -> dict[str, Any]:
 
 def catalog_writes_router(rep: Representation) -> APIRouter:
     """The catalog and review write routes of one API version."""
-    router = APIRouter(tags=["catalog"], responses=PROBLEMS)
+    router = APIRouter(tags=["catalog"], responses=problems(400, 403, 404, 409))
     product_model = ProductV2 if rep.money_objects else ProductV1
     ProductIn = ProductInV2 if rep.money_objects else ProductInV1
     ProductPatch = ProductPatchV2 if rep.money_objects else ProductPatchV1

@@ -27,7 +27,7 @@ from data.events import EventBus, Subscription
 from data.money import as_utc
 from data.services import orders
 from rest.deps import ActorDep, DbDep
-from rest.schemas import ProblemOut
+from rest.openapi import problems
 
 EVENT_NAME = "order.updated"
 STREAM_HEADERS = {
@@ -72,7 +72,7 @@ def events_router() -> APIRouter:
         responses={
             200: {"description": f"`text/event-stream` of `{EVENT_NAME}` events.",
                   "content": {"text/event-stream": {}}},
-            **{code: {"model": ProblemOut} for code in (401, 404, 422)},
+            **problems(404),
         },
     )
     async def order_events(

@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request
-from pydantic import Field, StrictInt
+from pydantic import Field
 from starlette.responses import Response
 
 from data.inputs import MAX_INT
 from data.services import order_writes, orders
-from data.services.order_writes import MAX_LINES, MAX_QUANTITY, OrderLine
-from rest.bodies import StrictBody, located
+from data.models import ORDER_STATUSES
+from data.services.order_writes import MAX_KEY_LENGTH, MAX_LINES, MAX_QUANTITY, OrderLine
+from rest.bodies import JsonInt, StrictBody, located
 from rest.deps import ActorDep, PageDep, ReadSession, WriteSession
 from rest.representations import Representation
 from rest.responses import json_response, list_response
-from rest.schemas import ListOf, OrderV1, OrderV2, ProblemOut
+from rest.openapi import problems
+from rest.schemas import ListOf, OrderV1, OrderV2
 
 OrderStatus = Literal["pending", "paid", "shipped", "delivered", "cancelled"]
 KEY_HEADER = {("idempotency_key",): ("header", "Idempotency-Key")}
@@ -23,8 +25,8 @@ KEY_HEADER = {("idempotency_key",): ("header", "Idempotency-Key")}
 
 class OrderLineIn(StrictBody):
     # Strict: 1.5, "1", true and null are refused, not coerced.
-    product_id: StrictInt = Field(ge=1, le=MAX_INT)
-    quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY)
+    product_id: JsonInt = Field(ge=1, le=MAX_INT)
+    quantity: JsonInt = Field(ge=1, le=MAX_QUANTITY)
 
 
 class PlaceOrderIn(StrictBody):
@@ -34,14 +36,13 @@ class PlaceOrderIn(StrictBody):
 
 
 class OrderStatusIn(StrictBody):
-    status: str = Field(max_length=16, examples=["paid", "shipped", "delivered", "cancelled"])
+    status: str = Field(max_length=16, examples=["paid", "shipped", "delivered", "cancelled"],
+                        json_schema_extra={"enum": list(ORDER_STATUSES)})
 
 
 def orders_router(rep: Representation) -> APIRouter:
     """The order routes of one API version."""
-    router = APIRouter(tags=["orders"], responses={
-        code: {"model": ProblemOut} for code in (401, 403, 404, 422)
-    })
+    router = APIRouter(tags=["orders"], responses=problems(403, 404))
 
     order_model = OrderV2 if rep.money_objects else OrderV1
 
@@ -66,12 +67,13 @@ def orders_router(rep: Representation) -> APIRouter:
         return json_response(request, rep.order(actor, order, items))
 
     @router.post("/orders", status_code=201, responses={
-        201: {"model": order_model}, 409: {"model": ProblemOut}})
+        201: {"model": order_model}, **problems(409)})
     async def place_order(
         request: Request, body: PlaceOrderIn, session: WriteSession, actor: ActorDep,
         idempotency_key: Annotated[str | None, Header(
             alias="Idempotency-Key",
             description="Makes retries safe: the same key and body give the same order.",
+            json_schema_extra={"pattern": rf"^[ -~]{{1,{MAX_KEY_LENGTH}}}$"},
         )] = None,
     ) -> Response:
         """Place an order for yourself; prices come from the catalog, stock is reserved."""
@@ -82,7 +84,7 @@ def orders_router(rep: Representation) -> APIRouter:
         return json_response(request, rep.order(actor, order, items), status=201)
 
     @router.post("/orders/{order_id}/cancel", responses={
-        200: {"model": order_model}, 409: {"model": ProblemOut}})
+        200: {"model": order_model}, **problems(409)})
     async def cancel_order(
         request: Request, order_id: int, session: WriteSession, actor: ActorDep
     ) -> Response:
@@ -92,7 +94,7 @@ def orders_router(rep: Representation) -> APIRouter:
         return json_response(request, rep.order(actor, order, items))
 
     @router.patch("/orders/{order_id}", responses={
-        200: {"model": order_model}, 409: {"model": ProblemOut}})
+        200: {"model": order_model}, **problems(409)})
     async def update_order_status(
         request: Request, order_id: int, body: OrderStatusIn, session: WriteSession,
         actor: ActorDep,

@@ -5,6 +5,7 @@ Field rules come from ``data.policy``: a field the actor may not see is absent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from data.money import CURRENCY, as_utc, format_amount
 from data.policy import can_read_private_user_fields, can_read_stock
 
 Body = dict[str, Any]
+FIELD_LIST = re.compile(r"(?:[a-z_]+(?:,[a-z_]+)*)?")  # empty: only id
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,11 @@ class Representation:
         """The requested sparse fieldset (v2 ``?fields=a,b``), or None for all fields."""
         if fields is None or not self.sparse_fieldsets:
             return None
-        return {f.strip() for f in fields.split(",") if f.strip()}
+        if not FIELD_LIST.fullmatch(fields):
+            raise Invalid("fields is a comma-separated list of field names, e.g. id,name.",
+                          errors=[FieldError(("query", "fields"), "names separated by commas")])
+        # ``id`` always: an object without it cannot be told apart (JSON:API does the same).
+        return {"id", *filter(None, fields.split(","))}
 
     def category(self, actor: Actor, c: Category) -> Body:
         return {"id": c.id, "slug": c.slug, "name": c.name, "created_at": as_utc(c.created_at)}

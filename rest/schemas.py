@@ -7,9 +7,9 @@ so these models document the shapes; a test checks real bodies against them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ class ReviewOut(BaseModel):
     id: int
     product: int = Field(description="The product's id.")
     author: int = Field(description="The author's user id.")
-    author_name: str
+    author_name: str | None = Field(description="Null when the author's account is gone.")
     rating: int = Field(ge=1, le=5)
     title: str
     body: str
@@ -64,16 +64,6 @@ class ReviewOut(BaseModel):
 class ListOf(BaseModel, Generic[T]):
     data: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
-
-
-class ProblemOut(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str = Field(examples=["NOT_FOUND"])
-    request_id: str | None
-    errors: list[dict[str, object]] | None = None
 
 
 class UserOut(BaseModel):
@@ -132,3 +122,28 @@ class ApiKeyOut(BaseModel):
 
 class CreatedApiKeyOut(ApiKeyOut):
     key: str = Field(description="The whole key: shown in this response only.")
+
+
+def _only_id_required(schema: dict[str, Any]) -> None:
+    schema["required"] = ["id"]
+
+
+SPARSE = ConfigDict(json_schema_extra=_only_id_required)
+
+
+class CategorySparse(CategoryOut):
+    """A category; with `?fields=`, only `id` and the fields named are present."""
+
+    model_config = SPARSE
+
+
+class ProductV2Sparse(ProductV2):
+    """A product; with `?fields=`, only `id` and the fields named are present."""
+
+    model_config = SPARSE
+
+
+class ReviewSparse(ReviewOut):
+    """A review; with `?fields=`, only `id` and the fields named are present."""
+
+    model_config = SPARSE
