@@ -297,12 +297,8 @@ async def test_generated_client_parses_a_problem(live: Served, generated: Genera
     assert problem.additional_properties == {}
 
 
-# Until the openapi branch lands, the document misses answers the gateway gives: these
-# tests record each gap as the generated client meets it (strict: they fail once fixed).
-PENDING_OPENAPI = "the openapi branch documents this answer"
+# Answers a client meets beyond the happy path, each one the document must list.
 
-
-@pytest.mark.xfail(strict=True, reason=PENDING_OPENAPI)
 async def test_generated_client_meets_a_401_for_a_bad_token_on_a_public_route(
         live: Served, generated: Generated) -> None:
     """A credential that fails is refused on every route, also on those anonymous may read."""
@@ -313,7 +309,6 @@ async def test_generated_client_meets_a_401_for_a_bad_token_on_a_public_route(
     assert refused.parsed.code == "UNAUTHENTICATED"
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_OPENAPI)
 async def test_generated_client_meets_a_304_for_its_etag(live: Served,
                                                          generated: Generated) -> None:
     detail = generated.endpoint("get", "/api/v1/products/{product_id}")
@@ -327,7 +322,6 @@ async def test_generated_client_meets_a_304_for_its_etag(live: Served,
     assert unchanged.parsed is None
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_OPENAPI)
 async def test_generated_client_reads_a_v2_sparse_fieldset(live: Served,
                                                            generated: Generated) -> None:
     """``?fields=id,name`` answers only those fields: the document must allow the others
@@ -342,7 +336,6 @@ async def test_generated_client_reads_a_v2_sparse_fieldset(live: Served,
     assert one.parsed.to_dict() == {"id": 2, "name": one.parsed.name}
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_OPENAPI)
 def test_the_document_declares_the_problem_content_type(generated: Generated) -> None:
     """What the client received (``application/problem+json``) is what the document says."""
     operations = [("get", "/api/v1/products"), ("get", "/api/v1/products/{product_id}"),
