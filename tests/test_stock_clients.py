@@ -97,6 +97,14 @@ async def test_gql_loads_the_schema_then_queries_and_mutates(live: Served) -> No
         assert listing["products"]["totalCount"] >= 3
         assert all(node["inStock"] and node["price"]["currency"] == "USD" for node in nodes)
 
+        # gql's batching: one POST of a JSON array, answered in order.
+        batch = await session.execute_batch([
+            GraphQLRequest(IN_STOCK, variable_values={"first": 1}),
+            GraphQLRequest("query($id: ID!) { product(id: $id) { name } }",
+                           variable_values={"id": nodes[1]["id"]})])
+        assert batch[0]["products"]["edges"][0]["node"] == nodes[0]
+        assert batch[1] == {"product": {"name": nodes[1]["name"]}}
+
         tokens = (await session.execute(GraphQLRequest(LOGIN, variable_values={
             "email": CUSTOMER, "password": DEMO_PASSWORD})))["login"]
         assert tokens["tokenType"] == "bearer"
