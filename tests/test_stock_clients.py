@@ -319,13 +319,15 @@ async def test_generated_client_meets_a_401_for_a_bad_token_on_a_public_route(
 
 async def test_generated_client_meets_a_304_for_its_etag(live: Served,
                                                          generated: Generated) -> None:
+    listing = generated.endpoint("get", "/api/v1/products")
     detail = generated.endpoint("get", "/api/v1/products/{product_id}")
     async with generated.client(live.url) as client:
-        first = await detail.asyncio_detailed(2, client=client)
+        product_id = (await listing.asyncio_detailed(client=client, limit=1)).parsed.data[0].id
+        first = await detail.asyncio_detailed(product_id, client=client)
         assert first.status_code == 200
         etag = first.headers["etag"]
         async with client.with_headers({"If-None-Match": etag}) as conditional:
-            unchanged = await detail.asyncio_detailed(2, client=conditional)
+            unchanged = await detail.asyncio_detailed(product_id, client=conditional)
     assert unchanged.status_code == 304
     assert unchanged.parsed is None
 
@@ -338,10 +340,11 @@ async def test_generated_client_reads_a_v2_sparse_fieldset(live: Served,
     detail = generated.endpoint("get", "/api/v2/products/{product_id}")
     async with generated.client(live.url) as client:
         page = await listing.asyncio_detailed(client=client, limit=2, fields="id,name")
-        one = await detail.asyncio_detailed(2, client=client, fields="id,name")
+        product_id = page.parsed.data[0].id
+        one = await detail.asyncio_detailed(product_id, client=client, fields="id,name")
     assert page.status_code == one.status_code == 200
     assert [sorted(product.to_dict()) for product in page.parsed.data] == [["id", "name"]] * 2
-    assert one.parsed.to_dict() == {"id": 2, "name": one.parsed.name}
+    assert one.parsed.to_dict() == {"id": product_id, "name": page.parsed.data[0].name}
 
 
 def test_the_document_declares_the_problem_content_type(generated: Generated) -> None:
