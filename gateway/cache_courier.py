@@ -131,7 +131,6 @@ class InvalidationCourier:
         return once it is sent, or once no instance can still serve what it made stale."""
         tags = set(tags)
         self._failed_send()
-        deadline = time.monotonic() + self.trust_seconds
         try:
             async with asyncio.timeout(self.trust_seconds):
                 await self._record(tags)
@@ -140,6 +139,8 @@ class InvalidationCourier:
             log.warning("cache_invalidation_not_recorded", tags=sorted(tags),
                         error=str(exc) or type(exc).__name__)
         self._gauges()
+        # From the row's commit: a check that began after it has seen it.
+        deadline = time.monotonic() + self.trust_seconds
         while tags & self.store.pending and time.monotonic() < deadline:
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         if tags & self.store.pending:
