@@ -98,7 +98,7 @@ def write_results(path: Path, command: str, info: dict[str, str], table: str,
                   args: argparse.Namespace) -> None:
     body = [
         "# Benchmark results", "",
-        "Written by `./dev bench` (see README, \"Benchmark\"); each run replaces this file.", "",
+        "Written by `./dev bench` (see docs/benchmark.md); each run replaces this file.", "",
         f"Command: `{command}`", "",
         *(f"- {key}: {value}" for key, value in info.items()),
         f"- load: wrk, {args.connections} connections, {args.threads} threads; per "

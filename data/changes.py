@@ -25,6 +25,7 @@ CATALOG = "catalog"
 
 _TAGS = "gateway.touched"
 _EVENTS = "gateway.events"
+_PRINCIPALS = "gateway.principals"
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,12 @@ class OrderEvent:
 class Changes:
     tags: set[str] = field(default_factory=set)
     events: list[Any] = field(default_factory=list)
+    # Keys of principals whose remembered credentials must be forgotten
+    # (``user:<id>``, ``login:<family>``, ``api_key:<id>``; see ``data.principals``).
+    principals: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.tags or self.events)
+        return bool(self.tags or self.events or self.principals)
 
 
 CommitListener = Callable[[Changes], Awaitable[None]]
@@ -60,9 +64,15 @@ def emit(session: AsyncSession, event: Any) -> None:
     session.info.setdefault(_EVENTS, []).append(event)
 
 
+def principal_changed(session: AsyncSession, *keys: str) -> None:
+    """Marks principals whose remembered credentials go stale once this session commits."""
+    session.info.setdefault(_PRINCIPALS, set()).update(keys)
+
+
 def take_changes(session: AsyncSession) -> Changes:
     """What the session recorded, cleared from it."""
-    return Changes(session.info.pop(_TAGS, set()), session.info.pop(_EVENTS, []))
+    return Changes(session.info.pop(_TAGS, set()), session.info.pop(_EVENTS, []),
+                   session.info.pop(_PRINCIPALS, set()))
 
 
 def product_changed(session: AsyncSession, product_id: int) -> None:
@@ -76,3 +86,4 @@ def category_changed(session: AsyncSession, category_id: int) -> None:
 def user_changed(session: AsyncSession, user_id: int) -> None:
     """A user's public face (the name shown on reviews) or private fields changed."""
     touch(session, CATALOG, f"user:{user_id}")
+    principal_changed(session, f"user:{user_id}")  # its role or active flag may have

@@ -8,6 +8,11 @@ A subscriber holds a bounded queue. Publishing never waits for it: a subscriber 
 queue is full has fallen behind, so its stream ends (``lagged``) and its client, told to
 retry, reconnects and reads the order afresh. Memory stays bounded and others never
 wait. ``close()`` ends every stream, so nothing holds the process open at shutdown.
+
+The bus also carries revocations of remembered principals (``data.principals``): a write
+that ends a login, deactivates a user or revokes a key is forgotten in this process at
+once and in every other one as the message arrives; a process whose bus is not
+listening trusts no remembered principal until it listens again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from data.changes import Changes, OrderEvent
+from data.principals import PrincipalCache
 
 log = structlog.get_logger("gateway.events")
 
@@ -93,6 +99,11 @@ class EventBus:
         self.queue_size = queue_size
         self._subscribers: dict[int, set[Subscription]] = {}
         self._closed = False
+        self.principals = PrincipalCache(enabled=False)
+
+    def remember_principals(self, principals: PrincipalCache) -> None:
+        """Keeps ``principals`` told of every revocation, in this process and others."""
+        self.principals = principals
 
     @property
     def subscriber_count(self) -> int:
@@ -125,10 +136,17 @@ class EventBus:
         raise NotImplementedError
 
     async def publish_changes(self, changes: Changes) -> None:
-        """A ``Database.on_commit`` listener: publishes the order events a write recorded."""
+        """A ``Database.on_commit`` listener: publishes the order events a write recorded
+        and the principals it revoked (forgotten here before anything is sent)."""
+        if changes.principals:
+            self.principals.forget(changes.principals)
+            await self.publish_revocations(changes.principals)
         for event in changes.events:
             if isinstance(event, OrderEvent):
                 await self.publish(event)
+
+    async def publish_revocations(self, keys: set[str]) -> None:
+        """Tells every other process sharing the bus to forget these principals."""
 
     async def start(self) -> None:
         """Gets ready to receive events (a no-op in process)."""
@@ -183,6 +201,7 @@ class RedisBus(EventBus):
                  start_timeout: float = 5.0) -> None:
         super().__init__(queue_size=queue_size)
         self.channel = f"{prefix}:events:orders"
+        self.revocations = f"{prefix}:events:principals"
         # Named, so an operator can tell these connections apart in CLIENT LIST.
         self._client = aioredis.from_url(url, socket_connect_timeout=start_timeout,
                                          client_name=f"{prefix}:events")
@@ -194,6 +213,16 @@ class RedisBus(EventBus):
         # Bounded: the write has committed and its request waits for this.
         await asyncio.wait_for(self._client.publish(self.channel, encode_event(event)),
                                self._start_timeout)
+
+    async def publish_revocations(self, keys: set[str]) -> None:
+        await asyncio.wait_for(
+            self._client.publish(self.revocations, orjson.dumps(sorted(keys))),
+            self._start_timeout)
+
+    def remember_principals(self, principals: PrincipalCache) -> None:
+        super().remember_principals(principals)
+        if not self._listening.is_set():
+            principals.distrust()  # until the subscription is confirmed
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="order-events-listener")
@@ -207,23 +236,41 @@ class RedisBus(EventBus):
         while True:
             try:
                 async with self._client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(self.channel, self.revocations)
+                    confirmed = 0
                     async for message in pubsub.listen():
                         if message["type"] == "subscribe":
-                            # Confirmed: from now on nothing published is missed.
-                            self._listening.set()
+                            confirmed += 1
+                            if confirmed == 2:
+                                # Confirmed: from now on nothing published is missed.
+                                self._listening.set()
+                                self.principals.trust()
                         elif message["type"] == "message":
-                            self._receive(message["data"])
+                            if message["channel"] in (self.revocations,
+                                                      self.revocations.encode()):
+                                self._revoke(message["data"])
+                            else:
+                                self._receive(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("event_bus_listener_failed", channel=self.channel)
+                self.principals.distrust()
                 if self._listening.is_set():
                     self._listening.clear()
                     # Events may be lost until we listen again: rather than let streams
                     # miss them silently, end them; clients reconnect and re-read.
                     self._drop_subscribers()
                 await asyncio.sleep(self.RECONNECT_DELAY)
+
+    def _revoke(self, payload: bytes) -> None:
+        try:
+            keys = {str(key) for key in orjson.loads(payload)}
+        except (ValueError, TypeError):
+            log.warning("event_bus_bad_message", channel=self.revocations)
+            self.principals.clear()  # forget everything rather than guess
+            return
+        self.principals.forget(keys)
 
     def _receive(self, payload: bytes) -> None:
         try:
@@ -235,6 +282,7 @@ class RedisBus(EventBus):
 
     async def close(self) -> None:
         self.end_streams()
+        self.principals.distrust()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

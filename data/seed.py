@@ -24,6 +24,10 @@ NOUNS = ("Backpack", "Blender", "Camera", "Chair", "Headphones", "Kettle", "Lamp
          "Notebook", "Speaker", "Teapot", "Watch")
 CATEGORY_NAMES = ("Books", "Electronics", "Garden", "Home", "Kitchen", "Outdoor", "Sports",
                   "Toys", "Music", "Office", "Pets", "Travel")
+# The documentation's order examples name products 1 and 2: with ``demo`` the first few
+# products are active and well stocked, so those examples work on a fresh demo database.
+DEMO_STOCKED_PRODUCTS = 3
+DEMO_STOCK = 100
 REVIEW_TITLES = ("Love it", "Does the job", "Not bad", "Could be better", "Excellent",
                  "Disappointing", "Great value")
 
@@ -72,14 +76,17 @@ async def seed(session: AsyncSession, *, scale: int = 100, demo: bool = False,
     for i in range(scale):
         name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {i + 1}"
         created = EPOCH + timedelta(minutes=10 * i, seconds=rng.randrange(60))
-        products.append({
+        product = {
             "sku": f"SKU-{i + 1:06d}", "name": name,
             "description": f"The {name.lower()}, made to last.",
             "price_cents": rng.randrange(199, 49_999), "stock": rng.choice((0, 3, 10, 25, 100)),
             "category_id": category_ids[i % len(category_ids)],
             "is_active": rng.random() > 0.05,
             "created_at": created, "updated_at": created,
-        })
+        }
+        if demo and i < DEMO_STOCKED_PRODUCTS:  # after the draws: every other row stays as it was
+            product.update(stock=DEMO_STOCK, is_active=True)
+        products.append(product)
     product_rows = (await session.execute(
         insert(Product).returning(Product.id, Product.price_cents), products
     )).all()

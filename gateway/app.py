@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.db import Database
-from gateway.auth import IdentityMiddleware, build_token_issuer
+from gateway.auth import IdentityMiddleware, build_token_issuer, principal_cache
 from gateway.cache import CacheMiddleware, ResponseCache
 from gateway.compiled_lane import CompiledLane
 from gateway.events import running_event_bus
@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         await cache.start(db, getattr(app.state, "metrics", None))
         try:
             # --- live order events (issue 7): app.state.events, fed by db commits ---
-            async with running_event_bus(db, settings) as app.state.events:
+            async with running_event_bus(db, settings,
+                                         app.state.principals) as app.state.events:
                 yield
             # --- end live order events ---
         finally:
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     )
     app.state.settings = settings
     app.state.tokens = build_token_issuer(settings)
+    app.state.principals = principal_cache(settings)
     # --- compiled reads (issue 9) ---
     app.state.compiled_reads = settings.compiled_reads
     # --- end compiled reads ---

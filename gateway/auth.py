@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.actor import ANONYMOUS
 from data.errors import DomainError
+from data.principals import PrincipalCache
 from data.services import auth
 from data.tokens import TokenIssuer
 from gateway.settings import Settings
@@ -42,6 +43,14 @@ def build_token_issuer(settings: Settings) -> TokenIssuer:
         issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         access_ttl=settings.access_token_ttl, refresh_ttl=settings.refresh_token_ttl,
     )
+
+
+def principal_cache(settings: Settings) -> PrincipalCache:
+    """Resolved credentials remembered per process; on only where every process hears of
+    every revocation (through Redis, or when one process is all there is)."""
+    shared = settings.redis_url is not None or settings.web_concurrency == 1
+    return PrincipalCache(maxsize=settings.principal_cache_size,
+                          ttl=settings.principal_cache_seconds, enabled=shared)
 
 
 class IdentityMiddleware:
@@ -73,6 +82,7 @@ class IdentityMiddleware:
                 app_state.db, app_state.tokens,
                 authorization.decode("latin-1") if authorization is not None else None,
                 api_key.decode("latin-1") if api_key is not None else None,
+                app_state.principals,
             )
         except DomainError as exc:
             state["identity_error"] = exc

@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed", help="load deterministic data into an empty database")
     seed.add_argument("--scale", type=int, default=100, help="about this many products")
-    seed.add_argument("--demo", action="store_true", help="demo accounts with a known password")
+    seed.add_argument("--demo", action="store_true",
+                      help="demo accounts with a known password; products 1 to 3 in stock")
     seed.add_argument("--max-reviews", type=int, default=5, choices=range(0, 51),
                       metavar="0..50", help="reviews per product, 0 to this (default 5)")
     seed.set_defaults(func=cmd_seed)

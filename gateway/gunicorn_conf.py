@@ -1,7 +1,7 @@
 """gunicorn settings for ``gateway serve --workers N`` (``--config python:gateway.gunicorn_conf``).
 
-Read by gunicorn in the master process. The knobs come from the environment (see README
-"Operating it"); the gateway's own settings are validated here too, so a production
+Read by gunicorn in the master process. The knobs come from the environment (see
+docs/operations.md, "Settings"); the gateway's own settings are validated here too, so a production
 start with a placeholder secret fails before any worker forks.
 """
 

@@ -14,7 +14,7 @@ peer; ``X-Forwarded-For`` only from ``RATE_LIMIT_TRUSTED_PROXIES``). What a requ
 A cost above a bucket's size spends the whole bucket (it needs a full one). Refused
 requests spend nothing and answer 429 ``RATE_LIMITED`` with ``Retry-After`` and the
 ``RateLimit-Policy``/``RateLimit`` fields of draft-ietf-httpapi-ratelimit-headers-10;
-answered requests carry those fields too. See README "Rate limits".
+answered requests carry those fields too. See docs/operations.md, "Rate limits".
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     enable_docs: bool | None = None
     enable_graphiql: bool | None = None
 
-    # Operations (see README "Operating it").
+    # Operations (see docs/operations.md).
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     # Access lines are written in batches, at most this long after their request.
@@ -62,16 +62,20 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(1, ge=1)
     run_migrations: bool = False
 
-    # --- live order events (issue 7, see README "Live order events") ---
+    # --- live order events (issue 7, see docs/api.md "Live order events") ---
     # Every Redis key and channel this deployment uses starts with it, so deployments
     # (and test runs) sharing one Redis never meet.
     redis_prefix: str = Field("gateway", min_length=1, max_length=64)
     events_heartbeat_seconds: float = Field(15.0, gt=0)
     events_retry_ms: int = Field(3000, ge=0)
     events_queue_size: int = Field(64, ge=1, le=10_000)
+    # Resolved credentials remembered per process (0 turns it off); the seconds bound how
+    # long a process that missed a revocation message may trust its copy.
+    principal_cache_size: int = Field(10_000, ge=0)
+    principal_cache_seconds: float = Field(10.0, ge=0, le=300)
     # --- end live order events ---
 
-    # --- rate limits (issue 8; README "Rate limits") ---
+    # --- rate limits (issue 8; docs/operations.md "Rate limits") ---
     rate_limit_enabled: bool = True
     rate_limit_per_minute: int = Field(1200, ge=1, description="cost units refilled a minute")
     rate_limit_burst: int | None = Field(None, ge=1, description="bucket size; per-minute if unset")
@@ -96,7 +100,7 @@ class Settings(BaseSettings):
         return value
     # --- end rate limits ---
 
-    # --- limits (issue 8): GraphQL and HTTP limits, persisted queries (README "Limits") ---
+    # --- limits (issue 8): GraphQL and HTTP limits, persisted queries (docs/operations.md "Limits") ---
     graphql_max_depth: int = Field(10, ge=1)
     graphql_max_aliases: int = Field(30, ge=0)
     graphql_max_tokens: int = Field(2000, ge=1)
@@ -114,7 +118,7 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # --- end limits ---
 
-    # --- response cache (issue 8; see README "Response cache") ---
+    # --- response cache (issue 8; see docs/operations.md "Response cache") ---
     cache_enabled: bool = True
     cache_ttl_seconds: int = Field(120, ge=1, le=86400)
     cache_prefix: str = Field("gw:", max_length=64)
@@ -126,7 +130,7 @@ class Settings(BaseSettings):
     cache_lock_wait_seconds: float = Field(2.0, ge=0)
     # Invalidations a write could not send to Redis are kept in the database; every
     # process reads them this often, and serves from Redis only while its last complete
-    # check began less than CACHE_TRUST_SECONDS ago (see README "Response cache").
+    # check began less than CACHE_TRUST_SECONDS ago (see docs/operations.md "Response cache").
     cache_outbox_poll_seconds: float = Field(0.5, gt=0, le=60)
     cache_trust_seconds: float = Field(2.0, gt=0, le=300)
     # --- end response cache ---

@@ -7,7 +7,9 @@ key prefix) and drops them at the end, so no earlier run can change a result.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -52,6 +54,65 @@ async def _postgres_reachable() -> bool:
 
 
 _reachable: dict[str, bool] = {}
+
+
+def _postgres_reachable_now() -> bool:
+    if "pg" not in _reachable:
+        _reachable["pg"] = asyncio.run(_postgres_reachable())
+    return _reachable["pg"]
+
+
+def _redis_reachable_now() -> bool:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except (OSError, redis.RedisError):
+        return False
+    finally:
+        client.close()
+
+
+def _service_state(reachable: bool) -> str:
+    if reachable:
+        return "required" if REQUIRE_SERVICES else "reachable"
+    if REQUIRE_SERVICES:
+        return "NOT REACHABLE: its tests fail (GATEWAY_TEST_REQUIRE_SERVICES=1)"
+    return "not reachable: its tests are skipped"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Says, before any test runs, which databases and Redis this run tests against."""
+    postgres = make_url(POSTGRES_URL)
+    where = f"{postgres.host}:{postgres.port or 5432}"
+    redis_shown = make_url(REDIS_URL.replace("redis://", "redis+x://", 1)).render_as_string(
+        hide_password=True).replace("redis+x://", "redis://", 1)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    return [
+        "database: SQLite (embedded file, always) + PostgreSQL at "
+        f"{where} ({_service_state(_postgres_reachable_now())}); "
+        "each database test runs on both, file by file",
+        "redis: in-process + " f"{redis_shown} ({_service_state(_redis_reachable_now())}); "
+        "cache, rate-limit and event tests run on both",
+        f"chromium: {browser or 'not installed'} (the offline GraphiQL test)",
+        f"this run: databases gw_test_{RUN_ID}_<n> and Redis keys {REDIS_RUN_PREFIX}*, "
+        "removed at its end",
+    ]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Runs (and so reports) each file once: its SQLite, PostgreSQL and other tests together.
+
+    pytest orders tests to set each session fixture's parameter up once, which made a run
+    list every file up to three times (SQLite pass, PostgreSQL pass, the rest). A stable
+    sort by each file's first place keeps pytest's order inside a file.
+    """
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.nodeid.split("::", 1)[0], index)
+    items.sort(key=lambda item: first[item.nodeid.split("::", 1)[0]])
 
 
 async def require_postgres() -> None:
@@ -124,10 +185,20 @@ class SeededDatabase:
 
 
 @pytest.fixture(scope="session")
+def _seeded_by_backend() -> dict[str, SeededDatabase]:
+    return {}
+
+
+@pytest.fixture(scope="session")
 async def seeded(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, pg_databases: PostgresDatabases
+    backend: str, tmp_path_factory: pytest.TempPathFactory, pg_databases: PostgresDatabases,
+    _seeded_by_backend: dict[str, SeededDatabase],
 ) -> SeededDatabase:
     """A migrated database with the deterministic seed, shared by read-only tests."""
+    # Made once per backend: the run goes file by file (see pytest_collection_modifyitems),
+    # so this fixture is set up again each time a file switches backends.
+    if backend in _seeded_by_backend:
+        return _seeded_by_backend[backend]
     url = await new_database_url(backend, tmp_path_factory.mktemp(backend), pg_databases)
     await upgrade_async(url)
     db = Database.from_url(url)
@@ -136,7 +207,8 @@ async def seeded(
             counts = await seed(session, scale=SEED_SCALE)
     finally:
         await db.dispose()
-    return SeededDatabase(backend, url, counts)
+    _seeded_by_backend[backend] = SeededDatabase(backend, url, counts)
+    return _seeded_by_backend[backend]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import SCOPES, Actor
+from data.changes import principal_changed
 from data.errors import FieldError, Invalid, NotFound, Unauthenticated
 from data.inputs import storable_int, storable_text
 from data.models import ApiKey, utcnow
@@ -66,6 +67,7 @@ async def revoke_api_key(session: AsyncSession, actor: Actor, *, key_id: int) ->
         raise NotFound("No such API key.")
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
+        principal_changed(session, f"api_key:{api_key.id}")
         await session.flush()
     return api_key
 

@@ -3,8 +3,9 @@ credential (access token or API key) into an ``Actor``."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, exists, select, update
@@ -12,13 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import ANONYMOUS, Actor, api_key_actor, user_actor
 from data.attempts import NO_BACKOFF, LoginAttempts, account_key
+from data.changes import principal_changed
 from data.errors import Unauthenticated
 from data.inputs import storable_text
 from data.models import RefreshToken, User, utcnow
 from data.passwords import verify_password_async
+from data.principals import PrincipalCache
 from data.services.accounts import create_user, normalize_email
 from data.services.api_keys import find_key_by_secret
-from data.tokens import ACCESS, REFRESH, TokenIssuer, TokenPair
+from data.tokens import ACCESS, REFRESH, Claims, TokenIssuer, TokenPair
 
 if TYPE_CHECKING:
     from data.db import Database
@@ -78,6 +81,7 @@ async def _revoke_family(session: AsyncSession, family: str) -> None:
         .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    principal_changed(session, f"login:{family}")
 
 
 async def refresh(session: AsyncSession, *, refresh_token: str, tokens: TokenIssuer) -> TokenPair:
@@ -104,11 +108,8 @@ async def logout(session: AsyncSession, *, refresh_token: str, tokens: TokenIssu
     await _revoke_family(session, claims.family)
 
 
-async def authenticate_access_token(
-    session: AsyncSession, token: str, *, tokens: TokenIssuer
-) -> Actor:
-    """The user behind a valid access token, if still active and its login not revoked."""
-    claims = tokens.verify(token, kind=ACCESS)
+async def authenticate_access_token(session: AsyncSession, claims: Claims) -> Actor:
+    """The user behind a verified access token, if still active and its login not revoked."""
     revoked = exists().where(
         and_(RefreshToken.family == claims.family, RefreshToken.revoked_at.is_not(None))
     )
@@ -131,23 +132,49 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Actor:
     return api_key_actor(api_key.id, set(api_key.scopes))
 
 
+NO_CACHE = PrincipalCache(enabled=False)
+# A key's last use is recorded when it is resolved from the database: a remembered key
+# is resolved again at least this often, so ``last_used_at`` stays within a minute.
+API_KEY_RECHECK_SECONDS = 60.0
+
+
 async def resolve_credentials(
-    db: Database, tokens: TokenIssuer, authorization: str | None, api_key: str | None
+    db: Database, tokens: TokenIssuer, authorization: str | None, api_key: str | None,
+    principals: PrincipalCache = NO_CACHE,
 ) -> Actor:
     """The principal behind a credential (anonymous without one), for HTTP and WebSocket.
 
     ``authorization`` is the ``Authorization`` value (``Bearer <access token>``),
-    ``api_key`` the ``X-API-Key`` value; both at once is refused.
+    ``api_key`` the ``X-API-Key`` value; both at once is refused. A credential resolved
+    before is answered from ``principals`` without a database round trip.
     """
     if authorization is not None and api_key is not None:
         raise Unauthenticated("Send either a bearer token or an API key, not both.")
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Use 'Authorization: Bearer <access token>'.")
+        remembered = principals.get(token)
+        if remembered is not None:
+            return remembered
+        epoch = principals.epoch
+        claims = tokens.verify(token, kind=ACCESS)
         async with db.read() as session:
-            return await authenticate_access_token(session, token.strip(), tokens=tokens)
+            actor = await authenticate_access_token(session, claims)
+        principals.put(token, actor, (f"user:{claims.sub}", f"login:{claims.family}"),
+                       epoch=epoch,
+                       expires_at=claims.expires_at.replace(tzinfo=UTC).timestamp())
+        return actor
     if api_key is not None:
+        api_key = api_key.strip()
+        remembered = principals.get(api_key)
+        if remembered is not None:
+            return remembered
+        epoch = principals.epoch
         async with db.write() as session:
-            return await authenticate_api_key(session, api_key.strip())
+            actor = await authenticate_api_key(session, api_key)
+        principals.put(api_key, actor, (f"api_key:{actor.api_key_id}",), epoch=epoch,
+                       expires_at=time.time() + API_KEY_RECHECK_SECONDS)
+        return actor
     return ANONYMOUS
