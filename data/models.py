@@ -191,3 +191,14 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CacheInvalidation(Base):
+    """Cache tags a committed write could not announce to Redis: any instance that can
+    reach Redis announces them for it, then deletes the row (``data.invalidations``)."""
+
+    __tablename__ = "cache_invalidations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

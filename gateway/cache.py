@@ -33,6 +33,7 @@ from data.changes import CATALOG, Changes
 from data.db import Database
 from data.policy import visibility_class
 from gateway.cache_asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry
+from gateway.cache_courier import InvalidationCourier
 from gateway.cache_graphql import DocumentPolicy
 from gateway.cache_store import Entry, MemoryStore, RedisStore, StoreUnavailable
 from gateway.settings import Settings
@@ -64,6 +65,7 @@ class ResponseCache:
         self.ttl = settings.cache_ttl_seconds
         self.policy = DocumentPolicy(schema)
         self.store: MemoryStore | RedisStore = MemoryStore(settings.cache_max_entries)
+        self.courier: InvalidationCourier | None = None
         self.inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self.counters: dict[tuple[str, str], Any] = {}
         self.metrics: Any = None
@@ -74,6 +76,12 @@ class ResponseCache:
                 self.settings.redis_url, self.prefix,
                 timeout=self.settings.cache_redis_timeout_seconds,
                 retry_seconds=self.settings.cache_redis_retry_seconds)
+            # Even with this instance's cache off: it relays what others could not send.
+            self.courier = InvalidationCourier(
+                self.store, db.engine.url.render_as_string(hide_password=False),
+                poll_seconds=self.settings.cache_outbox_poll_seconds,
+                trust_seconds=self.settings.cache_trust_seconds, metrics=metrics)
+            await self.courier.start()
         db.on_commit(self.invalidate)
         if metrics is not None:
             self.metrics = metrics
@@ -83,6 +91,8 @@ class ResponseCache:
                     self.counters[result, interface] = counter.labels(interface)
 
     async def close(self) -> None:
+        if self.courier is not None:
+            await self.courier.close()
         await self.store.close()
 
     async def invalidate(self, changes: Changes) -> None:
@@ -92,8 +102,11 @@ class ResponseCache:
         try:
             await self.store.bump(changes.tags)
         except StoreUnavailable as exc:
-            # Kept as pending by the store: this process bypasses until it gets through.
+            # Kept as pending by the store: this process bypasses until it gets through,
+            # and the courier tells the other instances through the database.
             log.warning("cache_invalidation_deferred", tags=sorted(changes.tags), error=str(exc))
+            if self.courier is not None:
+                await self.courier.undelivered(changes.tags)
 
     def count(self, result: str, interface: str) -> None:
         counter = self.counters.get((result, interface))

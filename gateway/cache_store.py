@@ -3,12 +3,21 @@
 Both stores key an entry by ``<base><stamp>``, where the stamp is the current versions
 of the tags the entry depends on. A write bumps the versions of the tags it touched, so
 every older entry stops being found at once (it expires by its TTL): invalidation is one
-``INCR`` per tag, never a scan. A lookup reads the versions and the entry in one Redis
+command per tag, never a scan. A lookup reads the versions and the entry in one Redis
 round trip (a Lua script).
+
+In Redis a version is a random 64-bit token, never a counter: a Redis that restarts
+empty (or evicts a version) would count from 0 again and bring back stamps that entries
+and local copies made before the restart still carry. A write sets a fresh token; a
+lookup that finds a version missing sets the one it brought. Tokens never repeat, so a
+stamp names one state of its tags, once.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -18,13 +27,17 @@ from redis.exceptions import RedisError
 
 from gateway.redis_pipe import PipelinedRedis, Script
 
-# Versions and the entry at those versions, in one round trip. A missing version is "0".
+# Versions and the entry at those versions, in one round trip. A missing version becomes
+# ARGV[3], a token fresh for this call (so a version never takes a value it had before).
 # ARGV[2] is the stamp of the copy the caller holds of this entry ('' for none): when it
 # is still the current one and the entry still exists, 1 stands in for the body.
 LOOKUP = """
 local versions = redis.call('MGET', unpack(KEYS))
 for i = 1, #versions do
-  if not versions[i] then versions[i] = '0' end
+  if not versions[i] then
+    versions[i] = ARGV[3]
+    redis.call('SET', KEYS[i], ARGV[3])
+  end
 end
 local stamp = table.concat(versions, '.')
 local key = ARGV[1] .. stamp
@@ -33,6 +46,17 @@ if ARGV[2] == stamp and redis.call('EXISTS', key) == 1 then
 end
 return {stamp, redis.call('GET', key)}
 """
+
+
+# Tokens from a generator of the store's own (no code that seeds ``random`` for repeatable
+# data can make them repeat), seeded from the OS, and again in each forked worker.
+_tokens = random.Random()
+os.register_at_fork(after_in_child=_tokens.seed)
+
+
+def new_version() -> bytes:
+    """A tag version that has never been used: 64 random bits."""
+    return b"%016x" % _tokens.getrandbits(64)
 
 
 class Entry(NamedTuple):
@@ -115,22 +139,26 @@ class RedisStore:
     ``StoreUnavailable`` fast (no reply within ``timeout``, no retries) and open a breaker for
     ``retry_seconds`` so a dead Redis costs nothing per request.
 
-    A version bump that fails is remembered and retried before the next lookup: until it
-    succeeds this process bypasses the cache, so an entry made stale by a write it could
-    not announce is never served by it.
+    A version bump that fails is remembered (``pending``) and sent again before the next
+    lookup and by the invalidation courier (``gateway.cache_courier``) in the background:
+    until it is sent this process bypasses the cache, so an entry made stale by a write it
+    could not announce is never served by it. Other processes learn of it through the
+    database; until this process has checked there recently (``trusted_until``, set by
+    the courier) it does not serve from Redis either.
 
     Commands go over one pipelined connection (``gateway.redis_pipe``): a lookup is on
     every cached request's path, and redis-py's per-command pool checkout cost more than
     the rest of a hit.
 
     The process keeps the last entry it read for each key base (``copies``, at most
-    ``copies_max_bytes`` in all, the longest-held dropped first). A lookup says which
-    stamp that copy has; Redis still decides: only when that stamp is the current one
-    and the entry is still stored does it answer "1" instead of sending the body again.
-    Entries are written under the stamp their lookup saw, and every write bumps the
-    stamp before it returns: a copy is served only under a stamp that is still current,
-    so never after the write that made it stale. What is saved is moving and decoding
-    the body on every hit.
+    ``copies_max_bytes`` in all, the least recently used dropped first). A lookup says
+    which stamp that copy has; Redis still decides: only when that stamp is the current
+    one and the entry is still stored does it answer "1" instead of sending the body
+    again. Entries are written under the stamp their lookup saw, every write gives its
+    tags versions never used before, before it returns: a copy is served only under a
+    stamp that is still current, so never after the write that made it stale, nor after
+    Redis lost the versions it was made under. What is saved is moving and decoding the
+    body on every hit.
     """
 
     shared = True
@@ -143,6 +171,8 @@ class RedisStore:
         self._lookup = Script(LOOKUP)
         self.down_until = 0.0
         self.pending: set[str] = set()
+        # Until when lookups may be answered from Redis (the courier keeps moving it).
+        self.trusted_until = math.inf
         self.copies: OrderedDict[str, tuple[bytes, Entry, int]] = OrderedDict()
         self.copies_max_bytes = copies_max_bytes
         self.copy_bytes = 0
@@ -164,24 +194,34 @@ class RedisStore:
 
     async def lookup(self, base: str, tags: Sequence[str]) -> tuple[str, Entry | None]:
         self._check()
+        if time.monotonic() >= self.trusted_until:
+            raise StoreUnavailable("invalidations not confirmed recently")
         if self.pending:
             await self._flush()
         copy = self.copies.get(base)
         stamp, raw = await self._call(self.client.run(
             self._lookup, [self.tag_key(tag) for tag in tags],
-            [base, copy[0] if copy is not None else b""]))
+            [base, copy[0] if copy is not None else b"", new_version()]))
         if raw is None:
+            if copy is not None:  # its stamp has passed: it can never answer again
+                self._drop(base)
             return stamp.decode(), None
         if raw == 1:  # our copy is the stored entry
-            return stamp.decode(), copy[1] if copy is not None else None
+            if copy is None:
+                return stamp.decode(), None
+            self.copies.move_to_end(base)  # recently used: the last to be dropped
+            return stamp.decode(), copy[1]
         entry = Entry.decode(raw)
         self._keep(base, stamp, entry, len(raw))
         return stamp.decode(), entry
 
-    def _keep(self, base: str, stamp: bytes, entry: Entry, size: int) -> None:
+    def _drop(self, base: str) -> None:
         old = self.copies.pop(base, None)
         if old is not None:
             self.copy_bytes -= old[2]
+
+    def _keep(self, base: str, stamp: bytes, entry: Entry, size: int) -> None:
+        self._drop(base)
         if size > self.copies_max_bytes // 8:
             return  # a rare giant is not worth the room
         self.copies[base] = (stamp, entry, size)
@@ -200,14 +240,24 @@ class RedisStore:
         await self._call(self.client.call("SET", key, entry.encode(), "EX", ttl))
 
     async def bump(self, tags: Iterable[str]) -> None:
+        """Gives each tag a version never used before (one ``SET`` per tag, pipelined);
+        on failure the tags stay ``pending``."""
         self.pending.update(tags)
         self._check()
         await self._flush()
 
     async def _flush(self) -> None:
         tags = sorted(self.pending)
-        await self._call(self.client.pipeline([("INCR", self.tag_key(tag)) for tag in tags]))
+        await self._call(self.client.pipeline(
+            [("SET", self.tag_key(tag), new_version()) for tag in tags]))
         self.pending.difference_update(tags)
+
+    async def send_bumps(self, tags: Iterable[str] = ()) -> None:
+        """``bump`` for the background: tries now, whatever the breaker says, and sends
+        the pending bumps along."""
+        self.pending.update(tags)
+        if self.pending:
+            await self._flush()
 
     async def claim(self, key: str, seconds: float) -> tuple[bool, Entry | None]:
         """Takes the key's recompute lock, and reads the entry in the same round trip:

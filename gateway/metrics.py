@@ -109,6 +109,20 @@ class Metrics:
             "gateway_cache_bypasses", "Requests answered without the cache (private, "
             "writes, failed credentials, Redis unreachable).",
             ["interface"], registry=registry)
+        self.cache_invalidations_pending = Gauge(
+            "gateway_cache_invalidations_pending", "Cache tags this process's writes bumped "
+            "that Redis has not received yet (its lookups bypass meanwhile).",
+            registry=registry, multiprocess_mode="livesum")
+        self.cache_invalidation_failures = Counter(
+            "gateway_cache_invalidation_failures", "Sends of cache invalidations to Redis "
+            "that failed (kept, and sent again).", registry=registry)
+        self.cache_invalidations_relayed = Counter(
+            "gateway_cache_invalidations_relayed", "Invalidations another process could not "
+            "send, read from the database and sent to Redis by this one.", registry=registry)
+        self.cache_untrusted = Gauge(
+            "gateway_cache_untrusted", "1 while this process does not serve from Redis because "
+            "it could not check for undelivered invalidations recently.",
+            registry=registry, multiprocess_mode="livesum")
         # --- end response cache ---
         # --- compiled plans: labelled by interface and event (hit, miss, eviction) ---
         self.plan_cache = Counter(

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     cache_redis_retry_seconds: float = Field(1.0, ge=0)
     cache_lock_seconds: float = Field(5.0, gt=0)
     cache_lock_wait_seconds: float = Field(2.0, ge=0)
+    # Invalidations a write could not send to Redis are kept in the database; every
+    # process reads them this often, and serves from Redis only while its last complete
+    # check began less than CACHE_TRUST_SECONDS ago (see docs/operations.md "Response cache").
+    cache_outbox_poll_seconds: float = Field(0.5, gt=0, le=60)
+    cache_trust_seconds: float = Field(2.0, gt=0, le=300)
     # --- end response cache ---
 
     # --- compiled reads (issue 9): catalog reads as one SQL statement on PostgreSQL ---
@@ -177,6 +182,14 @@ class Settings(BaseSettings):
     def _allowlist_mode_needs_a_list(self) -> Settings:
         if self.graphql_allowlist_only and self.graphql_allowlist is None:
             raise ValueError("GRAPHQL_ALLOWLIST_ONLY needs GRAPHQL_ALLOWLIST (a manifest)")
+        return self
+
+    @model_validator(mode="after")
+    def _trust_outlasts_a_poll(self) -> Settings:
+        # A process that checks every poll must stay trusted from one check to the next.
+        if self.cache_trust_seconds < 2 * self.cache_outbox_poll_seconds:
+            raise ValueError("CACHE_TRUST_SECONDS must be at least twice "
+                             "CACHE_OUTBOX_POLL_SECONDS")
         return self
 
     @property

@@ -7,7 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cache_store import Entry, RedisStore
-from tests.cache_world import CacheWorld
+from tests.cache_world import CacheSetup, CacheWorld
 from tests.conftest import REDIS_URL
 from tests.test_cache_writes import gql_reviews, rest_patch_me
 
@@ -70,3 +70,47 @@ def test_copies_stay_within_their_byte_budget() -> None:
     assert (len(store.copies), store.copy_bytes) == (8, 800)
     store._keep("giant", b"1", Entry(200, (), b"z" * 500), 500)  # over an eighth: not kept
     assert "giant" not in store.copies
+
+
+@pytest.mark.parametrize("cache_setup", ["redis"], indirect=True)
+async def test_a_copy_in_use_is_the_last_to_be_dropped(cache_setup: CacheSetup) -> None:
+    entry = Entry(200, (), b"x" * 90)
+    size = len(entry.encode())
+    store = RedisStore(REDIS_URL, cache_setup.prefix, timeout=5, retry_seconds=1,
+                       copies_max_bytes=size * 8)
+    try:
+        async def read(base: str) -> Entry | None:
+            stamp, found = await store.lookup(base, ["catalog"])
+            if found is None:
+                await store.put(base + stamp, entry, 60)
+                stamp, found = await store.lookup(base, ["catalog"])
+            return found
+
+        for i in range(8):
+            assert await read(f"base{i}") == entry
+        assert list(store.copies) == [f"base{i}" for i in range(8)]
+        assert await read("base0") == entry  # answered from the copy: now the newest
+        assert await read("base8") == entry  # over budget: the least recently used goes
+        assert list(store.copies) == [*(f"base{i}" for i in range(2, 8)), "base0", "base8"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("cache_setup", ["redis"], indirect=True)
+async def test_versions_never_repeat_when_redis_forgets_them(cache_setup: CacheSetup) -> None:
+    """Tag versions lost (an empty restart, an eviction) come back as new tokens: a copy
+    or entry made under the old stamp is never current again."""
+    store = RedisStore(REDIS_URL, cache_setup.prefix, timeout=5, retry_seconds=1)
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        seen = set()
+        for _ in range(5):
+            stamp, _ = await store.lookup("base", ["catalog"])
+            await store.bump(["catalog"])
+            after, _ = await store.lookup("base", ["catalog"])
+            await client.delete(store.tag_key("catalog"))  # Redis forgets it
+            seen |= {stamp, after}
+        assert len(seen) == 10
+    finally:
+        await client.aclose()
+        await store.close()
