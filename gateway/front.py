@@ -171,13 +171,17 @@ class FrontDoor:
         status = 500
         started = False
 
+        answered = False  # the last body message has gone out
+
         def send_front(message: Message) -> Awaitable[None]:
             # Not a coroutine itself: the server's ``send`` is the caller's to await, one
-            # coroutine fewer per message (issue 9).
-            nonlocal status, started
+            # coroutine fewer per message.
+            nonlocal status, started, answered
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 message["headers"] = front(message.get("headers", ()), path, raw_id)
+            elif not message.get("more_body"):
+                answered = True
             return send(message)
 
         disconnected = False
@@ -185,7 +189,10 @@ class FrontDoor:
         async def receive_and_watch() -> Message:
             nonlocal disconnected
             message = await receive()
-            disconnected = disconnected or message["type"] == "http.disconnect"
+            # Servers report a disconnect once the answer is complete too (static files
+            # listen for it): only one before that is a client that went away.
+            if message["type"] == "http.disconnect" and not answered:
+                disconnected = True
             return message
 
         begin = time.perf_counter()

@@ -223,3 +223,33 @@ async def test_a_client_that_goes_away_is_logged_as_such(
     assert "unhandled_exception" not in names
     [access] = [event for event in events if event["event"] == "request"]
     assert access["status"] == 499
+
+
+async def test_a_disconnect_after_the_whole_answer_is_no_dropped_client(
+    gateway: Gateway, log_stream: io.StringIO
+) -> None:
+    """Servers report a disconnect once the answer is complete; static files listen for
+    it. The request was answered: 200 in the access line and metrics, not 499."""
+    answered = asyncio.Event()
+    requested = False
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await gateway.app(http_scope("GET", "/graphiql-assets/LICENSES.txt"), receive, send)
+    assert sent[0]["status"] == 200
+    events = [json.loads(line) for line in log_stream.getvalue().splitlines() if line.strip()]
+    assert "client_disconnected" not in [event["event"] for event in events]
+    [access] = [event for event in events if event["event"] == "request"]
+    assert access["status"] == 200
