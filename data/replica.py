@@ -9,16 +9,19 @@ cache invalidation is sent. A read goes to the replica only when the replica's
 ``pg_last_wal_replay_lsn()`` has reached the floor; otherwise, or when the replica is
 unreachable, it goes to the primary.
 
-The floor is known in three ways, the cheapest that is right for the deployment:
+The floor is known in one of two ways:
 
-- one process (no Redis, one worker): this process's own writes, in memory;
 - with Redis: a key every writer raises to its LSN (``gateway.replica_floor``), read by a
   read that wants the replica. The read is sent after the read began (and so after the
   response cache's lookup), and a write raises the key before it returns: a read never
   misses a write acknowledged before it. Reads in flight at once share one ``GET``.
   A missing key (Redis restarted empty) is set again from the primary's current LSN;
-- several workers without Redis: the primary's current LSN, asked per read (one short
-  statement on the primary; still spares it the read itself).
+- without Redis: the primary's current LSN, asked per read (one short statement on the
+  primary, which still spares it the read itself): other workers and instances write
+  too, and only a shared place hears of their writes.
+
+This process's own newest commit is kept as well: a replica known to be behind it is not
+asked for at all.
 
 The replica's replay LSN is asked at most every ``poll_seconds``, and only while reads
 find it behind the floor, in the background: a read never waits for it. A replica that
@@ -125,7 +128,7 @@ class ReplicaRouter:
         self._probe = probe
         self._primary_lsn = primary_lsn
         self.board: FloorBoard | None = None
-        self.floor_from_primary = False  # several workers, no board: ask the primary
+        self.floor_from_primary = False  # no board: ask the primary
         self.local_lsn = 0  # the newest commit of this process
         self.known_lsn = 0  # the newest commit this process has heard of
         self.replay_lsn = 0

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
                                settings.pool, settings.replica)
         if db.replica is not None:  # read-your-writes with a replica (docs/operations.md)
             share_floor(db.replica, redis_url=settings.redis_url,
-                        prefix=settings.redis_prefix, workers=settings.web_concurrency,
+                        prefix=settings.redis_prefix,
                         timeout=settings.db_replica_timeout_seconds,
                         retry_seconds=settings.db_replica_retry_seconds)
         app.state.db = db

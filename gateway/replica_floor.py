@@ -64,11 +64,11 @@ class RedisFloorBoard:
 
 
 def share_floor(router: ReplicaRouter, *, redis_url: str | None, prefix: str,
-                workers: int, timeout: float, retry_seconds: float) -> None:
-    """Tells ``router`` where the other processes' writes are known: Redis when there is
-    one; the primary itself with several workers and no Redis; else this process only."""
+                timeout: float, retry_seconds: float) -> None:
+    """Tells ``router`` where every process's writes are known: Redis when there is one,
+    else the primary itself (other workers and instances write too, unseen by this one)."""
     if redis_url:
         router.board = RedisFloorBoard(redis_url, f"{prefix}:replica-floor",
                                        timeout=timeout, retry_seconds=retry_seconds)
-    elif workers > 1:
+    else:
         router.floor_from_primary = True
