@@ -225,8 +225,10 @@ class Database:
                         raise
                     self.replica.failed(exc)
                 else:
-                    async with connection:
+                    try:
                         yield connection
+                    finally:
+                        await connection.close()
                     return
             reads = self._primary_reads
         async with reads.connect() as connection:
