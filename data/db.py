@@ -5,6 +5,9 @@ Sessions come from ``read()`` and ``write()``: each call opens its own session, 
 concurrently resolved GraphQL fields never share one (an ``AsyncSession`` runs one
 statement at a time). ``write()`` commits on success and rolls back on error; services
 only flush.
+
+With a read replica (``DATABASE_READ_URL``) each read goes to it only when it has replayed
+every write acknowledged so far, else to the primary (``data.replica``).
 """
 
 from __future__ import annotations
@@ -25,10 +28,19 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from data.changes import CommitListener, take_changes
 from data.pool import FairAsyncPool
+from data.replica import (
+    ReplicaBehind,
+    ReplicaRouter,
+    ReplicaSettings,
+    ReplicaState,
+    parse_lsn,
+    replica_failure,
+)
 
 log = structlog.get_logger("gateway.db")
 
@@ -93,16 +105,85 @@ def _broke(exc: BaseException, driver: asyncpg.Connection) -> bool:
     return not isinstance(exc, asyncpg.PostgresError) or driver.is_closed()
 
 
+_FALLBACK = "gateway.replica_fallback"  # Session.info: (router, the primary's read engine)
+_PROBE = ("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+          "CASE WHEN pg_last_wal_receive_lsn() IS NULL "
+          "OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 "
+          "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8")
+_PRIMARY_LSN = "SELECT pg_current_wal_insert_lsn()::text"
+
+
+class _ReplicaSession(Session):
+    """A read session on the replica that runs a statement again on the primary when the
+    replica could not answer it (stopped, unreachable, or a standby's recovery conflict).
+
+    Reads run in autocommit, so nothing but the objects loaded so far is lost by moving:
+    the session is closed (they stay usable, detached) and bound to the primary. Only the
+    outermost call moves: a relationship load inside it fails it as a whole."""
+
+    _depth = 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self._run(super().execute, args, kwargs)
+
+    def scalar(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self._run(super().scalar, args, kwargs)
+
+    def scalars(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self._run(super().scalars, args, kwargs)
+
+    def _run(self, method: Any, args: Any, kwargs: Any) -> Any:
+        self._depth += 1
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            if self._depth > 1 or not self._to_primary(exc):
+                raise
+        finally:
+            self._depth -= 1
+        return method(*args, **kwargs)
+
+    def _to_primary(self, exc: BaseException) -> bool:
+        fallback = self.info.get(_FALLBACK)
+        if fallback is None or self.bind is fallback[1]:
+            return False
+        kind = replica_failure(exc)
+        if kind is None:
+            return False
+        router, primary = fallback
+        if kind == "gone":
+            router.failed(exc)
+        self.close()
+        self.bind = primary
+        return True
+
+
 class Database:
     """The engine (and optional read replica) with the two ways to get a session."""
 
-    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None,
+                 replica: ReplicaSettings | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
         self._write_sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._reads = _for_reads(self.read_engine)
-        self._read_sessions = async_sessionmaker(self._reads, expire_on_commit=False)
+        self._primary_reads = _for_reads(engine)
+        self._primary_sessions = async_sessionmaker(self._primary_reads, expire_on_commit=False)
         self._commit_listeners: list[CommitListener] = []
+        # Reads go to the replica only when it has replayed every acknowledged write; a
+        # second SQLite URL (the same file, in tests) needs no such care.
+        self.replica: ReplicaRouter | None = None
+        if self.read_engine is engine:
+            self._reads, self._read_sessions = self._primary_reads, self._primary_sessions
+            return
+        self._reads = _for_reads(self.read_engine)
+        if self._reads.dialect.name != "postgresql":
+            self._read_sessions = async_sessionmaker(self._reads, expire_on_commit=False)
+            return
+        self.replica = ReplicaRouter(self._probe_replica, self._primary_lsn, replica)
+        self._read_sessions = async_sessionmaker(
+            self._reads, expire_on_commit=False, sync_session_class=_ReplicaSession,
+            info={_FALLBACK: (self.replica, self._primary_reads.sync_engine)})
+        event.listen(self.read_engine.sync_engine, "connect", self._on_replica_connect)
 
     def on_commit(self, listener: CommitListener) -> None:
         """Calls ``listener(changes)`` after each write that recorded changes commits."""
@@ -110,11 +191,12 @@ class Database:
 
     @classmethod
     def from_url(
-        cls, url: str, read_url: str | None = None, pool: PoolSettings | None = None
+        cls, url: str, read_url: str | None = None, pool: PoolSettings | None = None,
+        replica: ReplicaSettings | None = None,
     ) -> Database:
         engine = make_engine(url, pool)
         read_engine = make_engine(read_url, pool) if read_url else None
-        return cls(engine, read_engine)
+        return cls(engine, read_engine, replica)
 
     @property
     def dialect(self) -> str:
@@ -122,14 +204,34 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session for read-only work (the replica when one is configured)."""
-        async with self._read_sessions() as session:
+        """A session for read-only work (the replica when one is configured and has
+        replayed every acknowledged write)."""
+        sessions = self._read_sessions
+        if self.replica is not None and not await self.replica.use_replica():
+            sessions = self._primary_sessions
+        async with sessions() as session:
             yield session
 
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection for one read statement, without an ORM session around it."""
-        async with self._reads.connect() as connection:
+        reads = self._reads
+        if self.replica is not None:
+            if await self.replica.use_replica():
+                try:
+                    connection = await reads.connect()
+                except Exception as exc:
+                    if replica_failure(exc) != "gone":
+                        raise
+                    self.replica.failed(exc)
+                else:
+                    try:
+                        yield connection
+                    finally:
+                        await connection.close()
+                    return
+            reads = self._primary_reads
+        async with reads.connect() as connection:
             yield connection
 
     async def read_value(self, sql: str, params: Sequence[Any]) -> Any:
@@ -143,15 +245,30 @@ class Database:
         the request (issue 9).
         The engine's ``before_cursor_execute`` listeners (the statement counters) hear of
         it as of any statement. A connection that failed under it is not pooled again.
+        A statement the replica could not answer runs again on the primary.
         """
-        if self._reads.dialect.name != "postgresql":
-            async with self.read_connection() as connection:
+        if self.replica is None:
+            return await self._value_on(self._reads, sql, params)
+        if await self.replica.use_replica():
+            try:
+                return await self._value_on(self._reads, sql, params)
+            except Exception as exc:
+                kind = replica_failure(exc)
+                if kind is None:
+                    raise
+                if kind == "gone":
+                    self.replica.failed(exc)
+        return await self._value_on(self._primary_reads, sql, params)
+
+    async def _value_on(self, reads: AsyncEngine, sql: str, params: Sequence[Any]) -> Any:
+        if reads.dialect.name != "postgresql":
+            async with reads.connect() as connection:
                 return (await connection.exec_driver_sql(sql, tuple(params))).scalar()
-        engine = self._reads.sync_engine
+        engine = reads.sync_engine
         pool = engine.pool
         record = await pool.lease() if isinstance(pool, FairAsyncPool) else None
         if record is None:
-            return await greenlet_spawn(self._read_value_pooled, sql, params)
+            return await greenlet_spawn(self._value_pooled, engine, sql, params)
         driver = record.dbapi_connection.driver_connection  # type: ignore[union-attr]
         failed: BaseException | None = None
         try:
@@ -164,10 +281,10 @@ class Database:
         finally:
             await pool.end_lease(record, failed)
 
-    def _read_value_pooled(self, sql: str, params: Sequence[Any]) -> Any:
+    @staticmethod
+    def _value_pooled(engine: Any, sql: str, params: Sequence[Any]) -> Any:
         # In one greenlet: the checkout, the statement and the return to the pool (each
         # greenlet_spawn costs about as much as the statement's Python side).
-        engine = self._reads.sync_engine
         pooled = engine.raw_connection()
         driver = pooled.driver_connection
         try:
@@ -179,6 +296,37 @@ class Database:
             raise
         finally:
             pooled.close()
+
+    async def _primary_lsn(self) -> int:
+        return parse_lsn(await self._value_on(self._primary_reads, _PRIMARY_LSN, ()))
+
+    async def _probe_replica(self) -> ReplicaState:
+        async with self._reads.connect() as connection:
+            recovering, replay, lag = (await connection.exec_driver_sql(_PROBE)).one()
+        if not recovering:
+            # Not a standby: the primary itself under another name (or promoted), whose
+            # own position is at or past every commit it acknowledged.
+            return ReplicaState(await self._primary_lsn(), 0.0)
+        return ReplicaState(parse_lsn(replay), float(lag or 0.0))
+
+    def _on_replica_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        # A new connection may reach a replica that restarted since the last probe and
+        # replays from an earlier point: one that is behind what the router believes
+        # refuses this read (it runs on the primary) and lowers the belief.
+        router = self.replica
+        if router is None or not router.replay_lsn:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT pg_last_wal_replay_lsn()::text")
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        replay = parse_lsn(row[0] if row else None)
+        if replay < router.replay_lsn:
+            router.behind(replay)
+            dbapi_connection.close()
+            raise ReplicaBehind(f"replica at {replay}, expected {router.replay_lsn}")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -195,13 +343,29 @@ class Database:
                 # login); those errors say so, everything else rolls back.
                 if getattr(exc, "commit_changes", False):
                     await session.commit()
+                    await self._committed()
                     await self._announce(session)
                 else:
                     await session.rollback()
                     take_changes(session)
                 raise
             await session.commit()
+            await self._committed()
             await self._announce(session)
+
+    async def _committed(self) -> None:
+        """With a replica: the commit's LSN becomes the floor replica reads must reach,
+        before the write returns and before its changes are announced (so a process that
+        sees the cache invalidation also sees the floor)."""
+        if self.replica is None:
+            return
+        try:
+            lsn = await self._primary_lsn()
+        except Exception as exc:
+            log.warning("replica_floor_unknown_after_commit", error=type(exc).__name__)
+            self.replica.commit_unknown()
+        else:
+            await self.replica.committed(lsn)
 
     async def _announce(self, session: AsyncSession) -> None:
         changes = take_changes(session)
@@ -217,6 +381,8 @@ class Database:
                               listener=getattr(listener, "__qualname__", "?"))
 
     async def dispose(self) -> None:
+        if self.replica is not None:
+            await self.replica.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()

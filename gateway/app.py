@@ -22,6 +22,7 @@ from gateway.logging import configure_logging, resolve_format
 from gateway.operations import install_operations
 from gateway.problems import install_problem_handlers
 from gateway.ratelimit import install_rate_limits
+from gateway.replica_floor import share_floor
 from gateway.settings import Settings, load_settings
 from resolvers.plans import GraphQLPlans
 from resolvers.schema import graphql_router, schema
@@ -80,7 +81,12 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database.from_url(settings.sqlalchemy_url, settings.database_read_url,
-                               settings.pool)
+                               settings.pool, settings.replica)
+        if db.replica is not None:  # read-your-writes with a replica (docs/operations.md)
+            share_floor(db.replica, redis_url=settings.redis_url,
+                        prefix=settings.redis_prefix,
+                        timeout=settings.db_replica_timeout_seconds,
+                        retry_seconds=settings.db_replica_retry_seconds)
         app.state.db = db
         app.state.metrics.watch(db)  # SQL statements per request (issue 9), pool gauges
         await cache.start(db, getattr(app.state, "metrics", None))

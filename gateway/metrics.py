@@ -133,6 +133,23 @@ class Metrics:
         self.db_statements = Counter(
             "gateway_db_statements", "SQL statements sent to the database.",
             registry=registry)
+        # --- read replica: where reads went and how far behind the replica is ---
+        self.db_reads = Counter(
+            "gateway_db_reads", "Reads routed with a replica configured, by target and why.",
+            ["target", "reason"], registry=registry)
+        self.replica_up = Gauge(
+            "gateway_db_replica_up", "1 while the replica answers, else 0.",
+            registry=registry, multiprocess_mode="livemin")
+        self.replica_lag_bytes = Gauge(
+            "gateway_db_replica_lag_bytes",
+            "WAL bytes between the newest known commit and the replica's replay.",
+            registry=registry, multiprocess_mode="livemax")
+        self.replica_lag_seconds = Gauge(
+            "gateway_db_replica_lag_seconds",
+            "Age of the last transaction the replica replayed, while it has WAL to replay.",
+            registry=registry, multiprocess_mode="livemax")
+        self._read_children: dict[tuple[str, str], Any] = {}
+        # --- end read replica ---
         self._operation_names: set[str] = set()
         # Labelled children by label values: ``labels()`` takes a lock and checks its
         # arguments on every call (the label sets are bounded, see above).
@@ -279,6 +296,11 @@ class Metrics:
                 counter = getattr(pool, method, None)
                 if callable(counter):
                     gauge.labels(name).set(max(int(counter()), 0))
+        replica = getattr(db, "replica", None)
+        if replica is not None:
+            self.replica_up.set(1 if replica.up else 0)
+            self.replica_lag_bytes.set(replica.lag_bytes)
+            self.replica_lag_seconds.set(replica.lag_seconds if replica.up else 0)
 
     def watch(self, db: Any) -> None:
         """Counts every statement ``db``'s engines send (the benchmark divides by requests)
@@ -287,6 +309,15 @@ class Metrics:
         engines = {id(db.engine): db.engine, id(db.read_engine): db.read_engine}
         for engine in engines.values():
             event.listen(engine.sync_engine, "before_cursor_execute", self._count_statement)
+        replica = getattr(db, "replica", None)
+        if replica is not None:
+            replica.on_route = self._count_read
+
+    def _count_read(self, target: str, reason: str) -> None:
+        child = self._read_children.get((target, reason))
+        if child is None:  # bounded: two targets, a handful of reasons
+            child = self._read_children[target, reason] = self.db_reads.labels(target, reason)
+        self.count(child)
 
     def _count_statement(self, *_args: Any) -> None:
         self.count(self.db_statements)
@@ -334,5 +365,9 @@ async def metrics(request: Request) -> Response:
                                                                  token.encode()):
             return domain_problem(request, Unauthenticated("The metrics need their token."))
     recorder: Metrics = request.app.state.metrics
-    recorder.observe_pools(getattr(request.app.state, "db", None))
+    db = getattr(request.app.state, "db", None)
+    replica = getattr(db, "replica", None)
+    if replica is not None:
+        await replica.probe()  # the lag as of this scrape (bounded by its timeout)
+    recorder.observe_pools(db)
     return Response(recorder.render(), media_type=CONTENT_TYPE_LATEST)

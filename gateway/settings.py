@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from data.db import PoolSettings
+from data.replica import ReplicaSettings
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     db_pool_pre_ping: bool = True
     db_pool_ping_after_idle: float = Field(2.0, ge=0)
     db_statement_timeout_ms: int = Field(15_000, ge=0)
+    # With DATABASE_READ_URL (docs/operations.md "Read replica").
+    db_replica_poll_seconds: float = Field(0.01, gt=0, le=10)
+    db_replica_retry_seconds: float = Field(1.0, gt=0, le=300)
+    db_replica_timeout_seconds: float = Field(1.0, gt=0, le=60)
 
     enable_docs: bool | None = None
     enable_graphiql: bool | None = None
@@ -226,6 +231,12 @@ class Settings(BaseSettings):
             pre_ping=self.db_pool_pre_ping, ping_after_idle=self.db_pool_ping_after_idle,
             statement_timeout_ms=self.db_statement_timeout_ms,
         )
+
+    @property
+    def replica(self) -> ReplicaSettings:
+        return ReplicaSettings(poll_seconds=self.db_replica_poll_seconds,
+                               retry_seconds=self.db_replica_retry_seconds,
+                               timeout=self.db_replica_timeout_seconds)
 
     @property
     def docs_enabled(self) -> bool:
