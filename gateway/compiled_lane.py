@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.compiled import compiled_data, fetch_raw
+from data.errors import Unavailable
 from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
 from gateway.front import route_of as front_route_of
 from resolvers.compiled import LanePlans
@@ -81,6 +82,8 @@ class CompiledLane:
         if plan is not None:
             try:
                 raw = await fetch_raw(self.state.db, plan.sql, plan.params)
+            except Unavailable:
+                raise  # the front door answers 503: the handler would find it down too
             except Exception:
                 log.exception("compiled_lane_failed")
         if raw is None:  # not remembered, failed, or not found: the handler answers
@@ -142,6 +145,8 @@ class CompiledLane:
             if memo is not None and memo[0] == raw:
                 return plan.operation, memo[1], memo[2]
             data = None if raw is None else compiled_data(plan.compiled, orjson.loads(raw))
+        except Unavailable:
+            raise  # the front door answers 503: the pipeline would find it down too
         except Exception:
             # A bug here must not become the answer: log it, and let the pipeline answer.
             log.exception("compiled_lane_failed")

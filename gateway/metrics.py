@@ -110,6 +110,10 @@ class Metrics:
             "writes, failed credentials, Redis unreachable).",
             ["interface"], registry=registry)
         # --- end response cache ---
+        self.dependency_up = Gauge(
+            "gateway_dependency_up", "Whether the last readiness probe reached a dependency "
+            "(database, redis): 1 or 0.", ["dependency"], registry=registry,
+            multiprocess_mode="livemin")
         self.db_statements = Counter(
             "gateway_db_statements", "SQL statements sent to the database.",
             registry=registry)

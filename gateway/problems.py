@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from data.errors import DomainError, FieldError, NotFound, RateLimited
+from data.errors import DomainError, FieldError, NotFound, RateLimited, Unavailable
+from data.outages import unavailable_from
 
 PROBLEM_TYPE = "https://gateway.example/problems/"
 STATUS_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN",
@@ -40,7 +41,7 @@ def problem_response(
 
 def domain_problem(request: Request, exc: DomainError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="gateway"'} if exc.status == 401 else None
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     return problem_response(
         request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
@@ -85,10 +86,19 @@ def internal_error(request: Request) -> Response:
     )
 
 
+def unexpected_answer(request: Request, exc: Exception) -> Response:
+    """The answer to an exception no handler took: 503 when it is a database outage
+    (``data.outages``), else the 500."""
+    unavailable = unavailable_from(exc)
+    if unavailable is not None:
+        return domain_problem(request, unavailable)
+    return internal_error(request)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # Starlette answers with this and re-raises; the front door (gateway.front), outside
-    # it, logs the exception once.
-    return internal_error(request)
+    # it, logs the exception once (an outage only when it begins).
+    return unexpected_answer(request, exc)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -99,4 +109,4 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 __all__ = ["domain_problem", "install_problem_handlers", "internal_error",
-           "problem_response"]
+           "problem_response", "unexpected_answer"]

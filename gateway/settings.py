@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     db_pool_pre_ping: bool = True
     db_pool_ping_after_idle: float = Field(2.0, ge=0)
     db_statement_timeout_ms: int = Field(15_000, ge=0)
+    # PostgreSQL, client side: a frozen or unreachable server is an outage (503) within
+    # these, before the request's own time limit (README "Errors").
+    db_connect_timeout_seconds: float = Field(5.0, gt=0)
+    db_command_timeout_seconds: float = Field(8.0, ge=0, description="0 turns it off")
 
     enable_docs: bool | None = None
     enable_graphiql: bool | None = None
@@ -204,6 +208,8 @@ class Settings(BaseSettings):
             timeout=self.db_pool_timeout, recycle=self.db_pool_recycle,
             pre_ping=self.db_pool_pre_ping, ping_after_idle=self.db_pool_ping_after_idle,
             statement_timeout_ms=self.db_statement_timeout_ms,
+            connect_timeout=self.db_connect_timeout_seconds,
+            command_timeout=self.db_command_timeout_seconds or None,
         )
 
     @property

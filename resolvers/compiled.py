@@ -51,6 +51,7 @@ from data.compiled import (
     page_request,
 )
 from data.errors import DomainError
+from data.outages import unavailable_from
 from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
 from resolvers.ids import database_id_of, from_global_id
 
@@ -329,7 +330,9 @@ class CompiledReads(SchemaExtension):
             if data is not None and plans is not None:
                 _remember(plans, ec, context.actor, compiled)
             return data
-        except Exception:
-            # A bug here must not become the answer: log it, and let the reference answer.
-            log.exception("compiled_read_failed")
+        except Exception as exc:
+            # A bug here must not become the answer: log it, and let the reference answer
+            # (a database outage is not logged here: the reference answers UNAVAILABLE).
+            if unavailable_from(exc, transport=True) is None:
+                log.exception("compiled_read_failed")
             return None

@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from data.compiled import Unsupported, actor_key
 from data.compiled.rest import STATEMENTS, Shape
+from data.outages import unavailable_from
 from rest.representations import Representation
 
 log = logging.getLogger("gateway.rest")
@@ -98,7 +99,10 @@ async def compiled_body(
         return body
     except Unsupported:
         return None
-    except Exception:
+    except Exception as exc:
+        outage = unavailable_from(exc, transport=True)
+        if outage is not None:
+            raise outage from exc  # the reference would find the database down too
         # A bug here must not become the answer: log it, and let the reference answer.
         log.exception("compiled_read_failed")
         await session.rollback()
