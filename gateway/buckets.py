@@ -104,7 +104,25 @@ return lock
 """
 
 
+# Gives back what a refused request was charged (up to each bucket's size).
+GIVE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  local cap, rate, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local s = redis.call('HMGET', KEYS[i], 'level', 'ts')
+  local level, ts = tonumber(s[1]), tonumber(s[2])
+  if level ~= nil and ts ~= nil then
+    level = math.min(cap, level + math.max(0, now - ts) * rate + cost)
+    redis.call('HSET', KEYS[i], 'level', tostring(level), 'ts', tostring(now))
+    redis.call('PEXPIRE', KEYS[i], math.ceil((cap - level) / rate) + 1000)
+  end
+end
+return 1
+"""
+
 TAKE, CHECK, FAIL = Script(TAKE_SCRIPT), Script(CHECK_SCRIPT), Script(FAIL_SCRIPT)
+GIVE = Script(GIVE_SCRIPT)
 
 
 class LocalBuckets:
@@ -134,6 +152,14 @@ class LocalBuckets:
             for key in list(self._buckets)[: MAX_LOCAL_KEYS // 10]:
                 del self._buckets[key]
         return ok, out
+
+    async def give_back(self, spends: Sequence[Spend]) -> None:
+        now = time.monotonic() * 1000
+        for spend in spends:
+            known = self._buckets.get(spend.key)
+            if known is not None:
+                level = known[0] + max(0.0, now - known[1]) * spend.rate / 1000 + spend.cost
+                self._buckets[spend.key] = (min(float(spend.capacity), level), now)
 
 
 @dataclass
@@ -229,6 +255,19 @@ class Store:
                           for i in range(1, len(out), 3)]
                 return bool(out[0]), levels
         return await self.local.take(spends)
+
+    async def give_back(self, spends: Sequence[Spend]) -> None:
+        """Return what ``take`` charged for a request that was refused without running."""
+        if self._shared():
+            args: list[Any] = []
+            for spend in spends:
+                args += [spend.capacity, repr(spend.rate / 1000), spend.cost]
+            try:
+                await self._run(GIVE, [self.prefix + s.key for s in spends], args)
+                return
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        await self.local.give_back(spends)
 
     # The login service's LoginAttempts protocol (data/attempts.py).
     def _account(self, account: str) -> str:

@@ -56,6 +56,7 @@ async def _on_domain_error(request: Request, exc: Exception) -> Response:
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    request.state.refused = True  # the handler never ran: the rate limit gives its cost back
     errors = tuple(
         FieldError(tuple(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()
     )

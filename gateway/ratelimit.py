@@ -264,10 +264,12 @@ class RateLimitMiddleware:
         graphql = path.rstrip("/") == "/graphql"
         costs: dict[str, int] = {}
         batch: int | None = None
+        each: list[tuple[int, int]] = []  # (cost, auth) of each GraphQL operation
         if graphql:
             payloads, batch, receive = await self._graphql_payloads(scope, receive)
             for payload in payloads:
                 cost, auth = self.costs.operation(payload)
+                each.append((cost, auth))
                 costs["default"] = costs.get("default", 0) + cost
                 if auth:
                     costs["auth"] = costs.get("auth", 0) + auth
@@ -297,6 +299,11 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+        unspent = _unspent(state, charged, each)
+        if unspent:
+            await self.store.give_back([
+                Spend(f"{policy.name}:{principal}", policy.capacity, policy.rate, cost)
+                for policy, cost in unspent])
 
     async def _graphql_payloads(
         self, scope: Scope, receive: Receive
@@ -353,6 +360,22 @@ class RateLimitMiddleware:
             *((k.lower().encode(), v.encode()) for k, v in headers.items())]}
         await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+def _unspent(state: dict[str, Any], charged: list[tuple[Policy, int]],
+             each: list[tuple[int, int]]) -> list[tuple[Policy, int]]:
+    """What a request was charged for work that never ran: a REST request refused before
+    its handler (``state["refused"]``), GraphQL operations refused before execution
+    (``state["graphql_refused"]``: one flag per operation, in order)."""
+    if state.get("refused"):
+        return [(policy, min(cost, policy.capacity)) for policy, cost in charged]
+    flags = state.get("graphql_refused")
+    if not flags or not any(flags) or len(flags) != len(each):
+        return []
+    back = {"default": sum(c for (c, _), no in zip(each, flags, strict=True) if no),
+            "auth": sum(a for (_, a), no in zip(each, flags, strict=True) if no)}
+    return [(policy, min(back.get(policy.name, 0), cost, policy.capacity))
+            for policy, cost in charged if back.get(policy.name, 0) > 0]
 
 
 def _headers(charged: list[tuple[Policy, int]], levels: list[Level]) -> dict[str, str]:

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     graphql_apq_redis_prefix: str = "gateway:apq:"
     max_body_bytes: int = Field(1_048_576, ge=1)
     max_query_string_bytes: int = Field(100_000, ge=1)
+    # Request heads, checked by the HTTP protocol as they arrive (README "Limits").
+    max_request_target_bytes: int = Field(8192, ge=256)
+    max_header_count: int = Field(100, ge=8)
+    max_header_line_bytes: int = Field(8192, ge=256)
+    max_header_bytes: int = Field(16384, ge=1024)
     request_timeout_seconds: float = Field(10.0, gt=0)
     metrics_token: str | None = None
     # --- end limits ---

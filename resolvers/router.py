@@ -58,7 +58,13 @@ def graphql_error_body(message: str, code: str, request_id: str | None = None) -
 
 def _error_result(error: GraphQLError, request: Any) -> ExecutionResult:
     """A request-level error as a result, with the request id every error carries."""
-    request_id = getattr(getattr(request, "state", None), "request_id", None)
+    state = getattr(request, "state", None)
+    request_id = getattr(state, "request_id", None)
+    if state is not None:  # refused before it ran: the rate limit gives its cost back
+        flags = getattr(state, "graphql_refused", None)
+        if flags is None:
+            state.graphql_refused = flags = []
+        flags.append(True)
     if request_id and "request_id" not in (error.extensions or {}):
         error.extensions = {**(error.extensions or {}), "request_id": request_id}
     return ExecutionResult(data=None, errors=[error])

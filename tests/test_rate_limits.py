@@ -402,3 +402,38 @@ async def test_a_redis_that_never_answers_costs_one_timeout_not_one_per_request(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_refused_request_spends_nothing(
+    database_url: str, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    """Refused before it ran (over the cost limit, invalid, malformed): the budget is
+    as it was, so one such request cannot throttle everyone behind the same address."""
+    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
+                       rate_limit_burst=20_000) as gw:
+        async def level() -> int:
+            return levels(await gw.client.get("/api/v1/products/1"))["default"]
+
+        def post(body: Any) -> Any:
+            return gw.client.post("/graphql", json=body)
+
+        before = await level()
+        too_dear = await post(graphql("{ products(first: 100) { edges { node { reviews("
+                                      "first: 100) { edges { node { title } } } } } } }"))
+        assert too_dear.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert levels(too_dear)["default"] < before - 5000  # charged while it was judged
+        assert (await post(graphql("{ nope }"))).json()["errors"]
+        assert (await post(graphql("{ products("))).json()["errors"]
+        assert (await post({"extensions": {"persistedQuery": {
+            "version": 1, "sha256Hash": "0" * 64}}})).json()["errors"]
+        batch = await post([graphql("{ products(first: 100) { edges { node { reviews("
+                                    "first: 100) { edges { node { title } } } } } } }"),
+                            graphql("{ nope }")])
+        assert len(batch.json()) == 2
+        assert (await gw.client.get("/api/v1/products?limit=abc")).status_code == 422
+        # Only the level probes themselves spent (1 each), give or take the refill.
+        assert before - 1 <= await level() <= before
+        # What runs is still charged.
+        ran = await post(graphql("{ products(first: 50) { edges { node { name } } } }"))
+        assert "errors" not in ran.json()
+        assert before - 53 <= await level() <= before - 51
