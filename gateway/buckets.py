@@ -183,12 +183,12 @@ class LocalAttempts:
         failures, expires, until = self._accounts.get(account, (0, 0.0, 0.0))
         return max(0.0, until - time.monotonic())
 
-    def fail(self, account: str) -> float:
+    def fail(self, account: str, *, lock_it: bool = True) -> float:
         now = time.monotonic()
         failures, expires, until = self._accounts.get(account, (0, 0.0, 0.0))
         failures = failures + 1 if expires > now else 1
         lock = 0.0
-        if failures >= self.backoff.failures:
+        if lock_it and failures >= self.backoff.failures:
             lock = min(self.backoff.longest,
                        self.backoff.base * 2 ** min(failures - self.backoff.failures, 30))
             until = now + lock
@@ -201,6 +201,10 @@ class LocalAttempts:
 
     def forget(self, account: str) -> None:
         self._accounts.pop(account, None)
+
+    def failures(self, account: str) -> int:
+        failures, expires, _ = self._accounts.get(account, (0, 0.0, 0.0))
+        return failures if expires > time.monotonic() else 0
 
 
 REDIS_RETRY_SECONDS = 1.0
@@ -291,6 +295,17 @@ class Store:
                 f"Too many failed logins for this account; try again in {seconds} s.",
                 retry_after=seconds)
 
+    async def failures(self, account: str) -> int:
+        """The account's failures in the current window."""
+        if self._shared():
+            try:
+                assert self.redis is not None
+                return int(await self.redis.call("HGET", self._account(account), "failures")
+                           or 0)
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        return self.local_attempts.failures(account)
+
     async def failed(self, account: str) -> None:
         """Count a failure; from the threshold on, each locks the account twice as long."""
         if self._shared():
@@ -302,6 +317,17 @@ class Store:
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
         self.local_attempts.fail(account)
+
+    async def count_failure(self, account: str) -> None:
+        """Count a failure without ever locking (``failures`` reads the count)."""
+        if self._shared():
+            try:
+                await self._run(FAIL, [self._account(account)],
+                                [2**31, self.backoff.window * 1000, 1, 1])
+                return
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        self.local_attempts.fail(account, lock_it=False)
 
     async def succeeded(self, account: str) -> None:
         """A correct password forgets the account's failures."""

@@ -51,6 +51,7 @@ from data.passwords import configure_hashing
 from gateway.buckets import Backoff, Level, Spend, Store
 from gateway.problems import problem_response
 from gateway.settings import Settings
+from gateway.login_backoff import attempts_for
 from resolvers.cost import estimate_cost
 from resolvers.schema import schema
 
@@ -402,6 +403,9 @@ def install_rate_limits(app: FastAPI, settings: Settings) -> None:
                           settings.login_backoff_base_seconds,
                           settings.login_backoff_max_seconds),
                   on_login_refused=login_refused)
-    app.state.rate_limits = app.state.login_attempts = store  # closed by the app's lifespan
+    app.state.rate_limits = store  # closed by the app's lifespan
+    app.state.login_attempts_for = attempts_for(
+        store, ClientAddress(settings.rate_limit_trusted_proxies),
+        settings.login_slowdown_failures, settings.login_slowdown_seconds)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, settings=settings, store=store)
