@@ -28,10 +28,10 @@ def domain_error_of(error: GraphQLError) -> DomainError | None:
 
 
 def code_of(error: GraphQLError) -> str:
-    original = domain_error_of(error)
-    if isinstance(original, DomainError):
-        return original.code
-    if original is None or error.path is None:
+    domain = domain_error_of(error)
+    if domain is not None:
+        return domain.code
+    if error.original_error is None or error.path is None:
         # Parsing, validation and variable coercion: the document or its input is wrong.
         return "BAD_USER_INPUT"
     return "INTERNAL"

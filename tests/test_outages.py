@@ -162,3 +162,17 @@ def test_what_counts_as_an_outage() -> None:
 def _no_outage_left_behind() -> Any:
     yield
     DATABASE.recovered()
+
+
+async def test_openapi_documents_the_statuses_every_route_can_answer(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'o.sqlite3'}", tmp_path)
+    async with running_gateway(settings, "sqlite") as gw:
+        spec = (await gw.client.get("/openapi.json")).json()
+    assert "ProblemOut" in spec["components"]["schemas"]
+    for path in ("/api/v1/products", "/api/v2/orders"):
+        for operation in spec["paths"][path].values():
+            responses = operation["responses"]
+            assert {"414", "431", "503"} <= responses.keys()
+            assert "Retry-After" in responses["503"]["headers"]
