@@ -37,10 +37,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from uvicorn.protocols.utils import ClientDisconnected
 
-from gateway.logging import SAFE_REQUEST_ID, AccessLog
-from gateway.metrics import UNMATCHED, Metrics
 from data.outages import unavailable_from
 from gateway.limits import outage_answer
+from gateway.logging import SAFE_REQUEST_ID, AccessLog
+from gateway.metrics import UNMATCHED, Metrics
 from gateway.problems import internal_error
 from gateway.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP, TrustedHosts
 

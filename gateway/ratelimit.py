@@ -49,9 +49,9 @@ from data.actor import Actor, ActorKind
 from data.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from data.passwords import configure_hashing
 from gateway.buckets import Backoff, Level, Spend, Store
+from gateway.login_backoff import attempts_for
 from gateway.problems import problem_response
 from gateway.settings import Settings
-from gateway.login_backoff import attempts_for
 from resolvers.cost import estimate_cost
 from resolvers.schema import schema
 
