@@ -172,7 +172,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.in_head:
-            super().data_received(data)
+            self._feed(data)  # a body, or the next request's head (limits still apply)
             return
         room = self.limits.head_bytes
         while data and self.in_head:
