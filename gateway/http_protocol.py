@@ -169,8 +169,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.in_head = True
         self.head_received = 0
         self.line_done = False
+        self.refusal: bytes | None = None  # waiting for the answers before it
 
     def data_received(self, data: bytes) -> None:
+        if self.refusal is not None:
+            return  # refused: nothing after the refused head is read
         if not self.in_head:
             self._feed(data)  # a body, or the next request's head (limits still apply)
             return
@@ -216,9 +219,25 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, detail: str) -> None:
         self.in_head = False
-        if not self.transport.is_closing():
-            self.transport.write(head_refusal(status, detail))
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self.pipeline or (cycle is not None and not cycle.response_complete):
+            # Pipelined behind requests still being answered: after their answers.
+            self.refusal = head_refusal(status, detail)
+            self.flow.pause_reading()
+            return
+        self.transport.write(head_refusal(status, detail))
+        self.transport.close()
+
+    def on_response_complete(self) -> None:
+        if self.refusal is not None and not self.pipeline:
+            self.server_state.total_requests += 1
+            if not self.transport.is_closing():
+                self.transport.write(self.refusal)
+                self.transport.close()
+            return
+        super().on_response_complete()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

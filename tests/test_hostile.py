@@ -102,6 +102,15 @@ def test_a_long_url_is_414_problem_json(server: Served) -> None:
     assert_problem(*raw_request(server, get_head("/api/v1/" + "a" * (1 << 20))), 414)
 
 
+def test_a_kept_alive_connection_bounds_its_next_head_too(server: Served) -> None:
+    first = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    second = get_head(extra=b"X-Big: " + b"a" * (1 << 20))
+    _, head, body = raw_request(server, first + second)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 431" in body  # the second answer, after the first's body
+    assert b'"code":"BAD_USER_INPUT"' in body
+
+
 def test_heads_within_the_limits_are_served(server: Served) -> None:
     extra = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(50))
     status, _, _ = raw_request(server, get_head("/health/live?pad=" + "a" * 7000, extra))
