@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from data.changes import CommitListener, take_changes
+from data.outages import DATABASE, unavailable_from
 from data.pool import FairAsyncPool
 from data.replica import (
     ReplicaBehind,
@@ -54,6 +55,8 @@ class PoolSettings:
     pre_ping: bool = True
     ping_after_idle: float = 2.0  # a connection used more recently is not pre-pinged
     statement_timeout_ms: int = 0
+    connect_timeout: float = 5.0  # PostgreSQL: a connection attempt that takes longer fails
+    command_timeout: float | None = None  # PostgreSQL: a client-side limit per statement
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -64,6 +67,14 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _connecting_is_an_outage(context: Any) -> None:
+    """A failure to open a connection (refused, not accepting connections, starting up,
+    a bad password) marks the error a disconnect, so ``data.outages`` knows it for one
+    whatever its SQLSTATE."""
+    if context.connection is None and context.sqlalchemy_exception is not None:
+        context.is_disconnect = True
+
+
 def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
     """An async engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
     pool = pool or PoolSettings()
@@ -72,7 +83,11 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         return engine
-    connect_args: dict[str, Any] = {}
+    # asyncpg's own limits: a frozen server (or a dropped network) fails a statement or
+    # a connection attempt within these, as an outage, instead of hanging the request.
+    connect_args: dict[str, Any] = {"timeout": pool.connect_timeout}
+    if pool.command_timeout:
+        connect_args["command_timeout"] = pool.command_timeout
     if pool.statement_timeout_ms:
         connect_args["server_settings"] = {"statement_timeout": str(pool.statement_timeout_ms)}
     engine = create_async_engine(
@@ -85,6 +100,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         poolclass=FairAsyncPool,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "handle_error", _connecting_is_an_outage)
     assert isinstance(engine.pool, FairAsyncPool)
     engine.pool.ping_after_idle = pool.ping_after_idle
     return engine
@@ -97,6 +113,16 @@ def _for_reads(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
+
+
+def _outage(exc: Exception) -> Exception:
+    """``exc``, or the ``Unavailable`` it stands for when it is a connection-level failure."""
+    return unavailable_from(exc, transport=True) or exc
+
+
+def _back() -> None:
+    if DATABASE.down:
+        DATABASE.recovered()
 
 
 def _broke(exc: BaseException, driver: asyncpg.Connection) -> bool:
@@ -206,15 +232,32 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for read-only work (the replica when one is configured and has
         replayed every acknowledged write)."""
-        sessions = self._read_sessions
-        if self.replica is not None and not await self.replica.use_replica():
-            sessions = self._primary_sessions
-        async with sessions() as session:
-            yield session
+        try:
+            sessions = self._read_sessions
+            if self.replica is not None and not await self.replica.use_replica():
+                sessions = self._primary_sessions
+            async with sessions() as session:
+                yield session
+        except Exception as exc:
+            if (outage := _outage(exc)) is not exc:
+                raise outage from exc
+            raise
+        _back()
 
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection for one read statement, without an ORM session around it."""
+        try:
+            async with self._read_connection() as connection:
+                yield connection
+        except Exception as exc:
+            if (outage := _outage(exc)) is not exc:
+                raise outage from exc
+            raise
+        _back()
+
+    @asynccontextmanager
+    async def _read_connection(self) -> AsyncIterator[AsyncConnection]:
         reads = self._reads
         if self.replica is not None:
             if await self.replica.use_replica():
@@ -247,6 +290,16 @@ class Database:
         it as of any statement. A connection that failed under it is not pooled again.
         A statement the replica could not answer runs again on the primary.
         """
+        try:
+            value = await self._routed_value(sql, params)
+        except Exception as exc:
+            if (outage := _outage(exc)) is not exc:
+                raise outage from exc
+            raise
+        _back()
+        return value
+
+    async def _routed_value(self, sql: str, params: Sequence[Any]) -> Any:
         if self.replica is None:
             return await self._value_on(self._reads, sql, params)
         if await self.replica.use_replica():
@@ -335,23 +388,38 @@ class Database:
         After a commit, the changes the services recorded (``data.changes``) go to the
         commit listeners before this returns; after a rollback they are dropped.
         """
-        async with self._write_sessions() as session:
-            try:
-                yield session
-            except BaseException as exc:
-                # Some refusals must leave a trace (a reused refresh token revokes its
-                # login); those errors say so, everything else rolls back.
-                if getattr(exc, "commit_changes", False):
-                    await session.commit()
-                    await self._committed()
-                    await self._announce(session)
-                else:
-                    await session.rollback()
-                    take_changes(session)
+        try:
+            async with self._write_sessions() as session:
+                try:
+                    yield session
+                except BaseException as exc:
+                    # Some refusals must leave a trace (a reused refresh token revokes its
+                    # login); those errors say so, everything else rolls back.
+                    if getattr(exc, "commit_changes", False):
+                        await session.commit()
+                        await self._committed()
+                        await self._announce(session)
+                    else:
+                        take_changes(session)
+                        await self._rollback(session, exc)
+                    raise
+                await session.commit()
+                await self._committed()
+                await self._announce(session)
+        except Exception as exc:
+            if (outage := _outage(exc)) is not exc:
+                raise outage from exc
+            raise
+        _back()
+
+    @staticmethod
+    async def _rollback(session: AsyncSession, exc: BaseException) -> None:
+        try:
+            await session.rollback()
+        except Exception:
+            # A connection lost mid-transaction cannot roll back; the server already has.
+            if not (isinstance(exc, Exception) and _outage(exc) is not exc):
                 raise
-            await session.commit()
-            await self._committed()
-            await self._announce(session)
 
     async def _committed(self) -> None:
         """With a replica: the commit's LSN becomes the floor replica reads must reach,

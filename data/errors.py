@@ -98,3 +98,16 @@ def malformed_body(exc: ValueError) -> Invalid:
         what = str(exc)
         detail = f"The request body is not valid JSON: {what}."
     return Invalid(detail, errors=[FieldError(("body",), what)])
+
+
+class Unavailable(DomainError):
+    """A dependency the answer needs (the database) cannot be reached: 503, to be retried
+    after ``retry_after`` seconds (``data.outages`` recognises these failures)."""
+
+    code = "UNAVAILABLE"
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 2) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after))

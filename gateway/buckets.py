@@ -104,7 +104,25 @@ return lock
 """
 
 
+# Gives back what a refused request was charged (up to each bucket's size).
+GIVE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, #KEYS do
+  local cap, rate, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local s = redis.call('HMGET', KEYS[i], 'level', 'ts')
+  local level, ts = tonumber(s[1]), tonumber(s[2])
+  if level ~= nil and ts ~= nil then
+    level = math.min(cap, level + math.max(0, now - ts) * rate + cost)
+    redis.call('HSET', KEYS[i], 'level', tostring(level), 'ts', tostring(now))
+    redis.call('PEXPIRE', KEYS[i], math.ceil((cap - level) / rate) + 1000)
+  end
+end
+return 1
+"""
+
 TAKE, CHECK, FAIL = Script(TAKE_SCRIPT), Script(CHECK_SCRIPT), Script(FAIL_SCRIPT)
+GIVE = Script(GIVE_SCRIPT)
 
 
 class LocalBuckets:
@@ -135,6 +153,14 @@ class LocalBuckets:
                 del self._buckets[key]
         return ok, out
 
+    async def give_back(self, spends: Sequence[Spend]) -> None:
+        now = time.monotonic() * 1000
+        for spend in spends:
+            known = self._buckets.get(spend.key)
+            if known is not None:
+                level = known[0] + max(0.0, now - known[1]) * spend.rate / 1000 + spend.cost
+                self._buckets[spend.key] = (min(float(spend.capacity), level), now)
+
 
 @dataclass
 class Backoff:
@@ -157,12 +183,12 @@ class LocalAttempts:
         failures, expires, until = self._accounts.get(account, (0, 0.0, 0.0))
         return max(0.0, until - time.monotonic())
 
-    def fail(self, account: str) -> float:
+    def fail(self, account: str, *, lock_it: bool = True) -> float:
         now = time.monotonic()
         failures, expires, until = self._accounts.get(account, (0, 0.0, 0.0))
         failures = failures + 1 if expires > now else 1
         lock = 0.0
-        if failures >= self.backoff.failures:
+        if lock_it and failures >= self.backoff.failures:
             lock = min(self.backoff.longest,
                        self.backoff.base * 2 ** min(failures - self.backoff.failures, 30))
             until = now + lock
@@ -175,6 +201,10 @@ class LocalAttempts:
 
     def forget(self, account: str) -> None:
         self._accounts.pop(account, None)
+
+    def failures(self, account: str) -> int:
+        failures, expires, _ = self._accounts.get(account, (0, 0.0, 0.0))
+        return failures if expires > time.monotonic() else 0
 
 
 REDIS_RETRY_SECONDS = 1.0
@@ -230,6 +260,19 @@ class Store:
                 return bool(out[0]), levels
         return await self.local.take(spends)
 
+    async def give_back(self, spends: Sequence[Spend]) -> None:
+        """Return what ``take`` charged for a request that was refused without running."""
+        if self._shared():
+            args: list[Any] = []
+            for spend in spends:
+                args += [spend.capacity, repr(spend.rate / 1000), spend.cost]
+            try:
+                await self._run(GIVE, [self.prefix + s.key for s in spends], args)
+                return
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        await self.local.give_back(spends)
+
     # The login service's LoginAttempts protocol (data/attempts.py).
     def _account(self, account: str) -> str:
         return f"{self.prefix}login:{account}"
@@ -252,6 +295,17 @@ class Store:
                 f"Too many failed logins for this account; try again in {seconds} s.",
                 retry_after=seconds)
 
+    async def failures(self, account: str) -> int:
+        """The account's failures in the current window."""
+        if self._shared():
+            try:
+                assert self.redis is not None
+                return int(await self.redis.call("HGET", self._account(account), "failures")
+                           or 0)
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        return self.local_attempts.failures(account)
+
     async def failed(self, account: str) -> None:
         """Count a failure; from the threshold on, each locks the account twice as long."""
         if self._shared():
@@ -263,6 +317,17 @@ class Store:
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
         self.local_attempts.fail(account)
+
+    async def count_failure(self, account: str) -> None:
+        """Count a failure without ever locking (``failures`` reads the count)."""
+        if self._shared():
+            try:
+                await self._run(FAIL, [self._account(account)],
+                                [2**31, self.backoff.window * 1000, 1, 1])
+                return
+            except (RedisError, OSError) as exc:
+                self._fell_back(exc)
+        self.local_attempts.fail(account, lock_it=False)
 
     async def succeeded(self, account: str) -> None:
         """A correct password forgets the account's failures."""

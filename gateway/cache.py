@@ -187,11 +187,14 @@ class CacheMiddleware:
         shareable = self.cache.policy.shareable(query, operation_name)
         if shareable is None:
             return None
+        try:
+            dumped = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # nested past orjson's depth: no entry for it
+            return None
         scope["state"]["graphql_hit"] = {"name": shareable.operation, "type": "query",
                                          "outcome": "ok"}
         raw = b"\x00".join((method, media.encode(), shareable.digest,
-                            (operation_name or "").encode(),
-                            orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)))
+                            (operation_name or "").encode(), dumped))
         return "gql:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
     def _graphql_post_base(self, scope: Scope, body: bytes | None) -> str | None:

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.compiled import compiled_data, fetch_raw
 from data.compiled.plans import BoundedCache
+from data.errors import Unavailable
 from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
 from gateway.front import route_of as front_route_of
 from resolvers.media import CONTENT_TYPES, RAW_CONTENT_TYPES, negotiate
@@ -108,6 +109,8 @@ class CompiledLane:
             plan, params = found
             try:
                 raw = await fetch_raw(self.state.db, plan.sql, params)
+            except Unavailable:
+                raise  # the front door answers 503: the handler would find it down too
             except Exception:
                 log.exception("compiled_lane_failed")
         if raw is None:  # no plan, failed, or not found: the handler answers
@@ -185,6 +188,8 @@ class CompiledLane:
                 state.pop("compiled_missed", None)
                 return plan.operation, memo[1], memo[2][media]
             data = None if raw is None else compiled_data(plan.compiled, orjson.loads(raw))
+        except Unavailable:
+            raise  # the front door answers 503: the pipeline would find it down too
         except Exception:
             # A bug here must not become the answer: log it, and let the pipeline answer.
             log.exception("compiled_lane_failed")

@@ -10,6 +10,8 @@ One layer now:
 - takes a sane ``X-Request-ID`` from the caller or makes one, stores it in
   ``state["request_id"]`` (WebSockets too), binds it into structlog's context (every
   line logged while the request runs carries it) and echoes it;
+- marks every answer to a request with credentials ``Cache-Control: no-store`` (unless
+  the answer says otherwise): what a signed-in principal reads depends on who they are;
 - adds the security headers an answer does not set itself (``X-Cache: BYPASS`` for
   answers that never reached the response cache) and a ``Content-Security-Policy``:
   the page policy for GraphiQL's and the docs' HTML, the strict one for everything else;
@@ -35,6 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from uvicorn.protocols.utils import ClientDisconnected
 
+from data.outages import unavailable_from
+from gateway.limits import outage_answer
 from gateway.logging import SAFE_REQUEST_ID, AccessLog
 from gateway.metrics import UNMATCHED, Metrics
 from gateway.problems import internal_error
@@ -50,6 +54,8 @@ _STRICT = (_CSP, STRICT_CSP.encode())
 _PAGE = (_CSP, PAGE_CSP.encode())
 _DOCS = (_CSP, DOCS_CSP.encode())
 _REQUEST_ID = b"x-request-id"
+_CACHE_CONTROL = b"cache-control"
+_NO_STORE = (_CACHE_CONTROL, b"no-store")
 # The variable ``structlog.contextvars.bind_contextvars(request_id=...)`` would set (its
 # merge reads every ``structlog_``-prefixed variable): set and reset directly, as it is on
 # every request. Nothing else binds ``request_id``.
@@ -76,6 +82,24 @@ def route_of(scope: Scope) -> str:
     segments = scope["path"].split("/")
     extra = len(segments) - len(template.split("/"))
     return ("/".join(segments[: extra + 1]) + template if extra > 0 else template) or "/"
+
+
+def _personal(state: dict[str, Any]) -> bool:
+    """Whether the answer may depend on who asks: the request carried credentials."""
+    actor = state.get("actor")
+    return (actor is not None and not actor.is_anonymous) or (
+        state.get("identity_error") is not None)
+
+
+def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``Cache-Control: no-store`` unless the answer set its own: an
+    answer for a signed-in principal (their profile, their orders, the stock only staff
+    see) must not be kept by a browser or a shared cache for someone else."""
+    for name, _ in headers:
+        if name.lower() == _CACHE_CONTROL:
+            return headers
+    headers.append(_NO_STORE)
+    return headers
 
 
 def principal_of(state: dict[str, Any]) -> str:
@@ -179,7 +203,10 @@ class FrontDoor:
             nonlocal status, started, answered
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                message["headers"] = front(message.get("headers", ()), path, raw_id)
+                headers = front(message.get("headers", ()), path, raw_id)
+                if _personal(state):
+                    headers = private(headers)
+                message["headers"] = headers
             elif not message.get("more_body"):
                 answered = True
             return send(message)
@@ -205,11 +232,17 @@ class FrontDoor:
                 log.info("client_disconnected", method=scope["method"], route=route_of(scope))
                 status = CLIENT_CLOSED
             else:
-                errors.exception("unhandled_exception", method=scope["method"],
-                                 route=route_of(scope))
-                status = 500
+                # A database outage is logged when it begins and ends (data.outages), not
+                # with a traceback per request.
+                outage = unavailable_from(exc)
+                if outage is None:
+                    errors.exception("unhandled_exception", method=scope["method"],
+                                     route=route_of(scope))
+                status = 500 if outage is None else outage.status
                 if not started:
-                    await internal_error(Request(scope))(scope, receive, send_front)
+                    answer = (internal_error(Request(scope)) if outage is None
+                              else outage_answer(scope, outage))
+                    await answer(scope, receive, send_front)
         finally:
             if disconnected and status != CLIENT_CLOSED:
                 # Whatever the app made of a body cut short (FastAPI: a 400), nobody got it.

@@ -1,8 +1,13 @@
 """Probes: ``/health/live`` while the process runs, ``/health/ready`` when it can serve.
 
 Readiness checks the database (``SELECT 1``) and, when ``REDIS_URL`` is set, Redis
-(``PING``), each within ``HEALTH_TIMEOUT_SECONDS``; it answers 503 naming the failed
-checks, and 503 once shutdown has begun (``DRAIN``), while in-flight requests finish.
+(``PING``), each within ``HEALTH_TIMEOUT_SECONDS`` (the probe does not wait for a check
+that overran to clean up: a frozen server would hold it for longer). The database is a
+hard dependency: without it the answer is 503 naming it, as once shutdown has begun
+(``DRAIN``), while in-flight requests finish. Redis is a soft one: every request is still
+served correctly without it (the cache bypasses, limits fall back to this process), so
+the answer stays 200 with ``"status": "degraded"``; an orchestrator must not pull every
+instance because a shared cache restarts. Each probe sets ``gateway_dependency_up``.
 Error texts are not echoed: a URL in one could hold a password.
 """
 
@@ -17,7 +22,10 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.responses import JSONResponse
 
+from data.outages import DATABASE
 from gateway.settings import Settings
+
+SOFT_DEPENDENCIES = frozenset({"redis"})  # down: degraded, still ready
 
 
 class Drain:
@@ -60,15 +68,23 @@ async def _check_redis(url: str, timeout: float) -> None:
         await client.aclose()
 
 
+def _forget(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a check abandoned by its probe fails quietly
+
+
 async def _outcome(check: Any, timeout: float) -> str:
-    try:
-        async with asyncio.timeout(timeout):
-            await check
-    except TimeoutError:
+    """``"ok"`` or why not, within ``timeout``: a check still running then is cancelled
+    and left to finish its clean-up on its own (closing a connection to a frozen server
+    can take longer than the probe may)."""
+    task = asyncio.ensure_future(check)
+    task.add_done_callback(_forget)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
         return "failed: timeout"
-    except Exception as exc:
-        return f"failed: {type(exc).__name__}"
-    return "ok"
+    exc = task.exception()
+    return "ok" if exc is None else f"failed: {type(exc).__name__}"
 
 
 @health_router.get("/health/live")
@@ -89,8 +105,19 @@ async def ready(request: Request) -> JSONResponse:
     if settings.redis_url:
         checks["redis"] = _outcome(_check_redis(settings.redis_url, timeout), timeout)
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
-    failed = [name for name, result in results.items() if result != "ok"]
-    return JSONResponse(
-        {"status": "unavailable" if failed else "ok", "failed": failed, "checks": results},
-        status_code=503 if failed else 200,
-    )
+    if results["database"] == "ok":
+        DATABASE.recovered()
+    else:  # a frozen database is known to be down here first (limits answer 503 then)
+        DATABASE.failed(results["database"].removeprefix("failed: "))
+    metrics = getattr(request.app.state, "metrics", None)
+    for name, result in results.items():
+        if metrics is not None:
+            metrics.dependency_up.labels(name).set(1 if result == "ok" else 0)
+    down = [name for name, result in results.items() if result != "ok"]
+    failed = [name for name in down if name not in SOFT_DEPENDENCIES]
+    degraded = [name for name in down if name in SOFT_DEPENDENCIES]
+    status = "unavailable" if failed else "degraded" if degraded else "ok"
+    body: dict[str, Any] = {"status": status, "failed": failed, "checks": results}
+    if degraded:
+        body["degraded"] = degraded
+    return JSONResponse(body, status_code=503 if failed else 200)

@@ -4,7 +4,8 @@ Pure ASGI. A body over ``MAX_BODY_BYTES`` is refused 413 from its ``Content-Leng
 before a byte is read, or, without one (chunked), as soon as the bytes received pass the
 limit; whatever the app was about to answer is replaced. A query string over
 ``MAX_QUERY_STRING_BYTES`` is 414. A request that has not started its answer after
-``REQUEST_TIMEOUT_SECONDS`` is cancelled and answered 504 ``TIMEOUT``; a streamed answer
+``REQUEST_TIMEOUT_SECONDS`` is cancelled and answered 504 ``TIMEOUT`` (503
+``UNAVAILABLE`` while the database is known to be down: that is why it waited); a streamed answer
 (server-sent events) is exempt once it has started. One timer watches every request in
 flight (``Deadlines``): an ``asyncio.timeout`` per request cost more than a cached
 answer's own work (issue 9). REST paths answer problem+json,
@@ -22,6 +23,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from data.errors import Unavailable
+from data.outages import DATABASE, RETRY_AFTER_SECONDS
 from data.running import running_loop
 from gateway.problems import problem_response
 from resolvers.media import JSON, RAW_CONTENT_TYPES, media_of_headers
@@ -61,6 +64,14 @@ def refusal(scope: Scope, *, status: int, code: str, title: str, detail: str,
         return answer
     return problem_response(Request(scope), status=status, code=code, title=title,
                             detail=detail, headers=headers)
+
+
+def outage_answer(scope: Scope, exc: Unavailable | None = None) -> ASGIApp:
+    """503 ``UNAVAILABLE`` with ``Retry-After``, in the shape the request's interface speaks."""
+    exc = exc or Unavailable("The database is unavailable; try again shortly.",
+                             retry_after=RETRY_AFTER_SECONDS)
+    return refusal(scope, status=exc.status, code=exc.code, title=exc.title,
+                   detail=exc.detail, headers={"Retry-After": str(exc.retry_after)})
 
 
 def _body_framing(scope: Scope) -> tuple[int | None, bool]:
@@ -184,6 +195,10 @@ class RequestLimitsMiddleware:
             task.uncancel()
             if started:
                 raise TimeoutError("request time limit passed mid-answer") from None
+            if DATABASE.down:
+                # It waited on a database that is known to be unreachable: say so.
+                await outage_answer(scope)(scope, receive, send)
+                return
             await refusal(scope, status=504, code="TIMEOUT", title="Request timed out",
                           detail=f"The request took longer than {self.timeout:g} seconds "
                           "and was stopped.")(scope, receive, send)

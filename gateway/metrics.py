@@ -130,6 +130,10 @@ class Metrics:
             "misses (the full pipeline answers, and plans the shape), and evictions.",
             ["interface", "event"], registry=registry)
         # --- end compiled plans ---
+        self.dependency_up = Gauge(
+            "gateway_dependency_up", "Whether the last readiness probe reached a dependency "
+            "(database, redis): 1 or 0.", ["dependency"], registry=registry,
+            multiprocess_mode="livemin")
         self.db_statements = Counter(
             "gateway_db_statements", "SQL statements sent to the database.",
             registry=registry)

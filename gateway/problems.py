@@ -12,7 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from data.errors import DomainError, FieldError, NotFound, RateLimited, malformed_body
+from data.errors import (
+    DomainError,
+    FieldError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    malformed_body,
+)
+from data.outages import unavailable_from
 
 PROBLEM_TYPE = "https://gateway.example/problems/"
 STATUS_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN",
@@ -42,7 +50,7 @@ def problem_response(
 
 def domain_problem(request: Request, exc: DomainError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="gateway"'} if exc.status == 401 else None
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     return problem_response(
         request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
@@ -57,6 +65,7 @@ async def _on_domain_error(request: Request, exc: Exception) -> Response:
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    request.state.refused = True  # the handler never ran: the rate limit gives its cost back
     for error in exc.errors():
         if error.get("type") == "json_invalid":
             # FastAPI keeps the parser's reason and offset; say where and why.
@@ -122,10 +131,56 @@ def internal_error(request: Request) -> Response:
     )
 
 
+def unexpected_answer(request: Request, exc: Exception) -> Response:
+    """The answer to an exception no handler took: 503 when it is a database outage
+    (``data.outages``), else the 500."""
+    unavailable = unavailable_from(exc)
+    if unavailable is not None:
+        return domain_problem(request, unavailable)
+    return internal_error(request)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # Starlette answers with this and re-raises; the front door (gateway.front), outside
-    # it, logs the exception once.
-    return internal_error(request)
+    # it, logs the exception once (an outage only when it begins).
+    return unexpected_answer(request, exc)
+
+
+# Statuses any REST route can answer, from layers outside the routes (the HTTP protocol's
+# head limits, a database outage anywhere): added to every operation's OpenAPI entry.
+GATEWAY_STATUSES: dict[int, str] = {
+    414: "The request target is over `MAX_REQUEST_TARGET_BYTES`.",
+    431: "The request's headers are over their limits (count, one header, all of them).",
+    503: "The database is unavailable (`UNAVAILABLE`); retry after `Retry-After` seconds.",
+}
+
+
+def document_gateway_statuses(app: FastAPI) -> None:
+    """Adds ``GATEWAY_STATUSES`` to every operation of ``app``'s OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        problem = {"application/problem+json": {
+            "schema": {"$ref": "#/components/schemas/ProblemOut"}}}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.get("responses") if isinstance(operation, dict) else None
+                if responses is None:
+                    continue
+                for status, text in GATEWAY_STATUSES.items():
+                    entry: dict[str, Any] = {"description": text, "content": problem}
+                    if status == 503:
+                        entry["headers"] = {"Retry-After": {
+                            "description": "Seconds to wait before retrying.",
+                            "schema": {"type": "integer"}}}
+                    responses.setdefault(str(status), entry)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -133,7 +188,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
+    document_gateway_statuses(app)
 
 
 __all__ = ["domain_problem", "install_problem_handlers", "internal_error",
-           "problem_response"]
+           "problem_response", "unexpected_answer"]

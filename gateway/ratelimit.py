@@ -49,6 +49,7 @@ from data.actor import Actor, ActorKind
 from data.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from data.passwords import configure_hashing
 from gateway.buckets import Backoff, Level, Spend, Store
+from gateway.login_backoff import attempts_for
 from gateway.problems import problem_response
 from gateway.settings import Settings
 from resolvers.cost import estimate_cost
@@ -265,10 +266,12 @@ class RateLimitMiddleware:
         graphql = path.rstrip("/") == "/graphql"
         costs: dict[str, int] = {}
         batch: int | None = None
+        each: list[tuple[int, int]] = []  # (cost, auth) of each GraphQL operation
         if graphql:
             payloads, batch, receive = await self._graphql_payloads(scope, receive)
             for payload in payloads:
                 cost, auth = self.costs.operation(payload)
+                each.append((cost, auth))
                 costs["default"] = costs.get("default", 0) + cost
                 if auth:
                     costs["auth"] = costs.get("auth", 0) + auth
@@ -298,6 +301,11 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+        unspent = _unspent(state, charged, each)
+        if unspent:
+            await self.store.give_back([
+                Spend(f"{policy.name}:{principal}", policy.capacity, policy.rate, cost)
+                for policy, cost in unspent])
 
     async def _graphql_payloads(
         self, scope: Scope, receive: Receive
@@ -360,6 +368,22 @@ class RateLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+def _unspent(state: dict[str, Any], charged: list[tuple[Policy, int]],
+             each: list[tuple[int, int]]) -> list[tuple[Policy, int]]:
+    """What a request was charged for work that never ran: a REST request refused before
+    its handler (``state["refused"]``), GraphQL operations refused before execution
+    (``state["graphql_refused"]``: one flag per operation, in order)."""
+    if state.get("refused"):
+        return [(policy, min(cost, policy.capacity)) for policy, cost in charged]
+    flags = state.get("graphql_refused")
+    if not flags or not any(flags) or len(flags) != len(each):
+        return []
+    back = {"default": sum(c for (c, _), no in zip(each, flags, strict=True) if no),
+            "auth": sum(a for (_, a), no in zip(each, flags, strict=True) if no)}
+    return [(policy, min(back.get(policy.name, 0), cost, policy.capacity))
+            for policy, cost in charged if back.get(policy.name, 0) > 0]
+
+
 def _headers(charged: list[tuple[Policy, int]], levels: list[Level]) -> dict[str, str]:
     """``RateLimit-Policy`` and ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-10)."""
     return {
@@ -384,6 +408,9 @@ def install_rate_limits(app: FastAPI, settings: Settings) -> None:
                           settings.login_backoff_base_seconds,
                           settings.login_backoff_max_seconds),
                   on_login_refused=login_refused)
-    app.state.rate_limits = app.state.login_attempts = store  # closed by the app's lifespan
+    app.state.rate_limits = store  # closed by the app's lifespan
+    app.state.login_attempts_for = attempts_for(
+        store, ClientAddress(settings.rate_limit_trusted_proxies),
+        settings.login_slowdown_failures, settings.login_slowdown_seconds)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, settings=settings, store=store)

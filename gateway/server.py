@@ -20,7 +20,7 @@ import uvicorn
 from uvicorn_worker import UvicornWorker
 
 from gateway.health import DRAIN
-from gateway.http_protocol import GatewayHttpProtocol
+from gateway.http_protocol import GatewayHttpProtocol, HeadLimits
 from gateway.settings import Settings
 
 APP = "gateway.app:app_from_environment"
@@ -67,7 +67,12 @@ class GatewayServer(uvicorn.Server):
 def server_options(settings: Settings) -> dict[str, object]:
     """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
     return {
-        "http": GatewayHttpProtocol,  # httptools, one write per loop turn
+        # httptools, one write per loop turn, request heads bounded
+        "http": GatewayHttpProtocol.with_limits(HeadLimits(
+            target_bytes=settings.max_request_target_bytes,
+            header_count=settings.max_header_count,
+            header_line_bytes=settings.max_header_line_bytes,
+            header_bytes=settings.max_header_bytes)),
         "server_header": False,
         "access_log": False,  # the gateway writes its own access line
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,

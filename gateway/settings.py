@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     db_replica_poll_seconds: float = Field(0.01, gt=0, le=10)
     db_replica_retry_seconds: float = Field(1.0, gt=0, le=300)
     db_replica_timeout_seconds: float = Field(1.0, gt=0, le=60)
+    # PostgreSQL, client side: a frozen or unreachable server is an outage (503) within
+    # these, before the request's own time limit (README "Errors").
+    db_connect_timeout_seconds: float = Field(5.0, gt=0)
+    db_command_timeout_seconds: float = Field(8.0, ge=0, description="0 turns it off")
 
     enable_docs: bool | None = None
     enable_graphiql: bool | None = None
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
     login_backoff_window_seconds: int = Field(900, ge=1)
     login_backoff_base_seconds: int = Field(30, ge=1)
     login_backoff_max_seconds: int = Field(3600, ge=1)
+    # Account-wide, whatever the network: from this many failures in the window on, each
+    # login for the account waits this long (never a lock; gateway.login_backoff).
+    login_slowdown_failures: int = Field(20, ge=1)
+    login_slowdown_seconds: float = Field(1.0, ge=0, le=10)
     password_hash_threads: int = Field(2, ge=1)
     password_hash_queue: int = Field(32, ge=0)
 
@@ -119,6 +127,11 @@ class Settings(BaseSettings):
     graphql_apq_redis_prefix: str = "gateway:apq:"
     max_body_bytes: int = Field(1_048_576, ge=1)
     max_query_string_bytes: int = Field(100_000, ge=1)
+    # Request heads, checked by the HTTP protocol as they arrive (README "Limits").
+    max_request_target_bytes: int = Field(8192, ge=256)
+    max_header_count: int = Field(100, ge=8)
+    max_header_line_bytes: int = Field(8192, ge=256)
+    max_header_bytes: int = Field(16384, ge=1024)
     request_timeout_seconds: float = Field(10.0, gt=0)
     metrics_token: str | None = None
     # --- end limits ---
@@ -230,6 +243,8 @@ class Settings(BaseSettings):
             timeout=self.db_pool_timeout, recycle=self.db_pool_recycle,
             pre_ping=self.db_pool_pre_ping, ping_after_idle=self.db_pool_ping_after_idle,
             statement_timeout_ms=self.db_statement_timeout_ms,
+            connect_timeout=self.db_connect_timeout_seconds,
+            command_timeout=self.db_command_timeout_seconds or None,
         )
 
     @property

@@ -52,6 +52,7 @@ from data.compiled import (
 )
 from data.compiled.sql import Bound, bind, mapped
 from data.errors import DomainError
+from data.outages import unavailable_from
 from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
 from resolvers.ids import database_id_of, from_global_id
 from resolvers.plans import FILTER_BOUND, FILTER_ROLES, SCALAR_ROLES, GraphQLPlan, GraphQLPlans
@@ -322,7 +323,9 @@ class CompiledReads(SchemaExtension):
                 return None
             compiled, params = found
             return compiled_data(compiled, await fetch_json(context.db, compiled.sql, params))
-        except Exception:
-            # A bug here must not become the answer: log it, and let the reference answer.
-            log.exception("compiled_read_failed")
+        except Exception as exc:
+            # A bug here must not become the answer: log it, and let the reference answer
+            # (a database outage is not logged here: the reference answers UNAVAILABLE).
+            if unavailable_from(exc, transport=True) is None:
+                log.exception("compiled_read_failed")
             return None

@@ -75,7 +75,8 @@ async def get_context(request: HTTPConnection) -> Context:
         getattr(request.state, "identity_error", None),
         getattr(request.app.state, "events", None),
     )
-    context.login_attempts = getattr(request.app.state, "login_attempts", NO_BACKOFF)
+    attempts_for = getattr(request.app.state, "login_attempts_for", None)
+    context.login_attempts = NO_BACKOFF if attempts_for is None else attempts_for(request.scope)
     # The compiled lane ran this request's statement already (an object was not found):
     # the resolvers answer without running it again.
     context.compiled_reads = (getattr(request.app.state, "compiled_reads", False)

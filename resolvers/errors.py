@@ -15,13 +15,23 @@ from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from data.errors import DomainError
+from data.outages import unavailable_from
+
+
+def domain_error_of(error: GraphQLError) -> DomainError | None:
+    """The domain error behind ``error``: its own, or the ``Unavailable`` a database
+    outage stands for."""
+    original = error.original_error
+    if isinstance(original, DomainError) or original is None:
+        return original
+    return unavailable_from(original)
 
 
 def code_of(error: GraphQLError) -> str:
-    original = error.original_error
-    if isinstance(original, DomainError):
-        return original.code
-    if original is None or error.path is None:
+    domain = domain_error_of(error)
+    if domain is not None:
+        return domain.code
+    if error.original_error is None or error.path is None:
         # Parsing, validation and variable coercion: the document or its input is wrong.
         return "BAD_USER_INPUT"
     return "INTERNAL"
@@ -33,7 +43,7 @@ def is_unexpected(error: GraphQLError) -> bool:
 
 def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
     code = code_of(error)
-    original = error.original_error
+    original = domain_error_of(error)
     extensions = dict(error.extensions or {})
     extensions["code"] = code
     message = error.message

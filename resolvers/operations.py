@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 from strawberry.extensions import SchemaExtension
 
+from resolvers.errors import code_of
+
 
 class OperationInfo(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
@@ -25,6 +27,14 @@ class OperationInfo(SchemaExtension):
         except Exception:  # an operation name the document does not define
             kind = "unknown"
         errors = getattr(context.result, "errors", None)
+        # Refused before it ran (it does not parse, fails validation or a limit): the
+        # rate limit gives its cost back (gateway.ratelimit).
+        refused = bool(errors) and getattr(context.result, "data", None) is None and all(
+            error.path is None and code_of(error) == "BAD_USER_INPUT" for error in errors)
+        flags = getattr(state, "graphql_refused", None)
+        if flags is None:
+            state.graphql_refused = flags = []
+        flags.append(refused)
         state.graphql = {
             "name": context.operation_name,
             "type": kind,

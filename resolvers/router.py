@@ -68,7 +68,17 @@ def graphql_error_body(message: str, code: str, request_id: str | None = None) -
     return orjson.dumps({"errors": [{"message": message, "extensions": extensions}]})
 
 
-def _error_result(error: GraphQLError) -> ExecutionResult:
+def _error_result(error: GraphQLError, request: Any) -> ExecutionResult:
+    """A request-level error as a result, with the request id every error carries."""
+    state = getattr(request, "state", None)
+    request_id = getattr(state, "request_id", None)
+    if state is not None:  # refused before it ran: the rate limit gives its cost back
+        flags = getattr(state, "graphql_refused", None)
+        if flags is None:
+            state.graphql_refused = flags = []
+        flags.append(True)
+    if request_id and "request_id" not in (error.extensions or {}):
+        error.extensions = {**(error.extensions or {}), "request_id": request_id}
     return ExecutionResult(data=None, errors=[error])
 
 
@@ -223,10 +233,10 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
                     request_data=data))
             except TransportError as exc:
                 results.append(_error_result(GraphQLError(
-                    exc.reason, extensions={"code": exc.code})))
+                    exc.reason, extensions={"code": exc.code}), request))
             except HTTPException as exc:
                 results.append(_error_result(GraphQLError(
-                    exc.reason, extensions={"code": "BAD_USER_INPUT"})))
+                    exc.reason, extensions={"code": "BAD_USER_INPUT"}), request))
         return results
 
     async def execute_single(self, request: Any, request_adapter: AsyncHTTPRequestAdapter,
@@ -235,7 +245,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
         try:
             query = await self.persisted.resolve(request_data.query, request_data.extensions)
         except GraphQLError as error:
-            return _error_result(error)
+            return _error_result(error, request)
         if query is None:
             raise TransportError(400, "No GraphQL query found in the request.")
         request_data = dataclasses.replace(request_data, query=query)

@@ -23,7 +23,7 @@ from resolvers.orders import OrderMutation
 from resolvers.persisted import Persisted
 from resolvers.query import CatalogQuery
 from resolvers.router import GatewayGraphQLRouter
-from resolvers.subscriptions import Subscription
+from resolvers.subscriptions import Subscription, SubscriptionsOverWebSocket
 from resolvers.throttled import RateLimitedStatus
 from resolvers.types import Category, Order, Product, Review, User
 
@@ -60,8 +60,8 @@ def build_schema() -> GatewaySchema:
         # refusals must stand before cached validation. CompiledReads answers in on_execute
         # only when nothing before it did. RateLimitedStatus after ErrorCodes: it must see
         # the original errors.
-        extensions=[ErrorCodes, RejectBadCredentials, OperationInfo, Limits, DocumentCache,
-                    CompiledReads, RateLimitedStatus],
+        extensions=[ErrorCodes, RejectBadCredentials, SubscriptionsOverWebSocket,
+                    OperationInfo, Limits, DocumentCache, CompiledReads, RateLimitedStatus],
     )
 
 

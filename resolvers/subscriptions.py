@@ -8,22 +8,27 @@ service as an HTTP request's headers; a credential that fails closes the socket 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
 import strawberry
-from starlette.websockets import WebSocketDisconnect
+from graphql import ExecutionResult, GraphQLError
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import SchemaExtension
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
-from data.errors import DomainError, Unauthenticated
+from data.errors import DomainError, Invalid, Unauthenticated
 from data.services import auth, orders
 from resolvers.context import Context, Info
 from resolvers.ids import database_id_of
 from resolvers.types import Order
 
+OVER_HTTP = ("Subscriptions are served over WebSocket: connect to /graphql with the "
+             "graphql-transport-ws protocol.")
 CREDENTIAL_KEYS = {"authorization": "authorization", "x-api-key": "api_key"}
 
 
@@ -98,3 +103,20 @@ class Subscription:
                     row = await orders.find_order_to_follow(session, context.actor,
                                                             order_id=order_id)
                 yield Order.of(row)
+
+
+class SubscriptionsOverWebSocket(SchemaExtension):
+    """A subscription sent as a plain HTTP request is refused before it runs, with a text
+    that says where subscriptions are served: HTTP has no way to stream its events."""
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        request = getattr(ec.context, "request", None)
+        if not isinstance(request, WebSocket) and ec.operation_type is OperationType.SUBSCRIPTION:
+            refusal = Invalid(OVER_HTTP)
+            ec.result = ExecutionResult(data=None, errors=[GraphQLError(
+                refusal.detail, original_error=refusal)])
+            response = getattr(ec.context, "response", None)
+            if response is not None:
+                response.status_code = 400
+        yield

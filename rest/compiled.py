@@ -22,6 +22,7 @@ from data.compiled import Unsupported, actor_key
 from data.compiled.plans import BoundedCache, Record
 from data.compiled.rest import STATEMENTS, Shape
 from data.compiled.sql import Bound, Unbindable, bind
+from data.outages import unavailable_from
 from rest.representations import Representation
 
 log = logging.getLogger("gateway.rest")
@@ -201,7 +202,10 @@ async def compiled_body(
         return body
     except Unsupported:
         return None
-    except Exception:
+    except Exception as exc:
+        outage = unavailable_from(exc, transport=True)
+        if outage is not None:
+            raise outage from exc  # the reference would find the database down too
         # A bug here must not become the answer: log it, and let the reference answer.
         log.exception("compiled_read_failed")
         await session.rollback()

@@ -37,8 +37,9 @@ async def get_actor(request: Request) -> Actor:
 
 
 def get_login_attempts(request: Request) -> LoginAttempts:
-    """The failed-login backoff store the gateway installed."""
-    return getattr(request.app.state, "login_attempts", NO_BACKOFF)
+    """The failed-login backoff the gateway installed, for this request's client."""
+    attempts_for = getattr(request.app.state, "login_attempts_for", None)
+    return NO_BACKOFF if attempts_for is None else attempts_for(request.scope)
 
 
 async def read_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:

@@ -155,6 +155,24 @@ async def test_short_stock_is_a_conflict_that_names_the_product(
     assert (await stock_of(world, plenty), await stock_of(world, scarce)) == (10, 1)
 
 
+@pytest.mark.parametrize("interface", INTERFACES)
+async def test_a_refusal_tells_how_many_are_left_only_to_who_may_read_stock(
+    world: World, interface: str
+) -> None:
+    scarce = await new_product(world, stock=7)
+    texts = {}
+    for principal in ("customer", "staff"):
+        status, body = await place(world, interface, principal,
+                                   [{"product_id": scarce, "quantity": 8}])
+        assert status == 409
+        texts[principal] = body["message"] if interface == "graphql" else body["detail"]
+    assert f"product {scarce}" in texts["customer"]
+    assert "7" not in texts["customer"].split(f"product {scarce}")[1]
+    assert "left" not in texts["customer"]
+    assert f"product {scarce}: 7 left" in texts["staff"]
+    assert await stock_of(world, scarce) == 7
+
+
 async def test_api_keys_cannot_place_orders(world: World) -> None:
     product = await new_product(world)
     for principal in ("key_catalog_read", "key_orders_read", "key_catalog_write"):

@@ -309,11 +309,15 @@ async def test_failed_logins_lock_the_account_in_both_interfaces(
         assert outcome(await then(gw.client, DEMO_PASSWORD)) == "ok"
         results = [outcome(await fail_with(gw.client, f"wrong-{n}")) for n in range(3)]
         assert results == ["failed", "failed", "failed"]
-        # Locked, from any address and through either interface, even with the password.
-        async with gw.client_at("10.7.7.7") as elsewhere:
-            locked = await then(elsewhere, DEMO_PASSWORD)
+        # Locked for the network the failures came from, through either interface, even
+        # with the password...
+        async with gw.client_at("127.0.0.9") as neighbour:
+            locked = await then(neighbour, DEMO_PASSWORD)
         assert outcome(locked) == "locked"
         assert int(locked.headers["Retry-After"]) == 1
+        # ...but a stranger's failures do not lock the owner out of their own network.
+        async with gw.client_at("10.7.7.7") as owner:
+            assert outcome(await then(owner, DEMO_PASSWORD)) == "ok"
         # Another account is not locked.
         other = await gw.client.post("/api/v1/auth/token", data={
             "username": "staff@example.com", "password": DEMO_PASSWORD})
@@ -409,3 +413,54 @@ async def test_a_redis_that_never_answers_costs_one_timeout_not_one_per_request(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_refused_request_spends_nothing(
+    database_url: str, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    """Refused before it ran (over the cost limit, invalid, malformed): the budget is
+    as it was, so one such request cannot throttle everyone behind the same address."""
+    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
+                       rate_limit_burst=20_000) as gw:
+        async def level() -> int:
+            return levels(await gw.client.get("/api/v1/products/1"))["default"]
+
+        def post(body: Any) -> Any:
+            return gw.client.post("/graphql", json=body)
+
+        before = await level()
+        too_dear = await post(graphql("{ products(first: 100) { edges { node { reviews("
+                                      "first: 100) { edges { node { title } } } } } } }"))
+        assert too_dear.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert levels(too_dear)["default"] < before - 5000  # charged while it was judged
+        assert (await post(graphql("{ nope }"))).json()["errors"]
+        assert (await post(graphql("{ products("))).json()["errors"]
+        assert (await post({"extensions": {"persistedQuery": {
+            "version": 1, "sha256Hash": "0" * 64}}})).json()["errors"]
+        batch = await post([graphql("{ products(first: 100) { edges { node { reviews("
+                                    "first: 100) { edges { node { title } } } } } } }"),
+                            graphql("{ nope }")])
+        assert len(batch.json()) == 2
+        assert (await gw.client.get("/api/v1/products?limit=abc")).status_code == 422
+        # Only the level probes themselves spent (1 each), give or take the refill.
+        assert before - 1 <= await level() <= before
+        # What runs is still charged.
+        ran = await post(graphql("{ products(first: 50) { edges { node { name } } } }"))
+        assert "errors" not in ran.json()
+        assert before - 53 <= await level() <= before - 51
+
+
+async def test_failures_spread_over_many_networks_slow_the_account_but_never_lock_it(
+    database_url: str, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    async with limited(database_url, tmp_path, store, login_backoff_failures=3,
+                       login_slowdown_failures=6, login_slowdown_seconds=0.3) as gw:
+        for network in range(5):  # two failures each: under every network's threshold
+            async with gw.client_at(f"10.{network}.0.1") as stranger:
+                for n in range(2):
+                    assert outcome(await rest_login(stranger, f"wrong-{n}")) == "failed"
+        async with gw.client_at("192.0.2.10") as owner:
+            began = asyncio.get_running_loop().time()
+            assert outcome(await graphql_login(owner, DEMO_PASSWORD)) == "ok"
+            assert asyncio.get_running_loop().time() - began >= 0.3  # held, not refused
+            assert outcome(await rest_login(owner, DEMO_PASSWORD)) == "ok"

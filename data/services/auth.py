@@ -58,8 +58,9 @@ async def login(
 ) -> TokenPair:
     """Tokens for a correct email and password; the same answer for every failure.
 
-    An account with too many recent failures is ``RateLimited`` before its password is
-    checked, whoever asks and from wherever; a success forgets its failures.
+    Too many recent failures for the account from the caller's network are
+    ``RateLimited`` before the password is checked (``attempts`` knows the network); a
+    success forgets them.
     """
     email = normalize_email(email)
     account = account_key(email)

@@ -25,7 +25,7 @@ from data.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from data.inputs import storable_int
 from data.models import ORDER_STATUSES, Order, OrderItem, Product, utcnow
 from data.money import as_utc
-from data.policy import order_visible
+from data.policy import can_read_stock, order_visible
 from data.services.guards import require_principal, require_user
 
 MAX_LINES = 100
@@ -141,7 +141,7 @@ async def place_order(
         raise InvalidInput("Some items name no product for sale.", errors=missing)
     short = [line for line in lines if found[line.product_id].stock < line.quantity]
     if short:
-        raise Conflict(_shortage(short, found))
+        raise Conflict(_shortage(actor, short, found))
 
     quantity = case({line.product_id: line.quantity for line in lines}, value=Product.id)
     taken = (await session.execute(
@@ -152,7 +152,8 @@ async def place_order(
         .execution_options(synchronize_session=False)
     )).scalars().all()
     if len(taken) != len(ids):  # the rows are locked, so only a bug gets here
-        raise Conflict(_shortage([li for li in lines if li.product_id not in taken], found))
+        raise Conflict(_shortage(actor, [li for li in lines if li.product_id not in taken],
+                                       found))
 
     # One multi-row VALUES statement (executemany would be a statement per line on SQLite).
     inserted = {item.product_id: item for item in (await session.scalars(
@@ -172,10 +173,15 @@ async def place_order(
     return order, items
 
 
-def _shortage(lines: Sequence[OrderLine], found: dict[int, Any]) -> str:
-    names = ", ".join(f"{found[li.product_id].name} (sku {found[li.product_id].sku}, "
-                      f"product {li.product_id}: {found[li.product_id].stock} left)"
-                      for li in lines)
+def _shortage(actor: Actor, lines: Sequence[OrderLine], found: dict[int, Any]) -> str:
+    """The refusal's text: how many are left only for those who may read ``stock``
+    (the count is exactly the field a customer is refused elsewhere)."""
+    tell = can_read_stock(actor)
+    names = ", ".join(
+        f"{found[li.product_id].name} (sku {found[li.product_id].sku}, "
+        f"product {li.product_id}"
+        + (f": {found[li.product_id].stock} left)" if tell else ")")
+        for li in lines)
     return f"Not enough stock for: {names}."
 
 
