@@ -148,47 +148,11 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 # Statuses any REST route can answer, from layers outside the routes (the HTTP protocol's
 # head limits, a database outage anywhere): added to every operation's OpenAPI entry.
-GATEWAY_STATUSES: dict[int, str] = {
-    414: "The request target is over `MAX_REQUEST_TARGET_BYTES`.",
-    431: "The request's headers are over their limits (count, one header, all of them).",
-    503: "The database is unavailable (`UNAVAILABLE`); retry after `Retry-After` seconds.",
-}
-
-
-def document_gateway_statuses(app: FastAPI) -> None:
-    """Adds ``GATEWAY_STATUSES`` to every operation of ``app``'s OpenAPI document."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = build()
-        problem = {"application/problem+json": {
-            "schema": {"$ref": "#/components/schemas/ProblemOut"}}}
-        for item in schema.get("paths", {}).values():
-            for operation in item.values():
-                responses = operation.get("responses") if isinstance(operation, dict) else None
-                if responses is None:
-                    continue
-                for status, text in GATEWAY_STATUSES.items():
-                    entry: dict[str, Any] = {"description": text, "content": problem}
-                    if status == 503:
-                        entry["headers"] = {"Retry-After": {
-                            "description": "Seconds to wait before retrying.",
-                            "schema": {"type": "integer"}}}
-                    responses.setdefault(str(status), entry)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
-    document_gateway_statuses(app)
 
 
 __all__ = ["domain_problem", "install_problem_handlers", "internal_error",

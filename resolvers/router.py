@@ -117,7 +117,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
                             headers=getattr(exc, "headers", None))
         if media == GRAPHQL_RESPONSE and not isinstance(response, HTMLResponse):
             response.headers["content-type"] = CONTENT_TYPES[media]
-            refused = getattr(request.state, "graphql_refused", None)
+            refused = getattr(request.state, "graphql_refused_status", None)
             if refused is not None and response.status_code == 200:
                 response.status_code = refused
         return response
@@ -145,7 +145,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
             # and a 4xx status for a single operation (a batch's own status stays 200).
             processed.pop("data", None)
             if not getattr(state, "graphql_batch", False):
-                state.graphql_refused = request_error_status(
+                state.graphql_refused_status = request_error_status(
                     [error.formatted for error in result.errors])
         return processed
 

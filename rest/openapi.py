@@ -52,9 +52,12 @@ DESCRIPTIONS = {
     404: "`NOT_FOUND`: no such object, or one the principal may not see.",
     409: "`CONFLICT`: the change conflicts with the current state.",
     413: "`BAD_USER_INPUT`: the body is larger than `MAX_BODY_BYTES`.",
-    414: "`BAD_USER_INPUT`: the query string is longer than `MAX_QUERY_STRING_BYTES`.",
+    414: "`BAD_USER_INPUT`: the request target is over `MAX_REQUEST_TARGET_BYTES`, or its "
+         "query string over `MAX_QUERY_STRING_BYTES`.",
     415: "`BAD_USER_INPUT`: the body is not in a content type this operation takes.",
     422: "`BAD_USER_INPUT`: parameters or body fail validation; `errors` names each.",
+    431: "`BAD_USER_INPUT`: the request's headers are over their limits (count, one header, "
+         "all of them).",
     429: "`RATE_LIMITED`: over the principal's rate limit; retry after `Retry-After`.",
     500: "`INTERNAL`: a bug; the body carries the request id and nothing else.",
     503: "`UNAVAILABLE`: a dependency (the database) is down; retry after `Retry-After`.",
@@ -70,7 +73,7 @@ HEADERS: dict[int, dict[str, Any]] = {
 }
 
 # What any route can answer, before it runs or whatever it does.
-EVERY_ROUTE = (401, 414, 429, 500, 503, 504)
+EVERY_ROUTE = (401, 414, 429, 431, 500, 503, 504)
 
 
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -170,7 +170,7 @@ async def test_openapi_documents_the_statuses_every_route_can_answer(
     settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'o.sqlite3'}", tmp_path)
     async with running_gateway(settings, "sqlite") as gw:
         spec = (await gw.client.get("/openapi.json")).json()
-    assert "ProblemOut" in spec["components"]["schemas"]
+    assert "Problem" in spec["components"]["schemas"]
     for path in ("/api/v1/products", "/api/v2/orders"):
         for operation in spec["paths"][path].values():
             responses = operation["responses"]
