@@ -8,6 +8,7 @@ key prefix) and drops them at the end, so no earlier run can change a result.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import uuid
@@ -124,6 +125,10 @@ async def require_postgres() -> None:
         pytest.skip("PostgreSQL is not reachable")
 
 
+# One numbering for every PostgresDatabases of the run: two of them never pick one name.
+_DATABASE_NUMBERS = itertools.count()
+
+
 class PostgresDatabases:
     """Creates databases named after this run and drops them all at the end."""
 
@@ -134,7 +139,7 @@ class PostgresDatabases:
         return create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
 
     async def create(self) -> str:
-        name = f"gw_test_{RUN_ID}_{len(self.created)}"
+        name = f"gw_test_{RUN_ID}_{next(_DATABASE_NUMBERS)}"
         admin = self._admin()
         try:
             async with admin.connect() as conn:
