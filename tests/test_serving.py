@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.serving import Served, serving
@@ -155,3 +156,62 @@ def test_the_images_command_migrates_when_asked_and_serves(tmp_path: Path) -> No
         assert listing.status_code == 200, listing.text  # the tables exist: migrated
         assert listing.json()["data"] == []  # and not seeded: that is only the embedded demo
         assert "migrated to the latest revision" in served.output(), shlex.join(command)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["uvicorn", "gunicorn"])
+async def test_sigterm_under_load_answers_every_accepted_request(
+    tmp_path: Path, workers: int
+) -> None:
+    """Shutdown while clients keep reading: every answer is a 200 (during the drain too),
+    every request the server handled reached its client (its access line's request id is
+    among the answers received), failures come only after SIGTERM, and the server exits
+    cleanly."""
+    env = {"SHUTDOWN_DRAIN_SECONDS": "1", "SHUTDOWN_GRACE_SECONDS": "10"}
+    args = ["serve", "--workers", str(workers)]
+    with serving(args, tmp_path, env) as served:
+        signalled: list[float] = []
+        statuses: list[int] = []
+        received: set[str] = set()
+        failures: list[tuple[float, str]] = []
+        stop = asyncio.Event()
+
+        async def reader(n: int) -> None:
+            async with httpx.AsyncClient(base_url=served.url, timeout=30) as client:
+                i = n
+                while not stop.is_set():
+                    i += 8
+                    request_id = f"r{n}x{i}"
+                    try:
+                        response = await client.get(f"{PRODUCTS}?limit=5&sort=-price",
+                                                    headers={"X-Request-ID": request_id})
+                    except httpx.TransportError as exc:
+                        failures.append((time.monotonic(), type(exc).__name__))
+                        if signalled:
+                            await asyncio.sleep(0.05)
+                        continue
+                    statuses.append(response.status_code)
+                    received.add(request_id)
+
+        readers = [asyncio.create_task(reader(n)) for n in range(8)]
+        await _wait_for(lambda: _true(len(statuses) >= 50), "the readers to get going")
+        before = len(statuses)
+        signalled.append(time.monotonic())
+        served.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(served.process.wait, 60)
+        stop.set()
+        await asyncio.gather(*readers)
+    assert code == 0, served.output()[-3000:]
+    assert set(statuses) == {200}, sorted(set(statuses))
+    assert len(statuses) > before, "nothing was answered after SIGTERM (the drain)"
+    assert all(at >= signalled[0] for at, _ in failures), failures[:5]
+    output = served.output()
+    assert "Traceback" not in output
+    handled = {line["request_id"] for line in map(json.loads, filter(
+        lambda text: text.startswith("{"), output.splitlines()))
+        if line.get("event") == "request" and str(line.get("request_id", "")).startswith("r")}
+    assert handled, "no access line"
+    assert handled <= received, sorted(handled - received)[:5]
+
+
+async def _true(value: bool) -> bool:
+    return value
