@@ -3,7 +3,7 @@
 No framework, no middleware: what a Python server on uvicorn can do when the answer is
 already stored. ``BENCH_REDIS_URL`` and ``BENCH_REDIS_KEY`` say where the body is.
 ``BENCH_REDIS_CLIENT`` picks the client: ``redis-py`` (default: the standard client, the
-reference of issue 8's bar) or ``pipelined``, the gateway's own connection
+the cached scenario's reference) or ``pipelined``, the gateway's own connection
 (``gateway.redis_pipe``), to see what that client alone is worth.
 """
 

@@ -109,7 +109,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
 def _for_reads(engine: AsyncEngine) -> AsyncEngine:
     """Read sessions on PostgreSQL run without BEGIN and ROLLBACK (autocommit): at READ
     COMMITTED every statement takes its own snapshot inside a transaction or not, and a
-    session per loader batch paid two extra round trips for it (issue 9)."""
+    session per loader batch paid two extra round trips for it."""
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
@@ -285,7 +285,7 @@ class Database:
         prepared statement, one round trip; an idle connection is leased from the pool
         without SQLAlchemy's checkout (``FairAsyncPool.lease``). A compiled read's
         statement is all the work of its request, so the layers around it were a third of
-        the request (issue 9).
+        the request.
         The engine's ``before_cursor_execute`` listeners (the statement counters) hear of
         it as of any statement. A connection that failed under it is not pooled again.
         A statement the replica could not answer runs again on the primary.

@@ -5,7 +5,7 @@ with ``get_nowait`` whenever one is there: a request that arrives just as a conn
 comes back takes it ahead of every request already waiting, and a waiter that finds the
 queue empty again goes back to the end of the line. Under a burst wider than the pool
 (32 connections on a pool of 10 with 10 overflow) a few requests waited for seconds
-while others were served in milliseconds: the benchmark's REST p99 of 4.6 s (issue 9).
+while others were served in milliseconds: the benchmark's REST p99 of 4.6 s.
 
 ``FairAsyncPool`` puts a FIFO gate in front: one slot per connection the pool may have
 (``pool_size + max_overflow``), taken before a connection is, given back when it
@@ -15,7 +15,7 @@ overtakes anybody, and the wait still ends with SQLAlchemy's own ``TimeoutError`
 ``lease()`` hands a compiled read the driver connection of an idle pooled connection
 without SQLAlchemy's checkout (a ``_ConnectionFairy``, its events and its reset on
 return, run in a greenlet): the same slots, the same connections, but about a third of
-the cost of the read's one statement (issue 9). Whatever the checkout would have had to
+the cost of the read's one statement. Whatever the checkout would have had to
 do first (a pre-ping, a recycle, a reconnect, a connection not opened yet) goes the usual
 way instead.
 
@@ -49,7 +49,7 @@ class FifoGate:
     ``timeout`` (``TimeoutError``), all their deadlines watched by one timer.
 
     Under load most checkouts wait, and an ``asyncio.timeout`` around each wait (a timer
-    made and cancelled per request) cost more than the wait's own bookkeeping (issue 9).
+    made and cancelled per request) cost more than the wait's own bookkeeping.
     Every wait has the same timeout, so arrival order is deadline order: the timer is
     armed for the oldest waiter only. A released slot goes straight to the next waiter.
     """

@@ -5,7 +5,7 @@ CPython 3.11's ``get_running_loop`` (and ``current_task()`` without a loop, whic
 it) checks the process id on every call, so that a forked child does not use its
 parent's loop: a ``getpid()`` system call each time. The pool, the metrics and the
 request limits asked about ten times per request, which strace counted as the worker's
-most frequent system call, ahead of its reads and writes (issue 9).
+most frequent system call, ahead of its reads and writes.
 
 Here the loop found last is reused while it runs and the caller is on the thread it was
 found on: a thread runs one loop at a time, so a running loop found in this thread is

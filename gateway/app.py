@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     """A gateway for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings()
     graphql = graphql_options(settings)
-    cache = ResponseCache(settings, schema._schema)  # response cache (issue 8)
+    cache = ResponseCache(settings, schema._schema)  # response cache
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,19 +88,18 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
                         timeout=settings.db_replica_timeout_seconds,
                         retry_seconds=settings.db_replica_retry_seconds)
         app.state.db = db
-        app.state.metrics.watch(db)  # SQL statements per request (issue 9), pool gauges
+        app.state.metrics.watch(db)  # SQL statements per request, pool gauges
         await cache.start(db, getattr(app.state, "metrics", None))
         try:
-            # --- live order events (issue 7): app.state.events, fed by db commits ---
+            # Live order events: app.state.events, fed by db commits
             async with running_event_bus(db, settings,
                                          app.state.principals) as app.state.events:
                 yield
-            # --- end live order events ---
         finally:
             await cache.close()
             await db.dispose()
             app.state.metrics.flush()  # this loop turn's records, before the loop ends
-            await app.state.rate_limits.aclose()  # rate limits (issue 8)
+            await app.state.rate_limits.aclose()  # rate limits
             await graphql["persisted"].close()
 
     app = GatewayApp(
@@ -115,11 +114,10 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.state.settings = settings
     app.state.tokens = build_token_issuer(settings)
     app.state.principals = principal_cache(settings)
-    # --- compiled reads (issue 9): one plan per operation shape, per interface ---
+    # Compiled reads: one plan per operation shape, per interface
     app.state.compiled_reads = settings.compiled_reads
     app.state.lane_plans = GraphQLPlans(schema._schema, settings.compiled_plans_max_entries)
     app.state.rest_plans = RestPlans(settings.compiled_plans_max_entries)
-    # --- end compiled reads ---
 
     @app.get("/.well-known/jwks.json", include_in_schema=False)
     async def jwks() -> dict[str, Any]:
@@ -127,7 +125,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         return app.state.tokens.jwks()
 
     install_problem_handlers(app)
-    # --- limits (issue 8): GraphQL limits, persisted queries; HTTP limits around identity ---
+    # Limits: GraphQL limits, persisted queries; HTTP limits around identity
     # /graphql first: routes are tried in order, and it is one path against REST's many.
     app.include_router(graphql_router(**graphql), prefix="/graphql",
                        include_in_schema=False)
@@ -140,30 +138,25 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # Outermost last (the front door): the request id exists before identity and every
     # handler.
     # Identity -> rate limits -> response cache -> routes: a cache hit still spends its cost.
-    # --- compiled lane (issue 9): innermost, so everything above also runs for it ---
+    # Compiled lane: innermost, so everything above also runs for it
     if settings.compiled_reads and not settings.graphql_allowlist_only:
         app.add_middleware(CompiledLane, plans=app.state.lane_plans,
                            rest_plans=app.state.rest_plans, state=app.state,
                            memo_bytes=settings.compiled_memo_max_bytes)
-    # --- end compiled lane ---
-    # --- response cache (issue 8): inside identity (it needs the actor) ---
+    # Response cache: inside identity (it needs the actor)
     app.state.cache = cache
     if cache.enabled:  # off: every answer is the front door's BYPASS, nothing to count
         app.add_middleware(CacheMiddleware, cache=cache)
-    # --- end response cache ---
-    # --- rate limits (issue 8): inside identity, which resolves the principal ---
+    # Rate limits: inside identity, which resolves the principal
     install_rate_limits(app, settings)
-    # --- end rate limits ---
     app.add_middleware(IdentityMiddleware)
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
                        max_query_string_bytes=settings.max_query_string_bytes,
                        timeout_seconds=settings.request_timeout_seconds)
-    # --- end limits ---
-    # --- operations (issue 4): probes, /metrics, access log, CORS, hosts, headers ---
+    # Operations: probes, /metrics, access log, CORS, hosts, headers
     install_operations(app, settings)
     app.state.lane_plans.cache.record = app.state.metrics.plan_recorder("graphql")
     app.state.rest_plans.cache.record = app.state.metrics.plan_recorder("rest")
-    # --- end operations ---
     return app
 
 

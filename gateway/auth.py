@@ -59,7 +59,7 @@ class IdentityMiddleware:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine itself without credentials: the app's is the caller's to await,
-        # one frame fewer for every suspension of the request to pass through (issue 9).
+        # one frame fewer for every suspension of the request to pass through.
         if scope["type"] in ("http", "websocket"):
             authorization = api_key = None
             for name, value in scope["headers"]:  # no dict: most requests carry neither

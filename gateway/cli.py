@@ -124,7 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(settings, host=args.host, port=args.port)
 
 
-# --- limits (issue 8): the persisted query allow-list ---
+# Limits: the persisted query allow-list
 def cmd_persist_queries(args: argparse.Namespace) -> None:
     import json
 
@@ -143,7 +143,6 @@ def cmd_persist_queries(args: argparse.Namespace) -> None:
         raise SystemExit(f"gateway: {exc}") from None
     Path(args.output).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {len(manifest['operations'])} operations to {args.output}")
-# --- end limits ---
 
 
 def build_parser() -> argparse.ArgumentParser:

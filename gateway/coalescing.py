@@ -1,7 +1,7 @@
 """A transport that gathers what is written during one event-loop turn into one write.
 
 On this kind of machine a system call costs several microseconds, a noticeable part of a
-cached or compiled answer (issue 9). ``CoalescingTransport`` keeps what is written during
+cached or compiled answer. ``CoalescingTransport`` keeps what is written during
 one turn of the loop and writes it at the turn's end, in one call, in order, with no wait
 added (the turn ends as soon as the ready callbacks have run). The HTTP server's
 connections (``gateway.http_protocol``) and the pipelined Redis connection

@@ -87,7 +87,7 @@ class CompiledLane:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine itself: the branch's is the caller's to await, one frame fewer
-        # for every suspension of the request to pass through (issue 9).
+        # for every suspension of the request to pass through.
         if scope["type"] != "http":
             return self.app(scope, receive, send)
         if scope["method"] == "GET" and scope["path"].startswith("/api/"):

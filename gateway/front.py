@@ -2,7 +2,7 @@
 
 It was three middlewares (request id, access log and metrics, security headers), each
 wrapping ``send`` and rewriting the headers with ``MutableHeaders``; at a few thousand
-requests a second their bookkeeping cost more than the compiled lane's work (issue 9).
+requests a second their bookkeeping cost more than the compiled lane's work.
 One layer now:
 
 - checks ``Host`` against ``TRUSTED_HOSTS`` (``gateway.security.TrustedHosts``; a

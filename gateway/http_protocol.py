@@ -9,8 +9,8 @@ calls per response, each a wake-up of the client on loopback. Over a
 
 uvicorn also checks every header of a response with two regular expressions and
 lower-cases its name, one header at a time; the gateway's answers carry ten headers
-(security headers, request id, ETag), so that was a few microseconds of every request
-(issue 9). ``GatewayCycle`` checks all the names at once and all the values at once for
+(security headers, request id, ETag), so that was a few microseconds of every request.
+``GatewayCycle`` checks all the names at once and all the values at once for
 the bytes those expressions refuse, and writes the head itself; a head those checks do not clear
 (an invalid or an upper-case name, an invalid value) and every other case (back
 pressure, a second start, uvicorn's own access log) go to uvicorn's ``send``, which

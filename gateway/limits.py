@@ -8,7 +8,7 @@ limit; whatever the app was about to answer is replaced. A query string over
 ``UNAVAILABLE`` while the database is known to be down: that is why it waited); a streamed answer
 (server-sent events) is exempt once it has started. One timer watches every request in
 flight (``Deadlines``): an ``asyncio.timeout`` per request cost more than a cached
-answer's own work (issue 9). REST paths answer problem+json,
+answer's own work. REST paths answer problem+json,
 ``/graphql`` a GraphQL-shaped error, both with a code.
 """
 
@@ -174,7 +174,7 @@ class RequestLimitsMiddleware:
 
         def watched_send(message: Message) -> Awaitable[None]:
             # Not a coroutine itself: the next layer's ``send`` is the caller's to await,
-            # one coroutine fewer per message (issue 9).
+            # one coroutine fewer per message.
             nonlocal started
             if over:
                 return _nothing()  # the app's answer to a body it never got whole: ours replaces it
@@ -186,7 +186,7 @@ class RequestLimitsMiddleware:
         deadlines.enter(task, loop)
         try:
             # In HTTP/1 a request without a length or an encoding has no body to count
-            # (issue 9: a wrapper less for every GET); HTTP/2 needs neither for a body.
+            # (a wrapper less for every GET); HTTP/2 needs neither for a body.
             counted = framed or scope.get("http_version") not in ("1.1", "1.0")
             await self.app(scope, limited_receive if counted else receive, watched_send)
         except asyncio.CancelledError:

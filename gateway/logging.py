@@ -97,7 +97,7 @@ class JsonLines(logging.StreamHandler):  # type: ignore[type-arg]
     """The root's handler: a stream handler that can also take ready-made lines in
     batches (``write_line``), written together after ``delay`` seconds.
 
-    A write per access line was one system call per request (issue 9). A record that
+    A write per access line was one system call per request. A record that
     comes the usual way (``emit``), a ``flush()`` and the interpreter's exit write the
     waiting lines first, so the stream keeps the order the lines were made in.
     """
@@ -159,7 +159,7 @@ class AccessLog:
     """``structlog.get_logger(name).info(event, **fields)``, for the line of every request.
 
     Through structlog and the stdlib a line costs a record, a caller lookup, two
-    processor chains and a flush: more than a compiled read itself (issue 9). While the
+    processor chains and a flush: more than a compiled read itself. While the
     root logger's only handler is the JSON stream ``configure_logging`` set up, the same
     processors make the same line here and that handler writes it, with the lines of
     the next ``flush_seconds`` (``LOG_FLUSH_SECONDS``); under any other set-up (console

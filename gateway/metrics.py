@@ -11,7 +11,7 @@ What every request records (its count and duration, the requests in flight, the 
 statements it sent, its cache result) is gathered in memory and written once per
 event-loop turn (``Metrics.flush``): in multiprocess mode each write is a locked ``mmap``
 update, and five or six of them per request cost a REST detail read more than its own
-work (issue 9). A scrape flushes first, so its own worker's numbers are exact; another
+work. A scrape flushes first, so its own worker's numbers are exact; another
 worker's are at most one of its loop turns old.
 """
 
@@ -93,12 +93,11 @@ class Metrics:
         self.pool_overflow = Gauge(
             "gateway_db_pool_overflow", "Connections opened beyond the pool size.",
             pool, registry=registry, multiprocess_mode="livesum")
-        # --- rate limits (issue 8) ---
+        # Rate limits
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests refused by a rate limit or the login backoff.",
             ["policy"], registry=registry)
-        # --- end rate limits ---
-        # --- response cache (issue 8): labelled by interface, "rest" or "graphql" ---
+        # Response cache: labelled by interface, "rest" or "graphql"
         self.cache_hits = Counter(
             "gateway_cache_hits", "Responses served from the response cache.",
             ["interface"], registry=registry)
@@ -123,13 +122,11 @@ class Metrics:
             "gateway_cache_untrusted", "1 while this process does not serve from Redis because "
             "it could not check for undelivered invalidations recently.",
             registry=registry, multiprocess_mode="livesum")
-        # --- end response cache ---
-        # --- compiled plans: labelled by interface and event (hit, miss, eviction) ---
+        # Compiled plans: labelled by interface and event (hit, miss, eviction)
         self.plan_cache = Counter(
             "gateway_compiled_plans", "Lookups of compiled plans by operation shape: hits, "
             "misses (the full pipeline answers, and plans the shape), and evictions.",
             ["interface", "event"], registry=registry)
-        # --- end compiled plans ---
         self.dependency_up = Gauge(
             "gateway_dependency_up", "Whether the last readiness probe reached a dependency "
             "(database, redis): 1 or 0.", ["dependency"], registry=registry,
@@ -137,7 +134,7 @@ class Metrics:
         self.db_statements = Counter(
             "gateway_db_statements", "SQL statements sent to the database.",
             registry=registry)
-        # --- read replica: where reads went and how far behind the replica is ---
+        # Read replica: where reads went and how far behind the replica is
         self.db_reads = Counter(
             "gateway_db_reads", "Reads routed with a replica configured, by target and why.",
             ["target", "reason"], registry=registry)
@@ -153,7 +150,6 @@ class Metrics:
             "Age of the last transaction the replica replayed, while it has WAL to replay.",
             registry=registry, multiprocess_mode="livemax")
         self._read_children: dict[tuple[str, str], Any] = {}
-        # --- end read replica ---
         self._operation_names: set[str] = set()
         # Labelled children by label values: ``labels()`` takes a lock and checks its
         # arguments on every call (the label sets are bounded, see above).
@@ -361,7 +357,7 @@ metrics_router = APIRouter(include_in_schema=False)
 @metrics_router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus metrics in the text exposition format."""
-    # --- limits (issue 8): METRICS_TOKEN puts the metrics behind a bearer token ---
+    # Limits: METRICS_TOKEN puts the metrics behind a bearer token
     token = request.app.state.settings.metrics_token
     if token:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")

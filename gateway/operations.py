@@ -21,7 +21,7 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
     app.include_router(health_router)
     app.include_router(metrics_router)
     # Routes are matched in order: probes and scrapes come first, so that they do not try
-    # every REST route before their own (it halved the cost of /health/live; issue 9).
+    # every REST route before their own (it halved the cost of /health/live).
     routes = app.router.routes
     routes[:] = [*routes[earlier:], *routes[:earlier]]
     # Added innermost first: the front door sees every answer, including a refused host's.

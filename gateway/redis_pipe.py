@@ -2,7 +2,7 @@
 
 redis-py's asyncio client checks a connection out of its pool, wraps the command in its
 retry helper and reads the reply through an ``asyncio.StreamReader`` on every call:
-about 60 µs of CPU per command here (``bench``, issue 9), most of a cached page's
+about 60 µs of CPU per command here (``bench``), most of a cached page's
 budget. RESP allows many commands in flight on one connection, answered in order, so
 this client keeps one connection per process and matches replies to a FIFO of futures;
 ``hiredis`` (the parser redis-py itself uses when installed) turns bytes into replies.

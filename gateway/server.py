@@ -26,7 +26,7 @@ from gateway.settings import Settings
 APP = "gateway.app:app_from_environment"
 log = logging.getLogger("gateway.server")
 # A request allocates tens of thousands of short-lived objects; at the default threshold
-# (700) the collector runs dozens of times per GraphQL request (issue 9).
+# (700) the collector runs dozens of times per GraphQL request.
 GC_GEN0_THRESHOLD = 50_000
 
 

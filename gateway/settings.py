@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(1, ge=1)
     run_migrations: bool = False
 
-    # --- live order events (issue 7, see docs/api.md "Live order events") ---
+    # Live order events (see docs/api.md "Live order events")
     # Every Redis key and channel this deployment uses starts with it, so deployments
     # (and test runs) sharing one Redis never meet.
     redis_prefix: str = Field("gateway", min_length=1, max_length=64)
@@ -82,9 +82,8 @@ class Settings(BaseSettings):
     # long a process that missed a revocation message may trust its copy.
     principal_cache_size: int = Field(10_000, ge=0)
     principal_cache_seconds: float = Field(10.0, ge=0, le=300)
-    # --- end live order events ---
 
-    # --- rate limits (issue 8; docs/operations.md "Rate limits") ---
+    # Rate limits (docs/operations.md "Rate limits")
     rate_limit_enabled: bool = True
     rate_limit_per_minute: int = Field(1200, ge=1, description="cost units refilled a minute")
     rate_limit_burst: int | None = Field(None, ge=1, description="bucket size; per-minute if unset")
@@ -111,9 +110,8 @@ class Settings(BaseSettings):
         for item in value if isinstance(value, list) else ():
             ipaddress.ip_network(str(item), strict=False)  # ValueError names the bad entry
         return value
-    # --- end rate limits ---
 
-    # --- GraphQL and HTTP limits, persisted queries (docs/operations.md "Limits") ---
+    # GraphQL and HTTP limits, persisted queries (docs/operations.md "Limits")
     graphql_max_depth: int = Field(10, ge=1)
     graphql_max_aliases: int = Field(30, ge=0)
     graphql_max_tokens: int = Field(2000, ge=1)
@@ -134,9 +132,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(16384, ge=1024)
     request_timeout_seconds: float = Field(10.0, gt=0)
     metrics_token: str | None = None
-    # --- end limits ---
 
-    # --- response cache (issue 8; see docs/operations.md "Response cache") ---
+    # Response cache (see docs/operations.md "Response cache")
     cache_enabled: bool = True
     cache_ttl_seconds: int = Field(120, ge=1, le=86400)
     cache_prefix: str = Field("gw:", max_length=64)
@@ -151,15 +148,13 @@ class Settings(BaseSettings):
     # check began less than CACHE_TRUST_SECONDS ago (see docs/operations.md "Response cache").
     cache_outbox_poll_seconds: float = Field(0.5, gt=0, le=60)
     cache_trust_seconds: float = Field(2.0, gt=0, le=300)
-    # --- end response cache ---
 
-    # --- compiled reads (issue 9): catalog reads as one SQL statement on PostgreSQL ---
+    # Compiled reads: catalog reads as one SQL statement on PostgreSQL
     compiled_reads: bool = True
     # Plans kept per interface (one per operation shape, least recently used evicted
     # first), and the bytes of the last answers the compiled lane keeps to send again.
     compiled_plans_max_entries: int = Field(2_000, ge=1)
     compiled_memo_max_bytes: int = Field(8 * 1024 * 1024, ge=0)
-    # --- end compiled reads ---
 
     @field_validator("cors_origins", "trusted_hosts", mode="before")
     @classmethod
@@ -188,7 +183,7 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET must be at least 32 characters in production")
         return self
 
-    # --- limits (issue 8) ---
+    # Limits
     @model_validator(mode="after")
     def _production_needs_trusted_hosts(self) -> Settings:
         # Without it a forged Host header reaches absolute URLs (Link: rel="next").
@@ -219,7 +214,6 @@ class Settings(BaseSettings):
     def suggestions_enabled(self) -> bool:
         chosen = self.graphql_suggestions
         return chosen if chosen is not None else not self.is_production
-    # --- end limits ---
 
     @property
     def is_production(self) -> bool:
@@ -284,7 +278,7 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
 
-# --- limits (issue 8) ---
+# Limits
 def settings_error_text(error: ValidationError) -> str:
     """What is wrong with the settings, never the values given (they may be secrets)."""
     lines = []

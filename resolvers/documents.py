@@ -1,4 +1,4 @@
-"""Parsed and validated documents, kept per query text (issue 9).
+"""Parsed and validated documents, kept per query text.
 
 Clients send the same few documents again and again; parsing and validating one costs
 more than resolving a small query. ``DocumentCache`` keeps the parsed document of each

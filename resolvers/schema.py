@@ -54,7 +54,7 @@ def build_schema() -> GatewaySchema:
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
-        subscription=Subscription,  # live order events (issue 7)
+        subscription=Subscription,  # live order events
         types=[Product, Category, Review, User, Order, ApiKey],
         # Limits before DocumentCache: it sets the parse options the cache keys on, and its
         # refusals must stand before cached validation. CompiledReads answers in on_execute

@@ -22,5 +22,5 @@ def api_router(version: str) -> APIRouter:
     router.include_router(catalog_router(rep))
     router.include_router(orders_router(rep))
     router.include_router(catalog_writes_router(rep))
-    router.include_router(events_router())  # live order events (issue 7)
+    router.include_router(events_router())  # live order events
     return router

@@ -1,7 +1,7 @@
 """FastAPI dependencies shared by every REST handler (``Annotated`` aliases).
 
 All ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
-hop per dependency per request for functions that only read attributes (issue 9).
+hop per dependency per request for functions that only read attributes.
 """
 
 from __future__ import annotations
