@@ -139,7 +139,8 @@ SELECT json_build_object(
 
 
 def _cursor_values(sort: str, cursor: str) -> list[Any]:
-    _scope, _sort, values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    padded = cursor + "=" * (-len(cursor) % 4)
+    _scope, _sort, values = orjson.loads(base64.urlsafe_b64decode(padded))
     if SORTS[sort][0] == "created_at":
         values[0] = datetime.fromisoformat(values[0])
     return list(values)

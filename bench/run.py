@@ -300,8 +300,8 @@ def main(argv: list[str] | None = None) -> None:
                         continue  # nothing varies: its one run is the run
                     s = plans[one][scenario_name]
                     if one and scenario_name in VARIES:
-                        s = Scenario(f"{scenario_name} [one]", f"{s.title}, one argument", s.gateway,
-                                     s.floor, s.graphql)
+                        s = Scenario(f"{scenario_name} [one]", f"{s.title}, one argument",
+                                     s.gateway, s.floor, s.graphql)
                     print(f"bench: {s.title} ...", flush=True)
                     rows.extend(bench.scenario(s, redis_key))
             table = render_table(rows)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-CATALOG_PAGE = """query CatalogPage($after: String, $orderBy: ProductOrder, $filter: ProductFilterInput) {
+CATALOG_PAGE = """query CatalogPage(
+  $after: String, $orderBy: ProductOrder, $filter: ProductFilterInput
+) {
   products(first: 20, after: $after, orderBy: $orderBy, filter: $filter) {
     edges {
       cursor

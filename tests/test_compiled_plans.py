@@ -277,7 +277,8 @@ def test_ten_thousand_documents_stay_bounded_and_keep_the_hot_plan() -> None:
         assert compiled_for(_ec(cold, {}), ANONYMOUS, plans) is not None
         if i % 10 == 0:
             found = compiled_for(_ec(hot, {"id": gid("Product", i + 1)}), ANONYMOUS, plans)
-            assert found is not None and found[1] == (i + 1,)
+            assert found is not None
+            assert found[1] == (i + 1,)
     assert len(plans) <= 64
     assert plans.cache.evictions > 9_000
     assert events.count("eviction") == plans.cache.evictions

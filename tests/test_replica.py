@@ -31,7 +31,8 @@ from tests.serving import Served, serving
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PASSWORD = "demo-password"
 PRODUCT_QUERY = "query($id: ID!) { product(id: $id) { name } }"
-RENAME = "mutation($id: ID!, $name: String!) { updateProduct(id: $id, input: {name: $name}) { name } }"
+RENAME = ("mutation($id: ID!, $name: String!) "
+          "{ updateProduct(id: $id, input: {name: $name}) { name } }")
 TRIES = 10
 
 
@@ -116,7 +117,8 @@ def _names(served: Served, product: int, staff: dict[str, str]) -> dict[str, str
             seen[f"rest {version} {who}"] = answer.json()["name"]
         answer = httpx.post(served.url + "/graphql", headers=headers, timeout=10,
                             json={"query": PRODUCT_QUERY, "variables": {"id": str(product)}})
-        assert answer.status_code == 200 and "errors" not in answer.json(), answer.text
+        assert answer.status_code == 200, answer.text
+        assert "errors" not in answer.json(), answer.text
         seen[f"graphql {who}"] = answer.json()["data"]["product"]["name"]
     return seen
 
@@ -130,7 +132,8 @@ def _rename(served: Served, product: int, staff: dict[str, str], name: str, via:
     else:
         answer = httpx.post(served.url + "/graphql", headers=staff, timeout=10, json={
             "query": RENAME, "variables": {"id": str(product), "name": name}})
-        assert answer.status_code == 200 and "errors" not in answer.json(), answer.text
+        assert answer.status_code == 200, answer.text
+        assert "errors" not in answer.json(), answer.text
 
 
 def _replica_name(pg: Cluster, product: int) -> str:
@@ -226,6 +229,7 @@ def test_the_replica_lost_and_back_costs_no_error(pg: Cluster, tmp_path: Path) -
             stop.set()
             for reader in readers:
                 reader.join(timeout=15)
-        assert statuses and all(status == 200 for status in statuses), sorted(set(statuses))
+        assert statuses
+        assert all(status == 200 for status in statuses), sorted(set(statuses))
         for served in (first, second):
             assert set(_names(served, product, staff).values()) == {name}

@@ -178,5 +178,6 @@ async def test_failures_send_reads_to_the_primary() -> None:
     assert await world.router.use_replica() is False
     assert world.routes == [("primary", "replica_down"), ("primary", "floor_unknown"),
                             ("primary", "replica_down")]
-    assert world.router.up is False and world.router.lag_bytes == 0
+    assert world.router.up is False
+    assert world.router.lag_bytes == 0
     await world.router.close()
