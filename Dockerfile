@@ -1,20 +1,20 @@
 # syntax=docker/dockerfile:1
-# Build: dependencies in a layer of their own (rebuilt only when pyproject.toml changes),
-# then the gateway itself.
+# Build: dependencies in a layer of their own, from the lock and hash-checked (rebuilt only
+# when requirements/runtime.txt changes), then the gateway itself, with the locked setuptools
+# and nothing else.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install -r requirements.txt
-COPY README.md ./
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --require-hashes -r requirements/runtime.txt
+COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY resolvers resolvers
 COPY rest rest
 COPY data data
-RUN pip install --no-deps .
+RUN pip install --no-deps --no-build-isolation .
 
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
