@@ -86,7 +86,9 @@ class Product(Base):
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="RESTRICT"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Set by the services when the listing changes, not on every write: orders move
+    # ``stock`` without editing the listing (``data.services.catalog_writes``).
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (
         CheckConstraint("price_cents >= 0", name="price_nonnegative"),

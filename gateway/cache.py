@@ -14,6 +14,13 @@ variables and the media type negotiated from ``Accept``; or scheme, host, path a
 query, the API version being in the path) and the versions of the tags the entry
 depends on, so a write (``ResponseCache.invalidate``, a ``Database`` commit listener)
 makes older entries unreachable before it returns.
+
+Which tags an entry depends on is decided from the request and the class alone, before
+the answer is computed (``entry_tags``; the vocabulary is in ``data.changes``): a
+product's detail page, its reviews and a GraphQL ``product(id:)`` depend on that
+product; everything else on every product's visible changes (``lists``); classes that
+see ``stock`` also on its movements. The versions are read at the lookup, so an answer
+computed while a write commits is stored under versions that are already stale.
 """
 
 from __future__ import annotations
@@ -29,28 +36,55 @@ import structlog
 from graphql import GraphQLSchema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from data.changes import CATALOG, Changes
+from data.changes import CATALOG, LISTS, STOCK, Changes, product_tag, stock_tag
 from data.db import Database
-from data.policy import visibility_class
+from data.errors import Invalid
+from data.policy import can_read_stock, visibility_class
 from gateway.cache_asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry
 from gateway.cache_courier import InvalidationCourier
-from gateway.cache_graphql import DocumentPolicy
+from gateway.cache_graphql import DocumentPolicy, ProductId
 from gateway.cache_store import Entry, MemoryStore, RedisStore, StoreUnavailable
 from gateway.settings import Settings
+from resolvers.ids import database_id_of
 from resolvers.media import media_of_headers
 
 log = structlog.get_logger("gateway.cache")
 
 REST_PATH = re.compile(
     r"^/api/v[12]/(?:products(?:/[^/]+(?:/reviews)?)?|categories(?:/[^/]+)?)$")
+# A product's own pages, when its id is written the one way the router reads it.
+REST_PRODUCT_PATH = re.compile(r"^/api/v[12]/products/([1-9][0-9]{0,17})(?:/reviews)?$")
 HIT = (b"x-cache", b"HIT")
 MISS = (b"x-cache", b"MISS")
 KEPT_HEADERS = frozenset({b"content-type", b"etag", b"link"})
-# Every catalog write touches ``catalog`` (data.changes), so it is the one tag entries
-# read; per-object tags (product:<id>) would let a write spare unrelated entries.
-ENTRY_TAGS = (CATALOG,)
 MAX_GRAPHQL_BODY = 65_536
 GRAPHQL_KEYS = frozenset({"query", "variables", "operationName"})
+
+
+def entry_tags(product_ids: list[int] | None, stock: bool) -> tuple[str, ...]:
+    """The tags an entry depends on: the products it can show (``None``: any) and
+    whether it shows ``stock`` (only to the classes that may read it)."""
+    if product_ids is None:
+        return (CATALOG, LISTS, STOCK) if stock else (CATALOG, LISTS)
+    ids = sorted(set(product_ids))
+    tags = [CATALOG, *map(product_tag, ids)]
+    if stock:
+        tags.extend(map(stock_tag, ids))
+    return tuple(tags)
+
+
+def _product_id(source: ProductId, variables: dict[str, Any]) -> int | None:
+    """The database id a ``product(id:)`` root asks for, read as the resolver reads it;
+    ``None`` when it is not one (the answer is an error, or null for every id)."""
+    raw = variables.get(source.value) if source.variable else source.value
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    if not isinstance(raw, str):
+        return None
+    try:
+        return database_id_of("Product", raw)
+    except Invalid:
+        return None
 
 
 class ResponseCache:
@@ -135,26 +169,31 @@ class CacheMiddleware:
         cache = self.cache
         state = scope.get("state") or {}
         actor = state.get("actor")
-        base: str | None = None
+        keyed: tuple[str, tuple[str, ...]] | None = None
         if cache.enabled and actor is not None and state.get("identity_error") is None:
+            stock = can_read_stock(actor)
             if interface == "rest":
                 if method == "GET" and REST_PATH.match(path):
-                    base = self._rest_base(scope)
+                    keyed = self._rest_base(scope, stock)
             elif method == "POST":
                 body, receive = await read_body(receive, MAX_GRAPHQL_BODY)
-                base = self._graphql_post_base(scope, body)
+                keyed = self._graphql_post_base(scope, body, stock)
             elif method == "GET":
-                base = self._graphql_get_base(scope)
-        if base is None:
+                keyed = self._graphql_get_base(scope, stock)
+        if keyed is None:
             cache.count("bypass", interface)
             await self.app(scope, receive, send)
             return
+        base, tags = keyed
         key_base = f"{cache.prefix}r:{visibility_class(actor)}:{base}:"
-        await self._cached(scope, receive, send, interface, key_base)
+        await self._cached(scope, receive, send, interface, key_base, tags)
 
     # -- keys -------------------------------------------------------------------------
 
-    def _rest_base(self, scope: Scope) -> str:
+    def _rest_base(self, scope: Scope, stock: bool) -> tuple[str, tuple[str, ...]]:
+        """The key's request part and the entry's tags."""
+        own = REST_PRODUCT_PATH.match(scope["path"])
+        tags = entry_tags([int(own[1])] if own else None, stock)
         host = b""
         for name, value in scope["headers"]:
             if name == b"host":
@@ -168,10 +207,10 @@ class CacheMiddleware:
             query = orjson.dumps(pairs)
         # The host and scheme are in the key because Link headers carry them.
         raw = b"\x00".join((scope["scheme"].encode(), host, scope["path"].encode(), query))
-        return "rest:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+        return "rest:" + hashlib.blake2b(raw, digest_size=16).hexdigest(), tags
 
-    def _graphql_base(self, scope: Scope, method: bytes, query: Any,
-                      operation_name: Any, variables: Any) -> str | None:
+    def _graphql_base(self, scope: Scope, method: bytes, query: Any, operation_name: Any,
+                      variables: Any, stock: bool) -> tuple[str, tuple[str, ...]] | None:
         if not isinstance(query, str) or not (operation_name is None
                                                or isinstance(operation_name, str)):
             return None
@@ -195,9 +234,15 @@ class CacheMiddleware:
                                          "outcome": "ok"}
         raw = b"\x00".join((method, media.encode(), shareable.digest,
                             (operation_name or "").encode(), dumped))
-        return "gql:" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+        ids: list[int] | None = None
+        if shareable.products is not None:
+            found = [_product_id(source, variables) for source in shareable.products]
+            ids = None if None in found else [i for i in found if i is not None]
+        tags = entry_tags(ids, stock and shareable.stock)
+        return "gql:" + hashlib.blake2b(raw, digest_size=16).hexdigest(), tags
 
-    def _graphql_post_base(self, scope: Scope, body: bytes | None) -> str | None:
+    def _graphql_post_base(self, scope: Scope, body: bytes | None,
+                           stock: bool) -> tuple[str, tuple[str, ...]] | None:
         if body is None:
             return None
         for name, value in scope["headers"]:
@@ -216,9 +261,10 @@ class CacheMiddleware:
             return None
         return self._graphql_base(scope, b"POST", payload.get("query"),
                                   payload.get("operationName"),
-                                  payload.get("variables"))
+                                  payload.get("variables"), stock)
 
-    def _graphql_get_base(self, scope: Scope) -> str | None:
+    def _graphql_get_base(self, scope: Scope,
+                          stock: bool) -> tuple[str, tuple[str, ...]] | None:
         params: dict[str, str] = {}
         for name, value in parse_qsl(scope["query_string"].decode("latin-1"),
                                      keep_blank_values=True):
@@ -233,12 +279,12 @@ class CacheMiddleware:
                 return None
         return self._graphql_base(scope, b"GET", params.get("query"),
                                   params.get("operationName"),
-                                  variables)
+                                  variables, stock)
 
     # -- lookup, collapse, compute ------------------------------------------------------
 
     async def _cached(self, scope: Scope, receive: Receive, send: Send, interface: str,
-                      key_base: str) -> None:
+                      key_base: str, tags: tuple[str, ...]) -> None:
         cache = self.cache
         store = cache.store
         wanted = None
@@ -248,7 +294,7 @@ class CacheMiddleware:
                     wanted = value
                     break
         try:
-            stamp, entry = await store.lookup(key_base, ENTRY_TAGS)
+            stamp, entry = await store.lookup(key_base, tags)
         except StoreUnavailable:
             cache.count("bypass", interface)
             await self.app(scope, receive, send)

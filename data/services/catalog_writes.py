@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
-from data.changes import category_changed, product_changed
+from data.changes import category_changed, product_changed, stock_changed
 from data.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from data.inputs import MAX_INT, storable_int, storable_text
 from data.models import Category, OrderItem, Product, utcnow
@@ -168,27 +168,34 @@ async def create_product(
     session.add(product)
     await _flush_unique(session, f"The sku {sku!r}")
     product_changed(session, product.id)
-    category_changed(session, category_id)
     return product
 
 
 async def update_product(
     session: AsyncSession, actor: Actor, *, product_id: int, **changes: Any
 ) -> Product:
-    """Changes any of a product's fields but its id and timestamps."""
+    """Changes any of a product's fields but its id and timestamps.
+
+    ``updated_at`` moves when the listing changes (everything but ``stock``): stock
+    moves with every order, and what only staff see of it is not an edit of the listing.
+    """
     require_catalog_writer(actor)
     only_fields(changes, PRODUCT_FIELDS)
     check_fields(changes)
     product = await _product_for_writer(session, product_id)
     if "category_id" in changes:
         await _check_category(session, changes["category_id"])
-        category_changed(session, product.category_id)
+    had_stock = product.stock > 0
     for name, value in changes.items():
         setattr(product, name, value.strip() if name == "name" else value)
-    product.updated_at = utcnow()
+    listing = changes.keys() - {"stock"}
+    if listing:
+        product.updated_at = utcnow()
     await _flush_unique(session, f"The sku {changes.get('sku')!r}")
-    product_changed(session, product.id)
-    category_changed(session, product.category_id)
+    if listing:
+        product_changed(session, product.id)
+    if "stock" in changes:
+        stock_changed(session, product.id, flipped=had_stock != (product.stock > 0))
     return product
 
 
@@ -206,5 +213,4 @@ async def delete_product(session: AsyncSession, actor: Actor, *, product_id: int
     except IntegrityError:  # ordered meanwhile (the foreign key restricts)
         raise refusal from None
     product_changed(session, product.id)
-    category_changed(session, product.category_id)
     return product

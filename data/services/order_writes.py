@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
-from data.changes import OrderEvent, emit, product_changed
+from data.changes import OrderEvent, emit, stock_changed
 from data.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from data.inputs import storable_int
 from data.models import ORDER_STATUSES, Order, OrderItem, Product, utcnow
@@ -147,7 +147,7 @@ async def place_order(
     taken = (await session.execute(
         update(Product)
         .where(Product.id.in_(ids), Product.stock >= quantity)
-        .values(stock=Product.stock - quantity, updated_at=now)
+        .values(stock=Product.stock - quantity)
         .returning(Product.id)
         .execution_options(synchronize_session=False)
     )).scalars().all()
@@ -167,8 +167,9 @@ async def place_order(
     order.updated_at = now  # a new order was not updated (onupdate would stamp it later)
     await session.flush()
 
-    for product_id in ids:
-        product_changed(session, product_id)
+    for line in lines:  # inStock flips only for the last item(s) taken
+        stock_changed(session, line.product_id,
+                      flipped=found[line.product_id].stock == line.quantity)
     emit(session, OrderEvent(order.id, customer_id, "pending", None, as_utc(now)))
     return order, items
 
@@ -216,8 +217,9 @@ async def _move(session: AsyncSession, actor: Actor, order_id: int, status: str)
 async def _restock(session: AsyncSession, order_id: int) -> None:
     """Puts a cancelled order's items back on the shelf (locks in id order, like placing)."""
     lines = select(OrderItem.product_id).where(OrderItem.order_id == order_id)
-    await session.execute(
-        select(Product.id).where(Product.id.in_(lines)).order_by(Product.id).with_for_update())
+    before = {row.id: row.stock for row in (await session.execute(
+        select(Product.id, Product.stock).where(Product.id.in_(lines)).order_by(Product.id)
+        .with_for_update())).all()}
     returned = (
         select(func.sum(OrderItem.quantity))
         .where(OrderItem.order_id == order_id, OrderItem.product_id == Product.id)
@@ -225,11 +227,11 @@ async def _restock(session: AsyncSession, order_id: int) -> None:
     )
     restocked = (await session.execute(
         update(Product).where(Product.id.in_(lines))
-        .values(stock=Product.stock + returned, updated_at=utcnow())
+        .values(stock=Product.stock + returned)
         .returning(Product.id).execution_options(synchronize_session=False)
     )).scalars().all()
     for product_id in restocked:
-        product_changed(session, product_id)
+        stock_changed(session, product_id, flipped=before[product_id] == 0)
 
 
 async def cancel_order(session: AsyncSession, actor: Actor, *, order_id: int) -> Order:

@@ -72,9 +72,10 @@ async def update_viewer(
         # still leaves in the answer; there is no mail yet.)
         if not await _email_taken(session, email, user.id):
             user.email = email
+    renamed = name is not None and name.strip() != user.name
     if name is not None:
         user.name = name.strip()
-    user_changed(session, user.id)
+    user_changed(session, user.id, name=renamed)
     await session.flush()
     return user
 
@@ -112,9 +113,10 @@ async def update_user(
         user.role = role
     if is_active is not None:
         user.is_active = is_active
+    renamed = name is not None and name.strip() != user.name
     if name is not None:
         user.name = name.strip()
-    user_changed(session, user.id)
+    user_changed(session, user.id, name=renamed)
     await session.flush()
     return user
 
