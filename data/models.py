@@ -7,6 +7,7 @@ Timestamps are stored as naive UTC so that SQLite and PostgreSQL compare them al
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -20,8 +21,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from data import product_counts
 
 ROLES = ("customer", "staff", "admin")
 ORDER_STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled")
@@ -104,6 +108,34 @@ class Product(Base):
     @property
     def in_stock(self) -> bool:
         return self.stock > 0
+
+
+class ProductCount(Base):
+    """How many products one (category, active, in stock) group holds: kept by triggers
+    on ``products`` (``data.product_counts``), read for list totals."""
+
+    __tablename__ = "product_counts"
+
+    category_id: Mapped[int] = mapped_column(
+        ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True
+    )
+    is_active: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    in_stock: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def _install_product_counts(_table: Any, connection: Any, **_kw: Any) -> None:
+    product_counts.install(connection)
+
+
+def _uninstall_product_counts(_table: Any, connection: Any, **_kw: Any) -> None:
+    product_counts.uninstall(connection)
+
+
+# ``create_all`` (tests, tools) makes the triggers with the table they watch; migrations
+# make them in their own step.
+event.listen(Product.__table__, "after_create", _install_product_counts)
+event.listen(Product.__table__, "before_drop", _uninstall_product_counts)
 
 
 class Order(Base):

@@ -6,6 +6,8 @@ Keeping rows rules as SQL expressions lets a future SQL compiler reuse them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, false, true
 
 from data.actor import Actor
@@ -16,11 +18,12 @@ def sees_inactive_products(actor: Actor) -> bool:
     return actor.is_staff or actor.has_scope("catalog:read")
 
 
-def product_visible(actor: Actor) -> ColumnElement[bool]:
-    """Rows of ``products`` that exist for this actor."""
+def product_visible(actor: Actor, rows: Any = Product) -> ColumnElement[bool]:
+    """Rows of ``products`` that exist for this actor; with ``rows=ProductCount``, the
+    groups of ``product_counts`` that count them."""
     if sees_inactive_products(actor):
         return true()
-    return Product.is_active.is_(True)
+    return rows.is_active.is_(True)
 
 
 def can_read_stock(actor: Actor) -> bool:

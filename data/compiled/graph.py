@@ -30,7 +30,7 @@ from data.compiled.sql import (
 )
 from data.errors import Invalid
 from data.inputs import storable_int, storable_text
-from data.models import Product
+from data.models import Product, ProductCount
 from data.money import CURRENCY
 from data.pagination import PageRequest, parse_sort
 from data.policy import can_read_stock, product_visible, visibility_class
@@ -40,10 +40,10 @@ from data.services.reviews import DEFAULT_REVIEW_SORT, REVIEW_SORTS
 
 MAX_KEYS = 50  # json_build_object takes at most 100 arguments
 
-# ``product_visible`` as SQL by (visibility class, alias): every actor of one class
+# ``product_visible`` as SQL by (visibility class, table, alias): every actor of one class
 # (``data.policy.visibility_class``) gets the same predicate. Aliases are numbered per
 # statement, so this stays small.
-_VISIBLE: dict[tuple[str, str], str] = {}
+_VISIBLE: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,11 +74,13 @@ class Builder:
 
     # -- objects -------------------------------------------------------------------
 
-    def visible(self, alias: str) -> str:
-        key = (visibility_class(self.actor), alias)
+    def visible(self, alias: str, rows: Any = Product) -> str:
+        """``product_visible`` over ``products`` (or ``product_counts``) as ``alias``."""
+        key = (visibility_class(self.actor), rows.__tablename__, alias)
         sql = _VISIBLE.get(key)
         if sql is None:
-            sql = _VISIBLE[key] = predicate(product_visible(self.actor), Product.__table__, alias)
+            sql = _VISIBLE[key] = predicate(product_visible(self.actor, rows), rows.__table__,
+                                            alias)
         return sql
 
     def money(self, cents: str, sels: Sequence[Sel]) -> str:
@@ -180,7 +182,10 @@ class Builder:
         return t, f"({numbered}) {t}"
 
     def connection(self, sel: Sel, *, type_name: str, table: str, window: Window,
-                   where: Where, node: Callable[[str, Sequence[Sel]], str]) -> str:
+                   where: Where, node: Callable[[str, Sequence[Sel]], str],
+                   total: Callable[[str], str] | None = None) -> str:
+        """``total(alias)``, when given, is the SQL of ``totalCount`` (else a COUNT of
+        ``table`` under ``where``)."""
         st, req = self.st, window.request
         t, source = self.page(table, window, where)
         size, backward = req.size, req.backward
@@ -214,16 +219,19 @@ class Builder:
                 pairs.append((s.key, obj([(i.key, self._known(info, i)) for i in s.children])))
             elif s.name == "totalCount":
                 c = st.alias("n")
-                pairs.append((s.key, f"(SELECT count(*) FROM {table} {c} WHERE "
-                                     + " AND ".join(where(c) or ["true"]) + ")"))
+                pairs.append((s.key, total(c) if total else (
+                    f"(SELECT count(*) FROM {table} {c} WHERE "
+                    + " AND ".join(where(c) or ["true"]) + ")")))
             else:
                 pairs.append((s.key, self._known({"__typename": f"'{type_name}Connection'"}, s)))
         # GROUP BY (): one row even when no aggregate was selected (only totalCount).
         return f"(SELECT {obj(pairs)} FROM {source} GROUP BY ())"
 
-    def product_filters(self, where: ProductFilter) -> Where:
-        """The filter's predicates; its values may be bound (each source checks its value
-        as ``ProductFilter.validate`` would, and ``q`` that it is still not empty)."""
+    def product_filters(self, where: ProductFilter) -> Callable[..., list[str]]:
+        """The filter's predicates over ``products``, or with ``groups=True`` over
+        ``product_counts`` (only for a filter ``counted_by_group``); its values may be bound
+        (each source checks its value as ``ProductFilter.validate`` would, and ``q`` that it
+        is still not empty)."""
         try:
             ProductFilter(category=plain(where.category), q=plain(where.q),
                           min_price=plain(where.min_price), max_price=plain(where.max_price),
@@ -245,11 +253,15 @@ class Builder:
         low = valid("min_price", where.min_price, "int")
         high = valid("max_price", where.max_price, "int")
 
-        def build(t: str) -> list[str]:
-            found = [self.visible(t)]
+        def build(t: str, groups: bool = False) -> list[str]:
+            found = [self.visible(t, ProductCount if groups else Product)]
             if category is not None:
                 found.append(f"{t}.category_id IN "
                              f"(SELECT id FROM categories WHERE slug = {category})")
+            if groups:
+                if where.in_stock is not None:
+                    found.append(f"{t}.in_stock" if where.in_stock else f"NOT {t}.in_stock")
+                return found
             if like is not None:
                 found.append(f"{t}.name ILIKE {like} ESCAPE '\\'")
             if low is not None:
@@ -269,14 +281,23 @@ class Builder:
         except Invalid as exc:
             raise Unsupported("sort") from exc
         window = Window.of("products", sort, args["page"])
-        filters = self.product_filters(args["where"])
+        given = args["where"]
+        filters = self.product_filters(given)
 
-        def where(t: str) -> list[str]:
+        def where(t: str, groups: bool = False) -> list[str]:
             own = [f"{t}.category_id = {parent}.id"] if parent else []
-            return own + filters(t)
+            return own + filters(t, groups=groups)
 
+        def group_total(c: str) -> str:
+            return (f"(SELECT COALESCE(sum({c}.total), 0) FROM product_counts {c} WHERE "
+                    + " AND ".join(where(c, groups=True)) + ")")
+
+        # Whether a value is there (and ``q`` not empty) is part of the plan's key.
+        counted = ProductFilter(q=plain(given.q), min_price=plain(given.min_price),
+                                max_price=plain(given.max_price)).counted_by_group
         return self.connection(sel, type_name="Product", table="products", window=window,
-                               where=where, node=self.product)
+                               where=where, node=self.product,
+                               total=group_total if counted else None)
 
     def category_products(self, a: str, sel: Sel) -> str:
         return self.products(sel, parent=a)

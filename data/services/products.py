@@ -12,7 +12,7 @@ from data.actor import Actor
 from data.batching import in_key_order
 from data.errors import FieldError, Invalid, NotFound
 from data.inputs import MAX_INT, storable_ids, storable_int, storable_text
-from data.models import Category, Product
+from data.models import Category, Product, ProductCount
 from data.pagination import (
     Page,
     PageRequest,
@@ -41,6 +41,13 @@ class ProductFilter:
     min_price: int | None = None
     max_price: int | None = None
     in_stock: bool | None = None
+
+    @property
+    def counted_by_group(self) -> bool:
+        """Only visibility, category and ``in_stock``: ``product_counts`` has the total.
+
+        ``q`` and the prices cut across the groups, so their totals count the rows."""
+        return not self.q and self.min_price is None and self.max_price is None
 
     def validate(self) -> ProductFilter:
         errors = [
@@ -97,11 +104,27 @@ async def list_products(
     )
 
 
+def _group_total(actor: Actor, where: ProductFilter) -> Select[tuple[int]]:
+    """The SUM over ``product_counts`` that equals the COUNT over ``_visible_products``
+    for a filter ``counted_by_group``, without a category of its own (add that)."""
+    stmt = select(func.coalesce(func.sum(ProductCount.total), 0)).where(
+        product_visible(actor, ProductCount))
+    if where.category is not None:
+        stmt = stmt.where(ProductCount.category_id.in_(
+            select(Category.id).where(Category.slug == where.category)))
+    if where.in_stock is not None:
+        stmt = stmt.where(ProductCount.in_stock == where.in_stock)
+    return stmt
+
+
 async def count_products(
     session: AsyncSession, actor: Actor, *, where: ProductFilter | None = None
 ) -> int:
     """How many products match, among those this actor may see."""
-    stmt = _visible_products(actor, (where or ProductFilter()).validate())
+    where = (where or ProductFilter()).validate()
+    if where.counted_by_group:
+        return int(await session.scalar(_group_total(actor, where)) or 0)
+    stmt = _visible_products(actor, where)
     return int(await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
 
@@ -153,9 +176,15 @@ async def count_category_products(
     *, where: ProductFilter | None = None,
 ) -> list[int]:
     """How many visible, matching products each category has, in key order."""
-    inner = _visible_products(actor, (where or ProductFilter()).validate()).where(
-        Product.category_id.in_(category_ids)
-    ).subquery()
-    stmt = select(inner.c.category_id, func.count()).group_by(inner.c.category_id)
-    counts = dict((await session.execute(stmt)).all())
+    where = (where or ProductFilter()).validate()
+    if where.counted_by_group:
+        total = _group_total(actor, where)
+        stmt = total.add_columns(ProductCount.category_id).where(
+            ProductCount.category_id.in_(category_ids)).group_by(ProductCount.category_id)
+        counts = {category: n for n, category in (await session.execute(stmt)).all()}
+    else:
+        inner = _visible_products(actor, where).where(
+            Product.category_id.in_(category_ids)).subquery()
+        stmt = select(inner.c.category_id, func.count()).group_by(inner.c.category_id)
+        counts = dict((await session.execute(stmt)).all())
     return [int(counts.get(i, 0)) for i in category_ids]
