@@ -1,12 +1,13 @@
 """The response cache never answers what the database no longer says, to anyone.
 
-Two gateways share one database: one caches (in process or in Redis), one does not. A
-seeded random walk interleaves writes of every kind (through REST v1, v2 or GraphQL, all
-through the caching gateway) with reads of every cacheable page in both interfaces as
-every kind of reader. Before a write the pages it may change are read (so that they are
-cached), after it they are read again; every read is compared byte for byte with the
-uncached gateway's answer at that moment (tests/cache_differential_world.py). An
-invalidation narrower than what a reader can see change fails here.
+Gateways share one database: one caches (in process or in Redis; with Redis a second
+caching instance too), one does not. A seeded random walk interleaves writes of every
+kind (through REST v1, v2 or GraphQL, on a caching instance) with reads of every
+cacheable page in both interfaces as every kind of reader. Before a write the pages it
+may change are read (so that they are cached), after it they are read again; every read
+is compared byte for byte with the uncached gateway's answer at that moment
+(tests/cache_differential_world.py). An invalidation narrower than what a reader can see
+change fails here.
 
 ``CACHE_DIFF_SEED`` picks the walk (an integer, or ``random``); a failure names the seed.
 ``CACHE_DIFF_STEPS`` sets its length.
@@ -18,6 +19,7 @@ import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +54,15 @@ async def pair(backend: str, tmp_path: Path, pg_databases: PostgresDatabases,
     url = await seeded_url(backend, tmp_path, pg_databases)
     cached = cache_settings(url, tmp_path, cache_setup)
     plain = make_settings(url, tmp_path, cache_enabled=False, principal_cache_size=0)
-    async with (running_gateway(cached, backend) as on,
-                running_gateway(plain, backend) as off):
+    async with AsyncExitStack() as stack:
+        on = await stack.enter_async_context(running_gateway(cached, backend))
+        off = await stack.enter_async_context(running_gateway(plain, backend))
+        peer = (await stack.enter_async_context(running_gateway(cached, backend))
+                if cache_setup.store == "redis" else None)
         # The demo logins and a catalog:read key (and an inactive product, and a review
         # by the customer), then a key without catalog:read.
         made = await build_cache_world(on, url, tmp_path, cache_setup)
-        world = Pair(on, off, random.Random(), made.headers, made.user_ids)
+        world = Pair(on, off, random.Random(), made.headers, made.user_ids, peer=peer)
         response = await on.client.post("/api/v1/api-keys", json={
             "name": "orders", "scopes": ["orders:read"]}, headers=world.headers["admin"])
         assert response.status_code == 201, response.text
@@ -103,19 +108,21 @@ class Writer:
         return f"{what} {self.serial}"
 
     async def rest(self, who: str, method: str, path: str, body: Any = None) -> Any:
-        response = await self.w.on.client.request(method, path, json=body,
-                                                  headers=self.w.headers[who])
+        instance, gateway = self.w.writer_instance()
+        response = await gateway.client.request(method, path, json=body,
+                                                headers=self.w.headers[who])
         assert response.status_code in (200, 201, 204), f"{method} {path}: {response.text}"
-        self.w.history.append(f"{who}: {method} {path} {body}")
+        self.w.history.append(f"{who} on {instance}: {method} {path} {body}")
         return response.json() if response.content else None
 
     async def gql(self, who: str, query: str, **variables: Any) -> Any:
-        response = await self.w.on.client.post("/graphql", json={
+        instance, gateway = self.w.writer_instance()
+        response = await gateway.client.post("/graphql", json={
             "query": query, "variables": variables}, headers=self.w.headers[who])
         assert response.status_code == 200, response.text
         payload = response.json()
         assert "errors" not in payload, response.text
-        self.w.history.append(f"{who}: {query} {variables}")
+        self.w.history.append(f"{who} on {instance}: {query} {variables}")
         return payload["data"]
 
     def active(self, *, stock: Callable[[int], bool] = lambda _: True) -> list[int]:
