@@ -113,7 +113,8 @@ class Writer:
     def _run(self) -> None:
         k = 0
         while not self.done.is_set():
-            delay = self.started + k / self.writes.rate - time.monotonic()
+            # Half an interval in: n writes take n intervals, and the rate reads true.
+            delay = self.started + (k + 0.5) / self.writes.rate - time.monotonic()
             if delay > 0 and self.done.wait(delay):
                 break
             product = self.rng.choice(self.products)
