@@ -124,7 +124,7 @@ async def test_bench_two_scales_print_each_page_at_both(tmp_path: Path) -> None:
     assert re.search(r"\| 60 req/s +\| 120 req/s +\| 120 vs 60 ", scales), scales
     for name in ("detail", "catalog-count", "category-count"):
         for server in ("floor", "gateway"):
-            assert re.search(r"\| [\d,]+ +\| [\d,]+ +\| \d+\.\d\dx \|$",
+            assert re.search(r"\| [\d,]+ +\| [\d,]+ +\| \d+\.\d\dx +\|$",
                              rows[name, server]), rows[name, server]
     text = results.read_text()
     assert "## 60 products" in text
