@@ -11,8 +11,10 @@ One statement means one: asyncpg's pool would reset each connection as it comes 
 trip per request); the floor changes no session state, so its pool resets nothing.
 
 Routes: ``POST /graphql/catalog`` (``variables``: ``orderBy``, ``after``,
-``filter.minPrice``), ``POST /graphql/product`` (``variables.id`` is the product's
-database id), ``POST /graphql/category`` (``variables.slug``), ``GET /api/v2/products``
+``filter.minPrice``; ``/graphql/catalog-count`` with ``totalCount``),
+``POST /graphql/product`` (``variables.id`` is the product's
+database id), ``POST /graphql/category`` (``variables.slug``; ``/graphql/category-count``
+with ``totalCount``), ``GET /api/v2/products``
 (``sort``, ``cursor``, ``min_price``, ``category``, ``limit``), ``GET /api/v1/products/{id}``,
 ``GET /health/live``. Cursors are the gateway's (the bench hands both the same
 arguments); a list's statement text is made once per sort and set of filters, its values
@@ -99,9 +101,11 @@ def _list_cursor(sort: str, row: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def list_sql(kind: str, sort: str, category: bool, low: bool, after: bool) -> str:
+def list_sql(kind: str, sort: str, category: bool, low: bool, after: bool,
+             count: bool = False) -> str:
     """A product list page (``kind``: "graphql" or "rest"), one text per sort and set of
-    filters: ``$1`` the page size, then the slug, the minimum price and the cursor."""
+    filters: ``$1`` the page size, then the slug, the minimum price and the cursor;
+    ``count``: with the GraphQL ``totalCount`` of the filtered list (cursor aside)."""
     column, descending = SORTS[sort]
     direction = "DESC" if descending else "ASC"
     reverse = "ASC" if descending else "DESC"
@@ -112,6 +116,8 @@ def list_sql(kind: str, sort: str, category: bool, low: bool, after: bool) -> st
     if low:
         n += 1
         where.append(f"price_cents >= ${n}")
+    total = (f"'totalCount', (SELECT count(*) FROM products WHERE {' AND '.join(where)}),"
+             if count else "")
     if after:
         where.append(f"({column}, id) {'<' if descending else '>'} (${n + 1}, ${n + 2})")
     order = f"{column} {direction}, id {direction}"
@@ -124,7 +130,7 @@ def list_sql(kind: str, sort: str, category: bool, low: bool, after: bool) -> st
         node = PRODUCT_NODE.format(description="",
                                    reviews=REVIEW_EDGES.format(body="", extra="", limit=3))
         return f"""{page}
-SELECT json_build_object('data', json_build_object('products', json_build_object(
+SELECT json_build_object('data', json_build_object('products', json_build_object({total}
   'edges', coalesce((SELECT json_agg(json_build_object(
       'cursor', {_list_cursor(sort, 'p')}, 'node', {node})
     ORDER BY p.{order.replace(', id', ', p.id')}) FROM shown p), '[]'::json),
@@ -147,14 +153,15 @@ def _cursor_values(sort: str, cursor: str) -> list[Any]:
 
 
 async def product_list(kind: str, sort: str, size: int, category: str | None,
-                       low: int | None, after: str | None) -> str:
+                       low: int | None, after: str | None, count: bool = False) -> str:
     params: list[Any] = [size]
     for value in (category, low):
         if value is not None:
             params.append(value)
     if after is not None:
         params.extend(_cursor_values(sort, after))
-    sql = list_sql(kind, sort, category is not None, low is not None, after is not None)
+    sql = list_sql(kind, sort, category is not None, low is not None, after is not None,
+                   count)
     return str(await pool.fetchval(sql, *params))
 
 
@@ -165,7 +172,7 @@ SELECT json_build_object('data', json_build_object('category', (
       WITH page AS (SELECT * FROM products WHERE is_active AND category_id = c.id
                     ORDER BY created_at DESC, id DESC LIMIT 21),
            shown AS (SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT 20)
-      SELECT json_build_object('edges', coalesce((SELECT json_agg(json_build_object(
+      SELECT json_build_object({{count}}'edges', coalesce((SELECT json_agg(json_build_object(
           'cursor', {CURSOR.format(scope="'products'", row="p")},
           'node', json_build_object('id', {GID.format(type="'Product'", id="p.id")},
             'databaseId', p.id, 'name', p.name, 'price', {MONEY.format(cents="p.price_cents")},
@@ -176,6 +183,10 @@ SELECT json_build_object('data', json_build_object('category', (
                         ORDER BY created_at, id LIMIT 1)))))
   FROM categories c WHERE c.slug = $1)))::text
 """
+CATEGORY_COUNT = CATEGORY.format(
+    count="'totalCount', (SELECT count(*) FROM products WHERE is_active "
+          "AND category_id = c.id), ")
+CATEGORY = CATEGORY.format(count="")
 
 JSON = [(b"content-type", b"application/json")]
 NOT_FOUND = b'{"status":404,"title":"Not Found"}'
@@ -221,19 +232,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path: str = scope["path"]
     if path == "/health/live":
         await _answer(send, 200, b'{"status":"ok"}')
-    elif path == "/graphql/catalog":
+    elif path in ("/graphql/catalog", "/graphql/catalog-count"):
         variables = orjson.loads(await _read_body(receive)).get("variables") or {}
         order = variables.get("orderBy") or {"field": "CREATED_AT", "direction": "DESC"}
         low = (variables.get("filter") or {}).get("minPrice")
         body = await product_list("graphql", ORDERS[order["field"], order["direction"]], 20,
-                                  None, low, variables.get("after"))
+                                  None, low, variables.get("after"),
+                                  count=path.endswith("-count"))
         await _answer(send, 200, body.encode())
     elif path == "/graphql/product":
         variables = orjson.loads(await _read_body(receive)).get("variables") or {}
         await _answer(send, 200, (await pool.fetchval(PRODUCT, int(variables["id"]))).encode())
-    elif path == "/graphql/category":
+    elif path in ("/graphql/category", "/graphql/category-count"):
         variables = orjson.loads(await _read_body(receive)).get("variables") or {}
-        await _answer(send, 200, (await pool.fetchval(CATEGORY, variables["slug"])).encode())
+        sql = CATEGORY_COUNT if path.endswith("-count") else CATEGORY
+        await _answer(send, 200, (await pool.fetchval(sql, variables["slug"])).encode())
     elif path == "/api/v2/products":
         query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
         low = query.get("min_price")

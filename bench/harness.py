@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import IO, Any
+from urllib.parse import urlencode
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,11 +43,16 @@ class Answer:
 
 
 def fetch(base: str, method: str, path: str, body: dict[str, object] | None = None,
-          timeout: float = 30) -> Answer:
-    """One request with the standard library (validation and /metrics, not load)."""
+          timeout: float = 30, headers: Sequence[tuple[str, str]] = (),
+          form: dict[str, str] | None = None) -> Answer:
+    """One request with the standard library (validation, setup, writes and /metrics,
+    not load); ``form`` sends a URL-encoded form instead of a JSON body."""
     data = json.dumps(body).encode() if body is not None else None
+    content_type = "application/json"
+    if form is not None:
+        data, content_type = urlencode(form).encode(), "application/x-www-form-urlencoded"
     request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": content_type, **dict(headers)})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return Answer(response.status, {k.lower(): v for k, v in response.headers.items()},
@@ -162,7 +168,9 @@ def run_wrk(base: str, requests: Sequence[Any], *, seconds: float, connections: 
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", encoding="utf-8") as listing:
         for request in requests:
             body = "" if request.body is None else json.dumps(request.body)
-            listing.write(f"{request.method}\t{request.path}\t{body}\n")
+            fields = [request.method, request.path, body,
+                      *(f"{name}: {value}" for name, value in request.headers)]
+            listing.write("\t".join(fields) + "\n")
         listing.flush()
         env = {**os.environ, "BENCH_REQUESTS": listing.name}
         argv = [wrk_path(), "-t", str(max(1, min(threads, connections))), "-c",
@@ -176,6 +184,51 @@ def run_wrk(base: str, requests: Sequence[Any], *, seconds: float, connections: 
     r = json.loads(line.removeprefix("BENCH_JSON "))
     return Load(r["requests"], r["duration_us"] / 1e6, r["errors"], r["non2xx"],
                 r["p50_us"] / 1000, r["p99_us"] / 1000)
+
+
+def _samples(base: str) -> dict[tuple[str, str | None], float] | None:
+    answer = fetch(base, "GET", "/metrics")
+    if answer.status != 200:
+        return None
+    values: dict[tuple[str, str | None], float] = {}
+    for family in text_string_to_metric_families(answer.body.decode()):
+        for s in family.samples:
+            key = (s.name, s.labels.get("route"))
+            values[key] = values.get(key, 0.0) + s.value  # labels other than route summed
+    return values
+
+
+@dataclass
+class CacheCount:
+    """The gateway's response cache counters (both interfaces) at one moment."""
+
+    hits: float = 0.0
+    misses: float = 0.0
+    bypasses: float = 0.0
+
+    def __sub__(self, other: CacheCount) -> CacheCount:
+        return CacheCount(self.hits - other.hits, self.misses - other.misses,
+                          self.bypasses - other.bypasses)
+
+    def __add__(self, other: CacheCount) -> CacheCount:
+        return CacheCount(self.hits + other.hits, self.misses + other.misses,
+                          self.bypasses + other.bypasses)
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Hits over the lookups that could hit (bypasses, such as writes, left out)."""
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else None
+
+
+def cache_counters(base: str) -> CacheCount | None:
+    """``gateway_cache_hits/misses/bypasses_total`` from /metrics; None without them."""
+    values = _samples(base)
+    if values is None or ("gateway_cache_hits_total", None) not in values:
+        return None
+    return CacheCount(values["gateway_cache_hits_total", None],
+                      values.get(("gateway_cache_misses_total", None), 0.0),
+                      values.get(("gateway_cache_bypasses_total", None), 0.0))
 
 
 def counters(base: str) -> tuple[float, float] | None:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-CATALOG_PAGE = """query CatalogPage(
-  $after: String, $orderBy: ProductOrder, $filter: ProductFilterInput
-) {
+CATALOG_PAGE = "query CatalogPage($after: String, $orderBy: ProductOrder, " + """\
+$filter: ProductFilterInput) {
   products(first: 20, after: $after, orderBy: $orderBy, filter: $filter) {
-    edges {
+    {total}edges {
       cursor
       node {
         id databaseId sku name
@@ -33,6 +32,10 @@ CATALOG_PAGE = """query CatalogPage(
     pageInfo { hasNextPage endCursor }
   }
 }"""
+# The same pages with the list's total: what a page showing "1,234 products" asks.
+CATALOG_COUNT_PAGE = CATALOG_PAGE.replace("CatalogPage", "CatalogCountPage").replace(
+    "{total}", "totalCount\n    ")
+CATALOG_PAGE = CATALOG_PAGE.replace("{total}", "")
 
 PRODUCT_PAGE = """query ProductPage($id: ID!) {
   product(id: $id) {
@@ -51,11 +54,14 @@ CATEGORY_PAGE = """query CategoryPage($slug: String!) {
   category(slug: $slug) {
     id name slug
     products(first: 20) {
-      edges { cursor node { id databaseId name price { amount currency } inStock } }
+      {total}edges { cursor node { id databaseId name price { amount currency } inStock } }
       pageInfo { hasNextPage endCursor }
     }
   }
 }"""
+CATEGORY_COUNT_PAGE = CATEGORY_PAGE.replace("CategoryPage", "CategoryCountPage").replace(
+    "{total}", "totalCount\n      ")
+CATEGORY_PAGE = CATEGORY_PAGE.replace("{total}", "")
 
 # The sorts a list page is asked in: REST names, and GraphQL's ProductOrder for each.
 SORTS = {"-created_at": ("CREATED_AT", "DESC"), "price": ("PRICE", "ASC"),
@@ -68,6 +74,7 @@ class Request:
     method: str
     path: str
     body: dict[str, object] | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # a bearer token or an API key
 
 
 @dataclass(frozen=True)
@@ -110,13 +117,17 @@ def _list_pages(catalog: Catalog, rng: random.Random, count: int) -> list[dict[s
     return pages
 
 
-def _catalog_requests(page: dict[str, Any]) -> tuple[Request, Request]:
+def _catalog_requests(page: dict[str, Any], count: bool = False) -> tuple[Request, Request]:
     field, direction = SORTS[page["sort"]]
     variables: dict[str, Any] = {"orderBy": {"field": field, "direction": direction}}
     if "after" in page:
         variables["after"] = page["after"]
     if "min_price" in page:
         variables["filter"] = {"minPrice": page["min_price"]}
+    if count:
+        body = {"query": CATALOG_COUNT_PAGE, "operationName": "CatalogCountPage",
+                "variables": variables}
+        return Request("POST", "/graphql", body), Request("POST", "/graphql/catalog-count", body)
     body = {"query": CATALOG_PAGE, "operationName": "CatalogPage", "variables": variables}
     return Request("POST", "/graphql", body), Request("POST", "/graphql/catalog", body)
 
@@ -138,7 +149,9 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
     pages = [{"sort": "-created_at"}] if one else _list_pages(catalog, rng, VARIED)
     product = {"query": PRODUCT_PAGE, "operationName": "ProductPage"}
     category = {"query": CATEGORY_PAGE, "operationName": "CategoryPage"}
+    category_count = {"query": CATEGORY_COUNT_PAGE, "operationName": "CategoryCountPage"}
     lists = [_catalog_requests(page) for page in pages]
+    count_lists = [_catalog_requests(page, count=True) for page in pages]
     rest_lists = [_rest_list(page) for page in pages]
     return [
         Scenario("catalog", "GraphQL catalog page (sorts, after cursors, minPrice)",
@@ -153,6 +166,14 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
                   for s in slugs],
                  [Request("POST", "/graphql/category", {**category, "variables": {"slug": s}})
                   for s in slugs], graphql=True),
+        Scenario("catalog-count", "GraphQL catalog page with totalCount",
+                 [g for g, _ in count_lists], [f for _, f in count_lists], graphql=True),
+        Scenario("category-count", "GraphQL category page with totalCount",
+                 [Request("POST", "/graphql", {**category_count, "variables": {"slug": s}})
+                  for s in slugs],
+                 [Request("POST", "/graphql/category-count",
+                          {**category_count, "variables": {"slug": s}}) for s in slugs],
+                 graphql=True),
         Scenario("rest-list", "REST GET /api/v2/products (sorts, cursors, min_price)",
                  rest_lists, rest_lists),
         Scenario("rest-detail", "REST GET /api/v1/products/{id}",
@@ -168,9 +189,18 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
     ]
 
 
-NAMES = ("catalog", "detail", "category", "rest-list", "rest-detail", "rest-category",
-         "cached", "health")
+NAMES = ("catalog", "detail", "category", "catalog-count", "category-count", "rest-list",
+         "rest-detail", "rest-category", "cached", "health")
 VARIES = frozenset(NAMES) - {"cached", "health"}  # the scenarios with a one-argument twin
+# Read again as a customer (bearer token) and as a partner (catalog:read API key), beside
+# the anonymous reads: "detail [token]", "detail [key]", ...
+SIGNED_IN = ("catalog", "detail", "rest-list", "rest-detail")
+
+
+def as_principal(requests: list[Request], headers: dict[str, str]) -> list[Request]:
+    """The same requests, sent with ``headers`` (a token or a key)."""
+    extra = tuple(headers.items())
+    return [Request(r.method, r.path, r.body, r.headers + extra) for r in requests]
 
 
 async def load_catalog(connection: Any) -> Catalog:

@@ -1,5 +1,6 @@
 -- wrk script for the benchmark. The requests come from a file (BENCH_REQUESTS), one a
--- line: METHOD, a tab, the path, a tab, the JSON body (or nothing). Each thread picks
+-- line: METHOD, a tab, the path, a tab, the JSON body (or nothing), then any headers,
+-- each after a tab as "Name: value" (a token, an API key). Each thread picks
 -- them at random (seeded per thread), so a run asks what real traffic asks: many ids,
 -- slugs, cursors. done() prints one machine-readable line.
 local requests = {}
@@ -14,13 +15,23 @@ function init(args)
   math.randomseed(tonumber(seed) or 1)
   local handle = assert(io.open(os.getenv("BENCH_REQUESTS"), "rb"))
   for line in handle:lines() do
-    local method, path, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
-    if method then
+    local fields = {}
+    for field in (line .. "\t"):gmatch("([^\t]*)\t") do
+      fields[#fields + 1] = field
+    end
+    local method, path, body = fields[1], fields[2], fields[3]
+    if method and path and body then
       local headers = {}
       if body == "" then
         body = nil
       else
         headers["Content-Type"] = "application/json"
+      end
+      for i = 4, #fields do
+        local name, value = fields[i]:match("^([^:]+): (.*)$")
+        if name then
+          headers[name] = value
+        end
       end
       requests[#requests + 1] = wrk.format(method, path, headers, body)
     end
