@@ -28,6 +28,8 @@ class Pipelined:
 
     async def aclose(self) -> None:
         await self.redis.aclose()
+
+
 client: Any = None
 key = ""
 
@@ -44,8 +46,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
                     client = Pipelined(PipelinedRedis(os.environ["BENCH_REDIS_URL"]))
                 else:
-                    client = aioredis.from_url(os.environ["BENCH_REDIS_URL"],
-                                               max_connections=64)
+                    client = aioredis.from_url(os.environ["BENCH_REDIS_URL"], max_connections=64)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await client.aclose()

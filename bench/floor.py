@@ -34,11 +34,12 @@ import asyncpg
 import orjson
 
 GID = "translate(encode(convert_to({type} || ':' || {id}, 'UTF8'), 'base64'), E'\\n', '')"
-CURSOR = ("rtrim(translate(encode(convert_to(json_build_array({scope}, '-created_at', "
-          "json_build_array({row}.created_at, {row}.id))::text, 'UTF8'), 'base64'), "
-          "E'+/\\n', '-_'), '=')")
-MONEY = ("json_build_object('amount', to_char({cents} / 100.0, 'FM999999990.00'), "
-         "'currency', 'USD')")
+CURSOR = (
+    "rtrim(translate(encode(convert_to(json_build_array({scope}, '-created_at', "
+    "json_build_array({row}.created_at, {row}.id))::text, 'UTF8'), 'base64'), "
+    "E'+/\\n', '-_'), '=')"
+)
+MONEY = "json_build_object('amount', to_char({cents} / 100.0, 'FM999999990.00'), 'currency', 'USD')"
 
 REVIEW_EDGES = f"""
   SELECT json_build_object('edges', coalesce(json_agg(json_build_object(
@@ -66,12 +67,16 @@ PRODUCT_NODE = f"""json_build_object(
 
 PRODUCT = f"""
 SELECT json_build_object('data', json_build_object('product', (
-  SELECT {PRODUCT_NODE.format(
-      description="'description', p.description, 'createdAt', p.created_at,",
-      reviews=REVIEW_EDGES.format(
-          body="'body', r.body, 'createdAt', r.created_at,",
-          extra=", 'totalCount', (SELECT count(*) FROM reviews WHERE product_id = p.id)",
-          limit=10))}
+  SELECT {
+    PRODUCT_NODE.format(
+        description="'description', p.description, 'createdAt', p.created_at,",
+        reviews=REVIEW_EDGES.format(
+            body="'body', r.body, 'createdAt', r.created_at,",
+            extra=", 'totalCount', (SELECT count(*) FROM reviews WHERE product_id = p.id)",
+            limit=10,
+        ),
+    )
+}
   FROM products p WHERE p.id = $1 AND p.is_active)))::text
 """
 
@@ -80,29 +85,40 @@ REST_FIELDS = """'id', p.id, 'sku', p.sku, 'name', p.name, 'description', p.desc
   'created_at', p.created_at, 'updated_at', p.updated_at"""
 
 REST_DETAIL = f"""
-SELECT json_build_object({REST_FIELDS.format(
-    money="'price_cents', p.price_cents, 'currency', 'USD',")})::text
+SELECT json_build_object({
+    REST_FIELDS.format(money="'price_cents', p.price_cents, 'currency', 'USD',")
+})::text
 FROM products p WHERE p.id = $1 AND p.is_active
 """
 
 # Sort name -> (column, descending), and GraphQL's ProductOrder for each.
-SORTS = {"-created_at": ("created_at", True), "created_at": ("created_at", False),
-         "price": ("price_cents", False), "-price": ("price_cents", True),
-         "name": ("name", False), "-name": ("name", True)}
-ORDERS = {(f.upper().replace("PRICE_CENTS", "PRICE"), "DESC" if d else "ASC"): name
-          for name, (f, d) in SORTS.items()}
+SORTS = {
+    "-created_at": ("created_at", True),
+    "created_at": ("created_at", False),
+    "price": ("price_cents", False),
+    "-price": ("price_cents", True),
+    "name": ("name", False),
+    "-name": ("name", True),
+}
+ORDERS = {
+    (f.upper().replace("PRICE_CENTS", "PRICE"), "DESC" if d else "ASC"): name
+    for name, (f, d) in SORTS.items()
+}
 
 
 def _list_cursor(sort: str, row: str) -> str:
     column = SORTS[sort][0]
-    return ("rtrim(translate(encode(convert_to(json_build_array('products', "
-            f"'{sort}', json_build_array({row}.{column}, {row}.id))::text, 'UTF8'), "
-            "'base64'), E'+/\\n', '-_'), '=')")
+    return (
+        "rtrim(translate(encode(convert_to(json_build_array('products', "
+        f"'{sort}', json_build_array({row}.{column}, {row}.id))::text, 'UTF8'), "
+        "'base64'), E'+/\\n', '-_'), '=')"
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def list_sql(kind: str, sort: str, category: bool, low: bool, after: bool,
-             count: bool = False) -> str:
+def list_sql(
+    kind: str, sort: str, category: bool, low: bool, after: bool, count: bool = False
+) -> str:
     """A product list page (``kind``: "graphql" or "rest"), one text per sort and set of
     filters: ``$1`` the page size, then the slug, the minimum price and the cursor;
     ``count``: with the GraphQL ``totalCount`` of the filtered list (cursor aside)."""
@@ -116,31 +132,39 @@ def list_sql(kind: str, sort: str, category: bool, low: bool, after: bool,
     if low:
         n += 1
         where.append(f"price_cents >= ${n}")
-    total = (f"'totalCount', (SELECT count(*) FROM products WHERE {' AND '.join(where)}),"
-             if count else "")
+    total = (
+        f"'totalCount', (SELECT count(*) FROM products WHERE {' AND '.join(where)}),"
+        if count
+        else ""
+    )
     if after:
         where.append(f"({column}, id) {'<' if descending else '>'} (${n + 1}, ${n + 2})")
     order = f"{column} {direction}, id {direction}"
-    page = (f"WITH page AS (SELECT * FROM products WHERE {' AND '.join(where)} "
-            f"ORDER BY {order} LIMIT $1 + 1), shown AS (SELECT * FROM page ORDER BY {order} "
-            f"LIMIT $1)")
-    last = (f"(SELECT {_list_cursor(sort, 'p')} FROM shown p "
-            f"ORDER BY {column} {reverse}, id {reverse} LIMIT 1)")
+    page = (
+        f"WITH page AS (SELECT * FROM products WHERE {' AND '.join(where)} "
+        f"ORDER BY {order} LIMIT $1 + 1), shown AS (SELECT * FROM page ORDER BY {order} "
+        f"LIMIT $1)"
+    )
+    last = (
+        f"(SELECT {_list_cursor(sort, 'p')} FROM shown p "
+        f"ORDER BY {column} {reverse}, id {reverse} LIMIT 1)"
+    )
     if kind == "graphql":
-        node = PRODUCT_NODE.format(description="",
-                                   reviews=REVIEW_EDGES.format(body="", extra="", limit=3))
+        node = PRODUCT_NODE.format(
+            description="", reviews=REVIEW_EDGES.format(body="", extra="", limit=3)
+        )
         return f"""{page}
 SELECT json_build_object('data', json_build_object('products', json_build_object({total}
   'edges', coalesce((SELECT json_agg(json_build_object(
-      'cursor', {_list_cursor(sort, 'p')}, 'node', {node})
-    ORDER BY p.{order.replace(', id', ', p.id')}) FROM shown p), '[]'::json),
+      'cursor', {_list_cursor(sort, "p")}, 'node', {node})
+    ORDER BY p.{order.replace(", id", ", p.id")}) FROM shown p), '[]'::json),
   'pageInfo', json_build_object('hasNextPage', (SELECT count(*) > $1 FROM page),
                                 'endCursor', {last}))))::text"""
     fields = REST_FIELDS.format(money="'price', " + MONEY.format(cents="p.price_cents") + ",")
     return f"""{page}
 SELECT json_build_object(
   'data', coalesce((SELECT json_agg(json_build_object({fields})
-    ORDER BY p.{order.replace(', id', ', p.id')}) FROM shown p), '[]'::json),
+    ORDER BY p.{order.replace(", id", ", p.id")}) FROM shown p), '[]'::json),
   'next_cursor', CASE WHEN (SELECT count(*) FROM page) > $1 THEN {last} END)::text"""
 
 
@@ -152,16 +176,22 @@ def _cursor_values(sort: str, cursor: str) -> list[Any]:
     return list(values)
 
 
-async def product_list(kind: str, sort: str, size: int, category: str | None,
-                       low: int | None, after: str | None, count: bool = False) -> str:
+async def product_list(
+    kind: str,
+    sort: str,
+    size: int,
+    category: str | None,
+    low: int | None,
+    after: str | None,
+    count: bool = False,
+) -> str:
     params: list[Any] = [size]
     for value in (category, low):
         if value is not None:
             params.append(value)
     if after is not None:
         params.extend(_cursor_values(sort, after))
-    sql = list_sql(kind, sort, category is not None, low is not None, after is not None,
-                   count)
+    sql = list_sql(kind, sort, category is not None, low is not None, after is not None, count)
     return str(await pool.fetchval(sql, *params))
 
 
@@ -184,8 +214,8 @@ SELECT json_build_object('data', json_build_object('category', (
   FROM categories c WHERE c.slug = $1)))::text
 """
 CATEGORY_COUNT = CATEGORY.format(
-    count="'totalCount', (SELECT count(*) FROM products WHERE is_active "
-          "AND category_id = c.id), ")
+    count="'totalCount', (SELECT count(*) FROM products WHERE is_active AND category_id = c.id), "
+)
 CATEGORY = CATEGORY.format(count="")
 
 JSON = [(b"content-type", b"application/json")]
@@ -216,8 +246,9 @@ async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            pool = await asyncpg.create_pool(os.environ["BENCH_DSN"], min_size=10, max_size=10,
-                                             reset=_keep_session)
+            pool = await asyncpg.create_pool(
+                os.environ["BENCH_DSN"], min_size=10, max_size=10, reset=_keep_session
+            )
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await pool.close()
@@ -236,9 +267,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         variables = orjson.loads(await _read_body(receive)).get("variables") or {}
         order = variables.get("orderBy") or {"field": "CREATED_AT", "direction": "DESC"}
         low = (variables.get("filter") or {}).get("minPrice")
-        body = await product_list("graphql", ORDERS[order["field"], order["direction"]], 20,
-                                  None, low, variables.get("after"),
-                                  count=path.endswith("-count"))
+        body = await product_list(
+            "graphql",
+            ORDERS[order["field"], order["direction"]],
+            20,
+            None,
+            low,
+            variables.get("after"),
+            count=path.endswith("-count"),
+        )
         await _answer(send, 200, body.encode())
     elif path == "/graphql/product":
         variables = orjson.loads(await _read_body(receive)).get("variables") or {}
@@ -250,9 +287,14 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/api/v2/products":
         query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
         low = query.get("min_price")
-        body = await product_list("rest", query.get("sort", "-created_at"),
-                                  int(query.get("limit", 20)), query.get("category"),
-                                  None if low is None else int(low), query.get("cursor"))
+        body = await product_list(
+            "rest",
+            query.get("sort", "-created_at"),
+            int(query.get("limit", 20)),
+            query.get("category"),
+            None if low is None else int(low),
+            query.get("cursor"),
+        )
         await _answer(send, 200, body.encode())
     elif path.startswith("/api/v1/products/") and path.rpartition("/")[2].isdigit():
         body = await pool.fetchval(REST_DETAIL, int(path.rpartition("/")[2]))

@@ -42,21 +42,34 @@ class Answer:
         return json.loads(self.body)
 
 
-def fetch(base: str, method: str, path: str, body: dict[str, object] | None = None,
-          timeout: float = 30, headers: Sequence[tuple[str, str]] = (),
-          form: dict[str, str] | None = None) -> Answer:
+def fetch(
+    base: str,
+    method: str,
+    path: str,
+    body: dict[str, object] | None = None,
+    timeout: float = 30,
+    headers: Sequence[tuple[str, str]] = (),
+    form: dict[str, str] | None = None,
+) -> Answer:
     """One request with the standard library (validation, setup, writes and /metrics,
     not load); ``form`` sends a URL-encoded form instead of a JSON body."""
     data = json.dumps(body).encode() if body is not None else None
     content_type = "application/json"
     if form is not None:
         data, content_type = urlencode(form).encode(), "application/x-www-form-urlencoded"
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": content_type, **dict(headers)})
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": content_type, **dict(headers)},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, {k.lower(): v for k, v in response.headers.items()},
-                          response.read())
+            return Answer(
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read(),
+            )
     except urllib.error.HTTPError as exc:
         return Answer(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
 
@@ -70,8 +83,14 @@ class Processes:
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("wb")
-        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.running.append((name, process, log))
         print(f"bench: started {name} (pid {process.pid})", flush=True)
         return process
@@ -117,16 +136,39 @@ class Processes:
 
 def python_server(app: str, port: int) -> list[str]:
     """uvicorn with uvloop and httptools and no access log: the references' server."""
-    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-            "--log-level", "warning"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
 
 
 def gateway_server(port: int) -> list[str]:
     """What ``gateway serve --workers N`` runs, with one worker."""
-    return [sys.executable, "-m", "gunicorn", "--config", "python:gateway.gunicorn_conf",
-            "--bind", f"127.0.0.1:{port}", "--workers", "1",
-            "gateway.app:app_from_environment()"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:gateway.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "gateway.app:app_from_environment()",
+    ]
 
 
 @dataclass
@@ -147,43 +189,73 @@ class Load:
         """Rounds of one server as one load: requests and seconds added up (req/s over the
         whole time), the median of their p50s and the worst of their p99s (wrk's
         histograms are not kept, so the percentiles of the union are not known)."""
-        return cls(sum(load.requests for load in loads), sum(load.seconds for load in loads),
-                   sum(load.errors for load in loads), sum(load.non2xx for load in loads),
-                   median(load.p50_ms for load in loads), max(load.p99_ms for load in loads))
+        return cls(
+            sum(load.requests for load in loads),
+            sum(load.seconds for load in loads),
+            sum(load.errors for load in loads),
+            sum(load.non2xx for load in loads),
+            median(load.p50_ms for load in loads),
+            max(load.p99_ms for load in loads),
+        )
 
 
 def wrk_path() -> str:
     found = shutil.which("wrk")
     if found is None:
-        raise SystemExit("bench: wrk is not installed. On Debian or Ubuntu: "
-                         "sudo apt-get install -y wrk (or brew install wrk on macOS)")
+        raise SystemExit(
+            "bench: wrk is not installed. On Debian or Ubuntu: "
+            "sudo apt-get install -y wrk (or brew install wrk on macOS)"
+        )
     return found
 
 
-def run_wrk(base: str, requests: Sequence[Any], *, seconds: float, connections: int,
-            threads: int) -> Load:
+def run_wrk(
+    base: str, requests: Sequence[Any], *, seconds: float, connections: int, threads: int
+) -> Load:
     """``wrk`` for ``seconds`` against loopback, each request drawn at random from
     ``requests`` (``bench.scenarios.Request``); its Lua ``done`` reports as JSON."""
     assert base.startswith("http://127.0.0.1:"), "the bench loads loopback only"
     with tempfile.NamedTemporaryFile("w", suffix=".tsv", encoding="utf-8") as listing:
         for request in requests:
             body = "" if request.body is None else json.dumps(request.body)
-            fields = [request.method, request.path, body,
-                      *(f"{name}: {value}" for name, value in request.headers)]
+            fields = [
+                request.method,
+                request.path,
+                body,
+                *(f"{name}: {value}" for name, value in request.headers),
+            ]
             listing.write("\t".join(fields) + "\n")
         listing.flush()
         env = {**os.environ, "BENCH_REQUESTS": listing.name}
-        argv = [wrk_path(), "-t", str(max(1, min(threads, connections))), "-c",
-                str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
-                "-s", str(WRK_SCRIPT), base + requests[0].path]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True,
-                              timeout=seconds + 60, check=False)
+        argv = [
+            wrk_path(),
+            "-t",
+            str(max(1, min(threads, connections))),
+            "-c",
+            str(connections),
+            "-d",
+            f"{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(WRK_SCRIPT),
+            base + requests[0].path,
+        ]
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False
+        )
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise SystemExit(f"bench: wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     r = json.loads(line.removeprefix("BENCH_JSON "))
-    return Load(r["requests"], r["duration_us"] / 1e6, r["errors"], r["non2xx"],
-                r["p50_us"] / 1000, r["p99_us"] / 1000)
+    return Load(
+        r["requests"],
+        r["duration_us"] / 1e6,
+        r["errors"],
+        r["non2xx"],
+        r["p50_us"] / 1000,
+        r["p99_us"] / 1000,
+    )
 
 
 def _samples(base: str) -> dict[tuple[str, str | None], float] | None:
@@ -207,12 +279,14 @@ class CacheCount:
     bypasses: float = 0.0
 
     def __sub__(self, other: CacheCount) -> CacheCount:
-        return CacheCount(self.hits - other.hits, self.misses - other.misses,
-                          self.bypasses - other.bypasses)
+        return CacheCount(
+            self.hits - other.hits, self.misses - other.misses, self.bypasses - other.bypasses
+        )
 
     def __add__(self, other: CacheCount) -> CacheCount:
-        return CacheCount(self.hits + other.hits, self.misses + other.misses,
-                          self.bypasses + other.bypasses)
+        return CacheCount(
+            self.hits + other.hits, self.misses + other.misses, self.bypasses + other.bypasses
+        )
 
     @property
     def hit_rate(self) -> float | None:
@@ -226,9 +300,11 @@ def cache_counters(base: str) -> CacheCount | None:
     values = _samples(base)
     if values is None or ("gateway_cache_hits_total", None) not in values:
         return None
-    return CacheCount(values["gateway_cache_hits_total", None],
-                      values.get(("gateway_cache_misses_total", None), 0.0),
-                      values.get(("gateway_cache_bypasses_total", None), 0.0))
+    return CacheCount(
+        values["gateway_cache_hits_total", None],
+        values.get(("gateway_cache_misses_total", None), 0.0),
+        values.get(("gateway_cache_bypasses_total", None), 0.0),
+    )
 
 
 def counters(base: str) -> tuple[float, float] | None:
@@ -243,9 +319,11 @@ def counters(base: str) -> tuple[float, float] | None:
         answer = fetch(base, "GET", "/metrics")
         if answer.status != 200:
             return None
-        values = {(s.name, s.labels.get("route")): s.value
-                  for family in text_string_to_metric_families(answer.body.decode())
-                  for s in family.samples}
+        values = {
+            (s.name, s.labels.get("route")): s.value
+            for family in text_string_to_metric_families(answer.body.decode())
+            for s in family.samples
+        }
         if values.get(("gateway_http_requests_in_flight", None), 0) <= 1:
             break
         if time.monotonic() > deadline:
@@ -253,6 +331,9 @@ def counters(base: str) -> tuple[float, float] | None:
         time.sleep(0.05)
     if ("gateway_db_statements_total", None) not in values:
         return None
-    requests = sum(v for (name, route), v in values.items()
-                   if name == "gateway_http_requests_total" and route != "/metrics")
+    requests = sum(
+        v
+        for (name, route), v in values.items()
+        if name == "gateway_http_requests_total" and route != "/metrics"
+    )
     return values["gateway_db_statements_total", None], requests

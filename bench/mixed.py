@@ -34,9 +34,13 @@ if TYPE_CHECKING:
 MIXED_PAGES = ("detail", "catalog", "rest-detail")
 STOCK = 1_000_000  # what a well-stocked product gets: orders never empty it, inStock stays
 # The targets: (page, write kind, writes per second) -> kept at least.
-TARGETS = {("detail", "order", 5.0): 0.8, ("rest-detail", "order", 5.0): 0.8,
-           ("catalog", "order", 5.0): 0.9, ("detail", "price", 1.0): 0.7,
-           ("rest-detail", "price", 1.0): 0.7}
+TARGETS = {
+    ("detail", "order", 5.0): 0.8,
+    ("rest-detail", "order", 5.0): 0.8,
+    ("catalog", "order", 5.0): 0.9,
+    ("detail", "price", 1.0): 0.7,
+    ("rest-detail", "price", 1.0): 0.7,
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ async def stock_up(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(
-            "UPDATE products SET stock = $1 WHERE is_active AND stock >= 10", STOCK)
+            "UPDATE products SET stock = $1 WHERE is_active AND stock >= 10", STOCK
+        )
     finally:
         await connection.close()
 
@@ -69,8 +74,12 @@ async def stock_up(dsn: str) -> None:
 async def stocked_products(dsn: str) -> list[int]:
     connection = await asyncpg.connect(dsn)
     try:
-        return [r["id"] for r in await connection.fetch(
-            "SELECT id FROM products WHERE is_active AND stock >= $1 ORDER BY id", STOCK // 2)]
+        return [
+            r["id"]
+            for r in await connection.fetch(
+                "SELECT id FROM products WHERE is_active AND stock >= $1 ORDER BY id", STOCK // 2
+            )
+        ]
     finally:
         await connection.close()
 
@@ -87,16 +96,21 @@ class WriteStats:
         return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
 
     def __add__(self, other: WriteStats) -> WriteStats:
-        return WriteStats(self.sent + other.sent, self.statuses + other.statuses,
-                          self.latencies_ms + other.latencies_ms, self.seconds + other.seconds)
+        return WriteStats(
+            self.sent + other.sent,
+            self.statuses + other.statuses,
+            self.latencies_ms + other.latencies_ms,
+            self.seconds + other.seconds,
+        )
 
 
 class Writer:
     """Writes at a steady rate from a thread of their own (a few in flight at most, so a
     slow answer does not slow the rate); ``stop`` waits for the last ones."""
 
-    def __init__(self, base: str, writes: Writes, headers: dict[str, str],
-                 products: list[int], seed: int) -> None:
+    def __init__(
+        self, base: str, writes: Writes, headers: dict[str, str], products: list[int], seed: int
+    ) -> None:
         self.base, self.writes, self.products = base, writes, products
         self.headers = tuple(headers.items())
         self.rng = random.Random(seed)
@@ -119,19 +133,29 @@ class Writer:
                 break
             product = self.rng.choice(self.products)
             if self.writes.kind == "order":
-                request = Request("POST", "/api/v1/orders",
-                                  {"items": [{"product_id": product, "quantity": 1}]})
+                request = Request(
+                    "POST", "/api/v1/orders", {"items": [{"product_id": product, "quantity": 1}]}
+                )
             else:
-                request = Request("PATCH", f"/api/v1/products/{product}",
-                                  {"price_cents": self.rng.randrange(199, 49_999)})
+                request = Request(
+                    "PATCH",
+                    f"/api/v1/products/{product}",
+                    {"price_cents": self.rng.randrange(199, 49_999)},
+                )
             self.pool.submit(self._send, request)
             k += 1
 
     def _send(self, request: Request) -> None:
         started = time.monotonic()
         try:
-            status = fetch(self.base, request.method, request.path, request.body,
-                           headers=self.headers, timeout=10).status
+            status = fetch(
+                self.base,
+                request.method,
+                request.path,
+                request.body,
+                headers=self.headers,
+                timeout=10,
+            ).status
         except OSError:
             status = 0
         with self.lock:
@@ -151,9 +175,11 @@ async def _prime(base: str, requests: list[Request], connections: int) -> None:
     pending = iter(requests)
     limits = httpx.Limits(max_connections=connections)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
         async def worker() -> None:
             for r in pending:  # one iterator shared by the workers: each request once
                 await client.request(r.method, r.path, json=r.body, headers=dict(r.headers))
+
         await asyncio.gather(*(worker() for _ in range(connections)))
 
 
@@ -169,8 +195,14 @@ class Measured:
     writes: WriteStats = field(default_factory=WriteStats)
 
 
-def _page(args: argparse.Namespace, bench: Bench, name: str, requests: list[Request],
-          conditions: list[Writes], stocked: list[int]) -> dict[Writes, Measured]:
+def _page(
+    args: argparse.Namespace,
+    bench: Bench,
+    name: str,
+    requests: list[Request],
+    conditions: list[Writes],
+    stocked: list[int],
+) -> dict[Writes, Measured]:
     assert bench.principals is not None
     measured = {c: Measured() for c in conditions}
     seconds = max(1, round(args.duration / args.rounds))
@@ -183,17 +215,28 @@ def _page(args: argparse.Namespace, bench: Bench, name: str, requests: list[Requ
             primed = time.monotonic() - started
             writer = None
             if writes.kind:
-                headers = (bench.principals.customer if writes.kind == "order"
-                           else bench.principals.staff)
+                headers = (
+                    bench.principals.customer if writes.kind == "order" else bench.principals.staff
+                )
                 products = stocked if writes.kind == "order" else bench.product_ids
                 writer = Writer(bench.cached, writes, headers, products, seed=round_)
                 writer.start()
             if args.warmup > 0:  # writes already streaming in: the steady state is measured
-                run_wrk(bench.cached, requests, seconds=args.warmup,
-                        connections=args.connections, threads=args.threads)
+                run_wrk(
+                    bench.cached,
+                    requests,
+                    seconds=args.warmup,
+                    connections=args.connections,
+                    threads=args.threads,
+                )
             before = cache_counters(bench.cached)
-            load = run_wrk(bench.cached, requests, seconds=seconds,
-                           connections=args.connections, threads=args.threads)
+            load = run_wrk(
+                bench.cached,
+                requests,
+                seconds=seconds,
+                connections=args.connections,
+                threads=args.threads,
+            )
             after = cache_counters(bench.cached)
             m = measured[writes]
             m.loads.append(load)
@@ -212,8 +255,18 @@ def _rate(cache: CacheCount) -> str:
 
 
 def render_mixed(results: dict[str, dict[Writes, Measured]]) -> str:
-    header = ("page", "writes", "no writes req/s", "hit rate", "with writes req/s",
-              "hit rate", "p99 ms", "kept", "target", "writes ok/failed")
+    header = (
+        "page",
+        "writes",
+        "no writes req/s",
+        "hit rate",
+        "with writes req/s",
+        "hit rate",
+        "p99 ms",
+        "kept",
+        "target",
+        "writes ok/failed",
+    )
     lines: list[tuple[str, ...]] = [header]
     for page, measured in results.items():
         base = measured[NO_WRITES]
@@ -228,8 +281,11 @@ def render_mixed(results: dict[str, dict[Writes, Measured]]) -> str:
             if len(rounds) > 1:
                 kept_cell += f" ({min(rounds):.2f}-{max(rounds):.2f})"
             target = TARGETS.get((page, writes.kind, writes.rate))
-            target_cell = "" if target is None else (
-                f">= {target:.1f}x: {'met' if kept >= target else 'NOT met'}")
+            target_cell = (
+                ""
+                if target is None
+                else (f">= {target:.1f}x: {'met' if kept >= target else 'NOT met'}")
+            )
             w = m.writes
             failed = w.sent - w.ok
             writes_cell = f"{w.ok}/{failed} ({w.sent / w.seconds:.1f}/s" if w.seconds else "0/0 ("
@@ -237,14 +293,30 @@ def render_mixed(results: dict[str, dict[Writes, Measured]]) -> str:
                 writes_cell += f", p50 {median(w.latencies_ms):.0f} ms"
             writes_cell += ")"
             if failed:
-                writes_cell += " " + ", ".join(f"{s or 'no answer'}: {n}"
-                                               for s, n in sorted(w.statuses.items())
-                                               if not 200 <= s < 300)
-            flags = (f" ({load.errors} errors, {load.non2xx} non-2xx)"
-                     if load.errors or load.non2xx else "")
-            lines.append((page, writes.label, f"{base_load.rps:,.0f}", _rate(base.cache),
-                          f"{load.rps:,.0f}{flags}", _rate(m.cache), f"{load.p99_ms:.1f}",
-                          kept_cell, target_cell, writes_cell))
+                writes_cell += " " + ", ".join(
+                    f"{s or 'no answer'}: {n}"
+                    for s, n in sorted(w.statuses.items())
+                    if not 200 <= s < 300
+                )
+            flags = (
+                f" ({load.errors} errors, {load.non2xx} non-2xx)"
+                if load.errors or load.non2xx
+                else ""
+            )
+            lines.append(
+                (
+                    page,
+                    writes.label,
+                    f"{base_load.rps:,.0f}",
+                    _rate(base.cache),
+                    f"{load.rps:,.0f}{flags}",
+                    _rate(m.cache),
+                    f"{load.p99_ms:.1f}",
+                    kept_cell,
+                    target_cell,
+                    writes_cell,
+                )
+            )
     return markdown(lines)
 
 
@@ -254,8 +326,11 @@ def run_mixed(args: argparse.Namespace, bench: Bench, catalog: Catalog, dsn: str
     if not stocked:
         raise SystemExit("bench: no product in stock to order")
     bench.product_ids = catalog.product_ids
-    conditions = [NO_WRITES, *(Writes("order", r) for r in args.order_rates),
-                  *(Writes("price", r) for r in args.price_rates)]
+    conditions = [
+        NO_WRITES,
+        *(Writes("order", r) for r in args.order_rates),
+        *(Writes("price", r) for r in args.price_rates),
+    ]
     plans = {s.name: s for s in scenarios(catalog)}
     results: dict[str, dict[Writes, Measured]] = {}
     for name in MIXED_PAGES:
@@ -266,11 +341,17 @@ def run_mixed(args: argparse.Namespace, bench: Bench, catalog: Catalog, dsn: str
         for _ in range(2):
             answer = fetch(bench.cached, first.method, first.path, first.body)
         if answer.status != 200 or "x-cache" not in answer.headers:
-            raise SystemExit(f"bench: {name} on the cached gateway answered {answer.status} "
-                             f"without X-Cache: no response cache to measure")
-        print(f"bench: {plans[name].title}, cache on, with writes streaming in "
-              f"({len(requests):,} distinct requests; {len(stocked):,} products to order) ...",
-              flush=True)
+            raise SystemExit(
+                f"bench: {name} on the cached gateway answered {answer.status} "
+                f"without X-Cache: no response cache to measure"
+            )
+        print(
+            f"bench: {plans[name].title}, cache on, with writes streaming in "
+            f"({len(requests):,} distinct requests; {len(stocked):,} products to order) ...",
+            flush=True,
+        )
         results[name] = _page(args, bench, name, requests, conditions, stocked)
-    return ("Cached reads while writes stream in (kept: req/s with writes over req/s "
-            "without):\n\n" + render_mixed(results))
+    return (
+        "Cached reads while writes stream in (kept: req/s with writes over req/s "
+        "without):\n\n" + render_mixed(results)
+    )

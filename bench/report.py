@@ -33,12 +33,24 @@ def _ratio(row: Row, rows: list[Row]) -> str:
     if row.server != "gateway" or row.load is None:
         return "1.00 (ref)" if row.load is not None else ""
     if row.against is not None:
-        reference = next((r for r in rows if r.scenario == row.against
-                          and r.server == "gateway" and r.load is not None), None)
+        reference = next(
+            (
+                r
+                for r in rows
+                if r.scenario == row.against and r.server == "gateway" and r.load is not None
+            ),
+            None,
+        )
         label = "anonymous"
     else:
-        reference = next((r for r in rows if r.scenario == row.scenario
-                          and r.server != "gateway" and r.load is not None), None)
+        reference = next(
+            (
+                r
+                for r in rows
+                if r.scenario == row.scenario and r.server != "gateway" and r.load is not None
+            ),
+            None,
+        )
         label = reference.server if reference is not None else ""
     if reference is None or not reference.load or not reference.load.rps:
         return ""
@@ -54,15 +66,24 @@ def _cells(row: Row, rows: list[Row]) -> tuple[str, ...]:
     load = row.load
     flags = f" ({load.errors} errors, {load.non2xx} non-2xx)" if load.errors or load.non2xx else ""
     statements = "" if row.statements is None else f"{row.statements:.2f}"
-    return (row.scenario, row.server, f"{load.rps:,.0f}{flags}", f"{load.p50_ms:.1f}",
-            f"{load.p99_ms:.1f}", statements, _ratio(row, rows))
+    return (
+        row.scenario,
+        row.server,
+        f"{load.rps:,.0f}{flags}",
+        f"{load.p50_ms:.1f}",
+        f"{load.p99_ms:.1f}",
+        statements,
+        _ratio(row, rows),
+    )
 
 
 def markdown(lines: list[tuple[str, ...]]) -> str:
     """A Markdown table of a header and rows (readable as plain text too)."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
-           for line in lines]
+    out = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
+        for line in lines
+    ]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
 
@@ -83,8 +104,12 @@ def render_scales(by_scale: dict[int, list[Row]]) -> str:
     (the target: at least 0.8x)."""
     scales = sorted(by_scale)
     low, high = scales[0], scales[-1]
-    header = ("scenario", "server", *(f"{short_scale(n)} req/s" for n in scales),
-              f"{short_scale(high)} vs {short_scale(low)}")
+    header = (
+        "scenario",
+        "server",
+        *(f"{short_scale(n)} req/s" for n in scales),
+        f"{short_scale(high)} vs {short_scale(low)}",
+    )
     lines: list[tuple[str, ...]] = [header]
     for row in by_scale[low]:
         if row.load is None:
@@ -92,13 +117,18 @@ def render_scales(by_scale: dict[int, list[Row]]) -> str:
         cells = [row.scenario, row.server]
         found: dict[int, float] = {}
         for n in scales:
-            match = next((r for r in by_scale[n] if r.scenario == row.scenario
-                          and r.server == row.server and r.load is not None), None)
+            match = next(
+                (
+                    r
+                    for r in by_scale[n]
+                    if r.scenario == row.scenario and r.server == row.server and r.load is not None
+                ),
+                None,
+            )
             if match is not None and match.load is not None:
                 found[n] = match.load.rps
             cells.append(f"{found[n]:,.0f}" if n in found else "")
-        ratio = (f"{found[high] / found[low]:.2f}x" if found.get(low) and high in found
-                 else "")
+        ratio = f"{found[high] / found[low]:.2f}x" if found.get(low) and high in found else ""
         lines.append((*cells, ratio))
     return markdown(lines)
 
@@ -109,13 +139,29 @@ ONE = " [one]"
 def render_varied(rows: list[Row]) -> str:
     """Each scenario's varied run beside its one-argument run: req/s of the gateway and
     the floor, and varied over one for each (empty when only one kind ran)."""
+
     def rps(scenario: str, server: str) -> float | None:
-        row = next((r for r in rows if r.scenario == scenario and r.server == server
-                    and r.load is not None), None)
+        row = next(
+            (
+                r
+                for r in rows
+                if r.scenario == scenario and r.server == server and r.load is not None
+            ),
+            None,
+        )
         return row.load.rps if row is not None and row.load is not None else None
 
-    lines = [("scenario", "gateway varied", "gateway one", "varied/one", "floor varied",
-              "floor one", "varied/one")]
+    lines = [
+        (
+            "scenario",
+            "gateway varied",
+            "gateway one",
+            "varied/one",
+            "floor varied",
+            "floor one",
+            "varied/one",
+        )
+    ]
     for row in rows:
         if not row.scenario.endswith(ONE) or row.server != "gateway":
             continue
@@ -123,9 +169,11 @@ def render_varied(rows: list[Row]) -> str:
         cells = [name]
         for server in ("gateway", "floor"):
             varied, one = rps(name, server), rps(row.scenario, server)
-            cells += ["" if varied is None else f"{varied:,.0f}",
-                      "" if one is None else f"{one:,.0f}",
-                      f"{varied / one:.2f}x" if varied and one else ""]
+            cells += [
+                "" if varied is None else f"{varied:,.0f}",
+                "" if one is None else f"{one:,.0f}",
+                f"{varied / one:.2f}x" if varied and one else "",
+            ]
         lines.append(tuple(cells))
     if len(lines) == 1:
         return ""
@@ -165,16 +213,24 @@ def machine_info(dsn: str, products: int, reviews: int, load_before: str) -> dic
     }
 
 
-def write_results(path: Path, command: str, sections: list[tuple[str, dict[str, str], str]],
-                  args: argparse.Namespace) -> None:
+def write_results(
+    path: Path,
+    command: str,
+    sections: list[tuple[str, dict[str, str], str]],
+    args: argparse.Namespace,
+) -> None:
     """``sections``: a heading, the machine's description (or nothing) and a table each."""
     body = [
-        "# Benchmark results", "",
-        "Written by `./dev bench` (see docs/benchmark.md); each run replaces this file.", "",
-        f"Command: `{command}`", "",
+        "# Benchmark results",
+        "",
+        "Written by `./dev bench` (see docs/benchmark.md); each run replaces this file.",
+        "",
+        f"Command: `{command}`",
+        "",
         f"- load: wrk, {args.connections} connections, {args.threads} threads; per "
         f"scenario {args.warmup:g}s of warm-up for each server, then {args.rounds} "
-        f"alternating rounds of {max(1, round(args.duration / args.rounds))}s each", "",
+        f"alternating rounds of {max(1, round(args.duration / args.rounds))}s each",
+        "",
         "The gateway runs under gunicorn with one uvicorn worker and a pool of 10; the floor",
         "and the ceiling under uvicorn (uvloop, httptools); all of them on loopback, on the",
         "same machine as wrk and PostgreSQL. A load average above the CPU count means other",
@@ -182,9 +238,16 @@ def write_results(path: Path, command: str, sections: list[tuple[str, dict[str, 
         "gateway's req/s over the reference's, each summed over the rounds, with the",
         "lowest and highest ratio of a single round in brackets; p50 is the rounds' median,",
         "p99 the worst round's. With --mixed, 'kept' is the req/s with writes streaming in",
-        "over the req/s without, rounds alternating the same way (docs/benchmark.md).", "",
+        "over the req/s without, rounds alternating the same way (docs/benchmark.md).",
+        "",
     ]
     for heading, info, table in sections:
-        body += [f"## {heading}", "", *(f"- {key}: {value}" for key, value in info.items()),
-                 *([""] if info else []), table, ""]
+        body += [
+            f"## {heading}",
+            "",
+            *(f"- {key}: {value}" for key, value in info.items()),
+            *([""] if info else []),
+            table,
+            "",
+        ]
     path.write_text("\n".join(body))

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-CATALOG_PAGE = "query CatalogPage($after: String, $orderBy: ProductOrder, " + """\
+CATALOG_PAGE = (
+    "query CatalogPage($after: String, $orderBy: ProductOrder, "
+    + """\
 $filter: ProductFilterInput) {
   products(first: 20, after: $after, orderBy: $orderBy, filter: $filter) {
     {total}edges {
@@ -32,9 +34,11 @@ $filter: ProductFilterInput) {
     pageInfo { hasNextPage endCursor }
   }
 }"""
+)
 # The same pages with the list's total: what a page showing "1,234 products" asks.
 CATALOG_COUNT_PAGE = CATALOG_PAGE.replace("CatalogPage", "CatalogCountPage").replace(
-    "{total}", "totalCount\n    ")
+    "{total}", "totalCount\n    "
+)
 CATALOG_PAGE = CATALOG_PAGE.replace("{total}", "")
 
 PRODUCT_PAGE = """query ProductPage($id: ID!) {
@@ -60,12 +64,17 @@ CATEGORY_PAGE = """query CategoryPage($slug: String!) {
   }
 }"""
 CATEGORY_COUNT_PAGE = CATEGORY_PAGE.replace("CategoryPage", "CategoryCountPage").replace(
-    "{total}", "totalCount\n      ")
+    "{total}", "totalCount\n      "
+)
 CATEGORY_PAGE = CATEGORY_PAGE.replace("{total}", "")
 
 # The sorts a list page is asked in: REST names, and GraphQL's ProductOrder for each.
-SORTS = {"-created_at": ("CREATED_AT", "DESC"), "price": ("PRICE", "ASC"),
-         "-price": ("PRICE", "DESC"), "name": ("NAME", "ASC")}
+SORTS = {
+    "-created_at": ("CREATED_AT", "DESC"),
+    "price": ("PRICE", "ASC"),
+    "-price": ("PRICE", "DESC"),
+    "name": ("NAME", "ASC"),
+}
 VARIED = 2_000  # list-page requests drawn per scenario (detail pages: every product)
 
 
@@ -125,8 +134,11 @@ def _catalog_requests(page: dict[str, Any], count: bool = False) -> tuple[Reques
     if "min_price" in page:
         variables["filter"] = {"minPrice": page["min_price"]}
     if count:
-        body = {"query": CATALOG_COUNT_PAGE, "operationName": "CatalogCountPage",
-                "variables": variables}
+        body = {
+            "query": CATALOG_COUNT_PAGE,
+            "operationName": "CatalogCountPage",
+            "variables": variables,
+        }
         return Request("POST", "/graphql", body), Request("POST", "/graphql/catalog-count", body)
     body = {"query": CATALOG_PAGE, "operationName": "CatalogPage", "variables": variables}
     return Request("POST", "/graphql", body), Request("POST", "/graphql/catalog", body)
@@ -154,43 +166,97 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
     count_lists = [_catalog_requests(page, count=True) for page in pages]
     rest_lists = [_rest_list(page) for page in pages]
     return [
-        Scenario("catalog", "GraphQL catalog page (sorts, after cursors, minPrice)",
-                 [g for g, _ in lists], [f for _, f in lists], graphql=True),
-        Scenario("detail", "GraphQL product detail page",
-                 [Request("POST", "/graphql", {**product, "variables": {"id": gid("Product", i)}})
-                  for i in ids],
-                 [Request("POST", "/graphql/product", {**product, "variables": {"id": i}})
-                  for i in ids], graphql=True),
-        Scenario("category", "GraphQL category page",
-                 [Request("POST", "/graphql", {**category, "variables": {"slug": s}})
-                  for s in slugs],
-                 [Request("POST", "/graphql/category", {**category, "variables": {"slug": s}})
-                  for s in slugs], graphql=True),
-        Scenario("catalog-count", "GraphQL catalog page with totalCount",
-                 [g for g, _ in count_lists], [f for _, f in count_lists], graphql=True),
-        Scenario("category-count", "GraphQL category page with totalCount",
-                 [Request("POST", "/graphql", {**category_count, "variables": {"slug": s}})
-                  for s in slugs],
-                 [Request("POST", "/graphql/category-count",
-                          {**category_count, "variables": {"slug": s}}) for s in slugs],
-                 graphql=True),
-        Scenario("rest-list", "REST GET /api/v2/products (sorts, cursors, min_price)",
-                 rest_lists, rest_lists),
-        Scenario("rest-detail", "REST GET /api/v1/products/{id}",
-                 [Request("GET", f"/api/v1/products/{i}") for i in ids],
-                 [Request("GET", f"/api/v1/products/{i}") for i in ids]),
-        Scenario("rest-category", "REST GET /api/v2/products?category={slug}",
-                 [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs],
-                 [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs]),
-        Scenario("cached", "GraphQL catalog page, response cache warm",
-                 [lists[0][0]], None, graphql=True),
-        Scenario("health", "GET /health/live", [Request("GET", "/health/live")],
-                 [Request("GET", "/health/live")]),
+        Scenario(
+            "catalog",
+            "GraphQL catalog page (sorts, after cursors, minPrice)",
+            [g for g, _ in lists],
+            [f for _, f in lists],
+            graphql=True,
+        ),
+        Scenario(
+            "detail",
+            "GraphQL product detail page",
+            [
+                Request("POST", "/graphql", {**product, "variables": {"id": gid("Product", i)}})
+                for i in ids
+            ],
+            [Request("POST", "/graphql/product", {**product, "variables": {"id": i}}) for i in ids],
+            graphql=True,
+        ),
+        Scenario(
+            "category",
+            "GraphQL category page",
+            [Request("POST", "/graphql", {**category, "variables": {"slug": s}}) for s in slugs],
+            [
+                Request("POST", "/graphql/category", {**category, "variables": {"slug": s}})
+                for s in slugs
+            ],
+            graphql=True,
+        ),
+        Scenario(
+            "catalog-count",
+            "GraphQL catalog page with totalCount",
+            [g for g, _ in count_lists],
+            [f for _, f in count_lists],
+            graphql=True,
+        ),
+        Scenario(
+            "category-count",
+            "GraphQL category page with totalCount",
+            [
+                Request("POST", "/graphql", {**category_count, "variables": {"slug": s}})
+                for s in slugs
+            ],
+            [
+                Request(
+                    "POST", "/graphql/category-count", {**category_count, "variables": {"slug": s}}
+                )
+                for s in slugs
+            ],
+            graphql=True,
+        ),
+        Scenario(
+            "rest-list",
+            "REST GET /api/v2/products (sorts, cursors, min_price)",
+            rest_lists,
+            rest_lists,
+        ),
+        Scenario(
+            "rest-detail",
+            "REST GET /api/v1/products/{id}",
+            [Request("GET", f"/api/v1/products/{i}") for i in ids],
+            [Request("GET", f"/api/v1/products/{i}") for i in ids],
+        ),
+        Scenario(
+            "rest-category",
+            "REST GET /api/v2/products?category={slug}",
+            [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs],
+            [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs],
+        ),
+        Scenario(
+            "cached", "GraphQL catalog page, response cache warm", [lists[0][0]], None, graphql=True
+        ),
+        Scenario(
+            "health",
+            "GET /health/live",
+            [Request("GET", "/health/live")],
+            [Request("GET", "/health/live")],
+        ),
     ]
 
 
-NAMES = ("catalog", "detail", "category", "catalog-count", "category-count", "rest-list",
-         "rest-detail", "rest-category", "cached", "health")
+NAMES = (
+    "catalog",
+    "detail",
+    "category",
+    "catalog-count",
+    "category-count",
+    "rest-list",
+    "rest-detail",
+    "rest-category",
+    "cached",
+    "health",
+)
 VARIES = frozenset(NAMES) - {"cached", "health"}  # the scenarios with a one-argument twin
 # Read again as a customer (bearer token) and as a partner (catalog:read API key), beside
 # the anonymous reads: "detail [token]", "detail [key]", ...
@@ -208,22 +274,33 @@ async def load_catalog(connection: Any) -> Catalog:
     from data.pagination import encode_cursor
     from data.services.products import PRODUCT_SORTS
 
-    ids = [r["id"] for r in await connection.fetch(
-        "SELECT p.id FROM products p LEFT JOIN reviews r ON r.product_id = p.id "
-        "WHERE p.is_active GROUP BY p.id ORDER BY count(r.id) DESC, p.id")]
-    slugs = [r["slug"] for r in await connection.fetch(
-        "SELECT slug FROM categories ORDER BY (SELECT count(*) FROM products p "
-        "WHERE p.category_id = categories.id AND p.is_active) DESC, slug")]
+    ids = [
+        r["id"]
+        for r in await connection.fetch(
+            "SELECT p.id FROM products p LEFT JOIN reviews r ON r.product_id = p.id "
+            "WHERE p.is_active GROUP BY p.id ORDER BY count(r.id) DESC, p.id"
+        )
+    ]
+    slugs = [
+        r["slug"]
+        for r in await connection.fetch(
+            "SELECT slug FROM categories ORDER BY (SELECT count(*) FROM products p "
+            "WHERE p.category_id = categories.id AND p.is_active) DESC, slug"
+        )
+    ]
     await connection.execute("SELECT setseed(0.42)")  # the same rows run after run
     rows = await connection.fetch(
         "SELECT id, created_at, price_cents, name FROM products WHERE is_active "
-        "ORDER BY random() LIMIT 500")
+        "ORDER BY random() LIMIT 500"
+    )
     cursors: dict[str, list[str]] = {}
     for name in SORTS:
         sort = PRODUCT_SORTS[name]
-        values = {"created_at": lambda r: (_naive(r["created_at"]), r["id"]),
-                  "price": lambda r: (r["price_cents"], r["id"]),
-                  "name": lambda r: (r["name"], r["id"])}[name.lstrip("-")]
+        values = {
+            "created_at": lambda r: (_naive(r["created_at"]), r["id"]),
+            "price": lambda r: (r["price_cents"], r["id"]),
+            "name": lambda r: (r["name"], r["id"]),
+        }[name.lstrip("-")]
         cursors[name] = [encode_cursor("products", sort, values(r)) for r in rows]
     prices = sorted({r["price_cents"] for r in rows})
     return Catalog(ids, slugs, cursors, prices)

@@ -87,8 +87,11 @@ def principal_changed(session: AsyncSession, *keys: str) -> None:
 
 def take_changes(session: AsyncSession) -> Changes:
     """What the session recorded, cleared from it."""
-    return Changes(session.info.pop(_TAGS, set()), session.info.pop(_EVENTS, []),
-                   session.info.pop(_PRINCIPALS, set()))
+    return Changes(
+        session.info.pop(_TAGS, set()),
+        session.info.pop(_EVENTS, []),
+        session.info.pop(_PRINCIPALS, set()),
+    )
 
 
 def product_tag(product_id: int) -> str:

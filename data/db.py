@@ -132,10 +132,12 @@ def _broke(exc: BaseException, driver: asyncpg.Connection) -> bool:
 
 
 _FALLBACK = "gateway.replica_fallback"  # Session.info: (router, the primary's read engine)
-_PROBE = ("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
-          "CASE WHEN pg_last_wal_receive_lsn() IS NULL "
-          "OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 "
-          "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8")
+_PROBE = (
+    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+    "CASE WHEN pg_last_wal_receive_lsn() IS NULL "
+    "OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END::float8"
+)
 _PRIMARY_LSN = "SELECT pg_current_wal_insert_lsn()::text"
 
 
@@ -187,8 +189,12 @@ class _ReplicaSession(Session):
 class Database:
     """The engine (and optional read replica) with the two ways to get a session."""
 
-    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None,
-                 replica: ReplicaSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        read_engine: AsyncEngine | None = None,
+        replica: ReplicaSettings | None = None,
+    ) -> None:
         self.engine = engine
         self.read_engine = read_engine or engine
         self._write_sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -207,8 +213,11 @@ class Database:
             return
         self.replica = ReplicaRouter(self._probe_replica, self._primary_lsn, replica)
         self._read_sessions = async_sessionmaker(
-            self._reads, expire_on_commit=False, sync_session_class=_ReplicaSession,
-            info={_FALLBACK: (self.replica, self._primary_reads.sync_engine)})
+            self._reads,
+            expire_on_commit=False,
+            sync_session_class=_ReplicaSession,
+            info={_FALLBACK: (self.replica, self._primary_reads.sync_engine)},
+        )
         event.listen(self.read_engine.sync_engine, "connect", self._on_replica_connect)
 
     def on_commit(self, listener: CommitListener) -> None:
@@ -217,7 +226,10 @@ class Database:
 
     @classmethod
     def from_url(
-        cls, url: str, read_url: str | None = None, pool: PoolSettings | None = None,
+        cls,
+        url: str,
+        read_url: str | None = None,
+        pool: PoolSettings | None = None,
         replica: ReplicaSettings | None = None,
     ) -> Database:
         engine = make_engine(url, pool)
@@ -445,8 +457,9 @@ class Database:
             try:
                 await listener(changes)
             except Exception:
-                log.exception("commit_listener_failed",
-                              listener=getattr(listener, "__qualname__", "?"))
+                log.exception(
+                    "commit_listener_failed", listener=getattr(listener, "__qualname__", "?")
+                )
 
     async def dispose(self) -> None:
         if self.replica is not None:

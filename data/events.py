@@ -87,8 +87,12 @@ class Subscription:
     async def __aenter__(self) -> Subscription:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -174,17 +178,26 @@ class LocalBus(EventBus):
 
 
 def encode_event(event: OrderEvent) -> bytes:
-    return orjson.dumps({
-        "order_id": event.order_id, "customer_id": event.customer_id, "status": event.status,
-        "previous_status": event.previous_status, "at": event.at.isoformat(),
-    })
+    return orjson.dumps(
+        {
+            "order_id": event.order_id,
+            "customer_id": event.customer_id,
+            "status": event.status,
+            "previous_status": event.previous_status,
+            "at": event.at.isoformat(),
+        }
+    )
 
 
 def decode_event(payload: bytes | str) -> OrderEvent:
     data: dict[str, Any] = orjson.loads(payload)
-    return OrderEvent(order_id=int(data["order_id"]), customer_id=int(data["customer_id"]),
-                      status=str(data["status"]), previous_status=data["previous_status"],
-                      at=datetime.fromisoformat(data["at"]))
+    return OrderEvent(
+        order_id=int(data["order_id"]),
+        customer_id=int(data["customer_id"]),
+        status=str(data["status"]),
+        previous_status=data["previous_status"],
+        at=datetime.fromisoformat(data["at"]),
+    )
 
 
 class RedisBus(EventBus):
@@ -197,27 +210,35 @@ class RedisBus(EventBus):
 
     RECONNECT_DELAY = 1.0
 
-    def __init__(self, url: str, *, prefix: str, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 start_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        start_timeout: float = 5.0,
+    ) -> None:
         super().__init__(queue_size=queue_size)
         self.channel = f"{prefix}:events:orders"
         self.revocations = f"{prefix}:events:principals"
         # Named, so an operator can tell these connections apart in CLIENT LIST.
-        self._client = aioredis.from_url(url, socket_connect_timeout=start_timeout,
-                                         client_name=f"{prefix}:events")
+        self._client = aioredis.from_url(
+            url, socket_connect_timeout=start_timeout, client_name=f"{prefix}:events"
+        )
         self._start_timeout = start_timeout
         self._listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def publish(self, event: OrderEvent) -> None:
         # Bounded: the write has committed and its request waits for this.
-        await asyncio.wait_for(self._client.publish(self.channel, encode_event(event)),
-                               self._start_timeout)
+        await asyncio.wait_for(
+            self._client.publish(self.channel, encode_event(event)), self._start_timeout
+        )
 
     async def publish_revocations(self, keys: set[str]) -> None:
         await asyncio.wait_for(
-            self._client.publish(self.revocations, orjson.dumps(sorted(keys))),
-            self._start_timeout)
+            self._client.publish(self.revocations, orjson.dumps(sorted(keys))), self._start_timeout
+        )
 
     def remember_principals(self, principals: PrincipalCache) -> None:
         super().remember_principals(principals)
@@ -246,8 +267,7 @@ class RedisBus(EventBus):
                                 self._listening.set()
                                 self.principals.trust()
                         elif message["type"] == "message":
-                            if message["channel"] in (self.revocations,
-                                                      self.revocations.encode()):
+                            if message["channel"] in (self.revocations, self.revocations.encode()):
                                 self._revoke(message["data"])
                             else:
                                 self._receive(message["data"])
@@ -290,10 +310,10 @@ class RedisBus(EventBus):
         await self._client.aclose()
 
 
-def create_bus(redis_url: str | None, *, prefix: str,
-               queue_size: int = DEFAULT_QUEUE_SIZE) -> EventBus:
+def create_bus(
+    redis_url: str | None, *, prefix: str, queue_size: int = DEFAULT_QUEUE_SIZE
+) -> EventBus:
     """A ``RedisBus`` when ``redis_url`` is set, else a ``LocalBus``."""
     if redis_url:
         return RedisBus(redis_url, prefix=prefix, queue_size=queue_size)
     return LocalBus(queue_size=queue_size)
-

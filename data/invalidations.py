@@ -36,7 +36,8 @@ async def undelivered_invalidations(
     """The oldest rows not yet announced: ``(id, tags)``."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(TABLE.c.id, TABLE.c.tags).order_by(TABLE.c.id).limit(limit))
+            select(TABLE.c.id, TABLE.c.tags).order_by(TABLE.c.id).limit(limit)
+        )
         return [(row.id, list(row.tags)) for row in rows]
 
 

@@ -22,7 +22,8 @@ from data.services import categories, orders, products, reviews, users
 
 
 def _loader(
-    db: Database, actor: Actor,
+    db: Database,
+    actor: Actor,
     fetch: Callable[[AsyncSession, Actor, Sequence[Any]], Awaitable[Sequence[Any]]],
 ) -> DataLoader:
     async def batch(keys: list[Any]) -> list[Any]:
@@ -33,7 +34,8 @@ def _loader(
 
 
 def _grouped_loader(
-    db: Database, actor: Actor,
+    db: Database,
+    actor: Actor,
     fetch: Callable[[AsyncSession, Actor, Sequence[Any], Any], Awaitable[Sequence[Any]]],
 ) -> DataLoader:
     """Keys are ``(parent_id, args)``: one fetch per distinct ``args``."""
@@ -82,35 +84,45 @@ class Loaders:
 def build_loaders(db: Database, actor: Actor) -> Loaders:
     """The loaders for one request, bound to its actor."""
 
-    async def review_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
-                           page: products.PageRequest) -> list[Any]:
+    async def review_pages(
+        session: AsyncSession, actor: Actor, ids: Sequence[int], page: products.PageRequest
+    ) -> list[Any]:
         return await reviews.load_product_review_pages(session, actor, ids, page=page)
 
-    async def product_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
-                            args: ProductPageArgs) -> list[Any]:
+    async def product_pages(
+        session: AsyncSession, actor: Actor, ids: Sequence[int], args: ProductPageArgs
+    ) -> list[Any]:
         return await products.load_category_product_pages(
-            session, actor, ids, where=args.where, sort=args.sort, page=args.page)
+            session, actor, ids, where=args.where, sort=args.sort, page=args.page
+        )
 
-    async def product_counts(session: AsyncSession, actor: Actor, ids: Sequence[int],
-                             where: products.ProductFilter) -> list[int]:
+    async def product_counts(
+        session: AsyncSession, actor: Actor, ids: Sequence[int], where: products.ProductFilter
+    ) -> list[int]:
         return await products.count_category_products(session, actor, ids, where=where)
 
-    async def author_review_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
-                                  page: products.PageRequest) -> list[Any]:
+    async def author_review_pages(
+        session: AsyncSession, actor: Actor, ids: Sequence[int], page: products.PageRequest
+    ) -> list[Any]:
         return await reviews.load_author_review_pages(session, actor, ids, page=page)
 
-    async def customer_order_pages(session: AsyncSession, actor: Actor, ids: Sequence[int],
-                                   args: tuple[products.PageRequest, str | None]) -> list[Any]:
+    async def customer_order_pages(
+        session: AsyncSession,
+        actor: Actor,
+        ids: Sequence[int],
+        args: tuple[products.PageRequest, str | None],
+    ) -> list[Any]:
         page, status = args
-        return await orders.load_customer_order_pages(session, actor, ids, page=page,
-                                                      status=status)
+        return await orders.load_customer_order_pages(session, actor, ids, page=page, status=status)
 
-    async def customer_order_counts(session: AsyncSession, actor: Actor, ids: Sequence[int],
-                                    status: str | None) -> list[int]:
+    async def customer_order_counts(
+        session: AsyncSession, actor: Actor, ids: Sequence[int], status: str | None
+    ) -> list[int]:
         return await orders.count_customer_orders(session, actor, ids, status=status)
 
-    async def author_review_counts(session: AsyncSession, actor: Actor,
-                                   ids: Sequence[int]) -> list[int]:
+    async def author_review_counts(
+        session: AsyncSession, actor: Actor, ids: Sequence[int]
+    ) -> list[int]:
         return await reviews.count_author_reviews(session, actor, ids)
 
     return Loaders(

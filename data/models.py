@@ -73,9 +73,7 @@ class Category(Base):
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (
-        Index("ix_categories_name_id", "name", "id"),
-    )
+    __table_args__ = (Index("ix_categories_name_id", "name", "id"),)
 
 
 class Product(Base):

@@ -45,6 +45,9 @@ def cents_of(amount: object, currency: object, *, field: str = "price") -> int:
         return parse_money(amount, currency)
     except ValueError as exc:
         part = str(exc)
-        msg = (f"must be {CURRENCY}" if part == "currency" else
-               'a non-negative decimal string with at most two decimals, e.g. "19.99"')
+        msg = (
+            f"must be {CURRENCY}"
+            if part == "currency"
+            else 'a non-negative decimal string with at most two decimals, e.g. "19.99"'
+        )
         raise InvalidInput("Invalid money.", errors=[FieldError((field, part), msg)]) from None

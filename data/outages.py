@@ -24,8 +24,11 @@ from data.errors import Unavailable
 log = structlog.get_logger("gateway.db")
 RETRY_AFTER_SECONDS = 2
 _DRIVER_OUTAGES: tuple[type[BaseException], ...] = (
-    sa.InterfaceError, sa.DisconnectionError, sa.TimeoutError,
-    asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    sa.InterfaceError,
+    sa.DisconnectionError,
+    sa.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, starting up, cancelled
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -100,5 +103,6 @@ def unavailable_from(exc: BaseException, *, transport: bool = False) -> Unavaila
     if not is_outage(exc, transport=transport):
         return None
     DATABASE.failed(type(exc).__name__)
-    return Unavailable("The database is unavailable; try again shortly.",
-                       retry_after=RETRY_AFTER_SECONDS)
+    return Unavailable(
+        "The database is unavailable; try again shortly.", retry_after=RETRY_AFTER_SECONDS
+    )

@@ -142,8 +142,9 @@ def _decode_value(column: InstrumentedAttribute[Any], raw: Any) -> Any:
 
 
 def encode_cursor(scope: str, sort: Sort, values: Sequence[Any]) -> str:
-    payload = json.dumps([scope, sort.name, [_encode_value(v) for v in values]],
-                         separators=(",", ":"))
+    payload = json.dumps(
+        [scope, sort.name, [_encode_value(v) for v in values]], separators=(",", ":")
+    )
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 

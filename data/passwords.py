@@ -55,8 +55,9 @@ class HashingPool:
     async def run(self, work: Callable[[], T]) -> T:
         with self._lock:
             if self._pending >= self.threads + self.queue:
-                raise RateLimited("The server is busy checking passwords; try again shortly.",
-                                  retry_after=1)
+                raise RateLimited(
+                    "The server is busy checking passwords; try again shortly.", retry_after=1
+                )
             self._pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, work)

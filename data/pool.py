@@ -161,7 +161,9 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         """SQLAlchemy's own error for a checkout that waited too long."""
         return exc.TimeoutError(
             f"QueuePool limit of size {self.size()} overflow {self._max_overflow} "
-            f"reached, connection timed out, timeout {self._timeout:0.2f}", code="3o7r")
+            f"reached, connection timed out, timeout {self._timeout:0.2f}",
+            code="3o7r",
+        )
 
     async def lease(self) -> ConnectionPoolEntry | None:
         """An idle pooled connection ready for one statement as it is, with its slot;
@@ -179,18 +181,24 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         except Empty:  # fewer connections than slots yet: the checkout opens one
             gate.release()
             return None
-        if (record.dbapi_connection is None or not self._just_used(record)
-                or (self._recycle > -1 and time.time() - record.starttime > self._recycle)
-                or self._invalidate_time > record.starttime
-                or record._soft_invalidate_time > record.starttime):
+        if (
+            record.dbapi_connection is None
+            or not self._just_used(record)
+            or (self._recycle > -1 and time.time() - record.starttime > self._recycle)
+            or self._invalidate_time > record.starttime
+            or record._soft_invalidate_time > record.starttime
+        ):
             # A ping, a recycle or a reconnect first: the checkout knows how.
             self._pool.put_nowait(record)
             gate.release()
             return None
         return record  # type: ignore[no-any-return]
 
-    async def end_lease(self, record: ConnectionPoolEntry, failed: BaseException | None = None,
-                        ) -> None:
+    async def end_lease(
+        self,
+        record: ConnectionPoolEntry,
+        failed: BaseException | None = None,
+    ) -> None:
         """Back to the pool; a connection that ``failed`` under the lease is closed first
         (the next checkout of its record reconnects)."""
         try:

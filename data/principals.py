@@ -36,11 +36,11 @@ class Remembered(NamedTuple):
 class PrincipalCache:
     """Credentials (the secret string itself, held only in memory) to their principal."""
 
-    def __init__(self, *, maxsize: int = 10_000, ttl: float = 10.0,
-                 enabled: bool = True) -> None:
+    def __init__(self, *, maxsize: int = 10_000, ttl: float = 10.0, enabled: bool = True) -> None:
         self.enabled = enabled and maxsize > 0 and ttl > 0
-        self._entries: TTLCache[str, Remembered] = TTLCache(maxsize=max(maxsize, 1),
-                                                            ttl=max(ttl, 0.001))
+        self._entries: TTLCache[str, Remembered] = TTLCache(
+            maxsize=max(maxsize, 1), ttl=max(ttl, 0.001)
+        )
         self._epoch = 0
         self._trusted = True
         self.hits = self.misses = 0
@@ -61,8 +61,15 @@ class PrincipalCache:
         self.hits += 1
         return found.actor
 
-    def put(self, credential: str, actor: Actor, keys: Iterable[str], *, epoch: int,
-            expires_at: float = float("inf")) -> None:
+    def put(
+        self,
+        credential: str,
+        actor: Actor,
+        keys: Iterable[str],
+        *,
+        epoch: int,
+        expires_at: float = float("inf"),
+    ) -> None:
         """Remembers a resolution made at ``epoch``, unless a revocation came since."""
         if self.enabled and self._trusted and epoch == self._epoch:
             self._entries[credential] = Remembered(actor, frozenset(keys), expires_at)

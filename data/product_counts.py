@@ -57,11 +57,11 @@ _POSTGRESQL_CREATE = (
     f"""CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    {_pg_apply(_pg_rows('new_rows', 1))}
+    {_pg_apply(_pg_rows("new_rows", 1))}
   ELSIF TG_OP = 'DELETE' THEN
-    {_pg_apply(_pg_rows('old_rows', -1))}
+    {_pg_apply(_pg_rows("old_rows", -1))}
   ELSIF TG_OP = 'UPDATE' THEN
-    {_pg_apply(_pg_rows('new_rows', 1) + ' UNION ALL ' + _pg_rows('old_rows', -1))}
+    {_pg_apply(_pg_rows("new_rows", 1) + " UNION ALL " + _pg_rows("old_rows", -1))}
   ELSE
     DELETE FROM {TABLE};
   END IF;
@@ -88,16 +88,14 @@ def _sqlite_add(row: str, d: int) -> str:
 
 
 _SQLITE_CREATE = (
-    f"CREATE TRIGGER {TABLE}_insert AFTER INSERT ON products "
-    f"BEGIN {_sqlite_add('NEW', 1)} END",
+    f"CREATE TRIGGER {TABLE}_insert AFTER INSERT ON products BEGIN {_sqlite_add('NEW', 1)} END",
     # Only a change of group moves a count: an order that leaves stock above zero fires
     # nothing.
     f"CREATE TRIGGER {TABLE}_update AFTER UPDATE OF category_id, is_active, stock ON products "
     "WHEN OLD.category_id IS NOT NEW.category_id OR OLD.is_active IS NOT NEW.is_active "
     "OR (OLD.stock > 0) IS NOT (NEW.stock > 0) "
     f"BEGIN {_sqlite_add('OLD', -1)} {_sqlite_add('NEW', 1)} END",
-    f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON products "
-    f"BEGIN {_sqlite_add('OLD', -1)} END",
+    f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON products BEGIN {_sqlite_add('OLD', -1)} END",
 )
 
 

@@ -111,7 +111,8 @@ def replica_failure(exc: BaseException) -> str | None:
             return "gone"
         name = type(current).__name__
         if name in ("ConnectionDoesNotExistError", "InterfaceError") and (
-                "closed" in str(current) or name == "ConnectionDoesNotExistError"):
+            "closed" in str(current) or name == "ConnectionDoesNotExistError"
+        ):
             return "gone"
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return None
@@ -121,9 +122,12 @@ class ReplicaRouter:
     """Decides per read: the replica (caught up with every acknowledged write) or the
     primary; keeps the replica's state for the metrics."""
 
-    def __init__(self, probe: Callable[[], Awaitable[ReplicaState]],
-                 primary_lsn: Callable[[], Awaitable[int]],
-                 settings: ReplicaSettings | None = None) -> None:
+    def __init__(
+        self,
+        probe: Callable[[], Awaitable[ReplicaState]],
+        primary_lsn: Callable[[], Awaitable[int]],
+        settings: ReplicaSettings | None = None,
+    ) -> None:
         self.settings = settings or ReplicaSettings()
         self._probe = probe
         self._primary_lsn = primary_lsn
@@ -232,8 +236,11 @@ class ReplicaRouter:
     def failed(self, exc: BaseException) -> None:
         """The replica could not answer: reads go to the primary until a probe succeeds."""
         if self.up:
-            log.warning("replica_unavailable", error=type(exc).__name__,
-                        retry_seconds=self.settings.retry_seconds)
+            log.warning(
+                "replica_unavailable",
+                error=type(exc).__name__,
+                retry_seconds=self.settings.retry_seconds,
+            )
         self.up = False
         self.replay_lsn = 0
         self.retry_at = time.monotonic() + self.settings.retry_seconds

@@ -47,8 +47,15 @@ class TokenIssuer:
     """Signs and verifies the gateway's tokens with one algorithm and key."""
 
     def __init__(
-        self, *, algorithm: str, signing_key: Any, verifying_key: Any, issuer: str,
-        audience: str, access_ttl: int = 900, refresh_ttl: int = 30 * 86400,
+        self,
+        *,
+        algorithm: str,
+        signing_key: Any,
+        verifying_key: Any,
+        issuer: str,
+        audience: str,
+        access_ttl: int = 900,
+        refresh_ttl: int = 30 * 86400,
     ) -> None:
         self.algorithm = algorithm
         self.signing_key = signing_key
@@ -58,43 +65,73 @@ class TokenIssuer:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
-    def _encode(self, *, user_id: int, role: str, kind: str, family: str, ttl: int,
-                jti: str) -> str:
+    def _encode(
+        self, *, user_id: int, role: str, kind: str, family: str, ttl: int, jti: str
+    ) -> str:
         now = datetime.now(UTC)
         claims = {
-            "sub": str(user_id), "role": role, "type": kind, "iat": now,
-            "exp": now + timedelta(seconds=ttl), "jti": jti, "iss": self.issuer,
-            "aud": self.audience, "fam": family,
+            "sub": str(user_id),
+            "role": role,
+            "type": kind,
+            "iat": now,
+            "exp": now + timedelta(seconds=ttl),
+            "jti": jti,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "fam": family,
         }
         headers = {"kid": self.key_id} if self.algorithm != "HS256" else None
         return jwt.encode(claims, self.signing_key, algorithm=self.algorithm, headers=headers)
 
     def issue(self, *, user_id: int, role: str, family: str, refresh_jti: str) -> TokenPair:
         """An access token and the refresh token ``refresh_jti`` of login ``family``."""
-        access = self._encode(user_id=user_id, role=role, kind=ACCESS, family=family,
-                              ttl=self.access_ttl, jti=uuid.uuid4().hex)
-        refresh = self._encode(user_id=user_id, role=role, kind=REFRESH, family=family,
-                               ttl=self.refresh_ttl, jti=refresh_jti)
+        access = self._encode(
+            user_id=user_id,
+            role=role,
+            kind=ACCESS,
+            family=family,
+            ttl=self.access_ttl,
+            jti=uuid.uuid4().hex,
+        )
+        refresh = self._encode(
+            user_id=user_id,
+            role=role,
+            kind=REFRESH,
+            family=family,
+            ttl=self.refresh_ttl,
+            jti=refresh_jti,
+        )
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=self.access_ttl)
 
     def verify(self, token: str, *, kind: str) -> Claims:
         """The token's claims, or ``Unauthenticated`` for anything wrong with it."""
         try:
             claims = jwt.decode(
-                token, self.verifying_key, algorithms=[self.algorithm], audience=self.audience,
-                issuer=self.issuer, options={"require": REQUIRED_CLAIMS},
+                token,
+                self.verifying_key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": REQUIRED_CLAIMS},
             )
             if claims["type"] != kind:
                 raise jwt.InvalidTokenError("wrong token type")
             subject = claims["sub"]
             # A signed but absurd subject ("abc", 2**40) names no user; an id beyond the
             # INTEGER column would otherwise reach SQL and fail there.
-            if not (isinstance(subject, str) and subject.isascii() and subject.isdigit()
-                    and storable_int(int(subject))):
+            if not (
+                isinstance(subject, str)
+                and subject.isascii()
+                and subject.isdigit()
+                and storable_int(int(subject))
+            ):
                 raise jwt.InvalidTokenError("subject out of range")
             return Claims(
-                sub=int(subject), role=str(claims["role"]), type=claims["type"],
-                jti=str(claims["jti"]), family=str(claims.get("fam") or claims["jti"]),
+                sub=int(subject),
+                role=str(claims["role"]),
+                type=claims["type"],
+                jti=str(claims["jti"]),
+                family=str(claims.get("fam") or claims["jti"]),
                 expires_at=datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None),
             )
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):

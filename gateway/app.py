@@ -80,20 +80,23 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database.from_url(settings.sqlalchemy_url, settings.database_read_url,
-                               settings.pool, settings.replica)
+        db = Database.from_url(
+            settings.sqlalchemy_url, settings.database_read_url, settings.pool, settings.replica
+        )
         if db.replica is not None:  # read-your-writes with a replica (docs/operations.md)
-            share_floor(db.replica, redis_url=settings.redis_url,
-                        prefix=settings.redis_prefix,
-                        timeout=settings.db_replica_timeout_seconds,
-                        retry_seconds=settings.db_replica_retry_seconds)
+            share_floor(
+                db.replica,
+                redis_url=settings.redis_url,
+                prefix=settings.redis_prefix,
+                timeout=settings.db_replica_timeout_seconds,
+                retry_seconds=settings.db_replica_retry_seconds,
+            )
         app.state.db = db
         app.state.metrics.watch(db)  # SQL statements per request, pool gauges
         await cache.start(db, getattr(app.state, "metrics", None))
         try:
             # Live order events: app.state.events, fed by db commits
-            async with running_event_bus(db, settings,
-                                         app.state.principals) as app.state.events:
+            async with running_event_bus(db, settings, app.state.principals) as app.state.events:
                 yield
         finally:
             await cache.close()
@@ -127,8 +130,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     install_problem_handlers(app)
     # Limits: GraphQL limits, persisted queries; HTTP limits around identity
     # /graphql first: routes are tried in order, and it is one path against REST's many.
-    app.include_router(graphql_router(**graphql), prefix="/graphql",
-                       include_in_schema=False)
+    app.include_router(graphql_router(**graphql), prefix="/graphql", include_in_schema=False)
     for version in API_VERSIONS:
         app.include_router(api_router(version))
     if settings.graphiql_enabled:
@@ -140,9 +142,13 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # Identity -> rate limits -> response cache -> routes: a cache hit still spends its cost.
     # Compiled lane: innermost, so everything above also runs for it
     if settings.compiled_reads and not settings.graphql_allowlist_only:
-        app.add_middleware(CompiledLane, plans=app.state.lane_plans,
-                           rest_plans=app.state.rest_plans, state=app.state,
-                           memo_bytes=settings.compiled_memo_max_bytes)
+        app.add_middleware(
+            CompiledLane,
+            plans=app.state.lane_plans,
+            rest_plans=app.state.rest_plans,
+            state=app.state,
+            memo_bytes=settings.compiled_memo_max_bytes,
+        )
     # Response cache: inside identity (it needs the actor)
     app.state.cache = cache
     if cache.enabled:  # off: every answer is the front door's BYPASS, nothing to count
@@ -150,9 +156,12 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     # Rate limits: inside identity, which resolves the principal
     install_rate_limits(app, settings)
     app.add_middleware(IdentityMiddleware)
-    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_query_string_bytes=settings.max_query_string_bytes,
-                       timeout_seconds=settings.request_timeout_seconds)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_query_string_bytes=settings.max_query_string_bytes,
+        timeout_seconds=settings.request_timeout_seconds,
+    )
     # Operations: probes, /metrics, access log, CORS, hosts, headers
     install_operations(app, settings)
     app.state.lane_plans.cache.record = app.state.metrics.plan_recorder("graphql")
@@ -166,6 +175,7 @@ def app_from_environment() -> GatewayApp:
     Unlike ``create_app`` (which tests call many times), it also sets up logging.
     """
     settings = load_settings()  # a settings error names the setting, never its value
-    configure_logging(resolve_format(settings.log_format, production=settings.is_production),
-                      settings.log_level)
+    configure_logging(
+        resolve_format(settings.log_format, production=settings.is_production), settings.log_level
+    )
     return create_app(settings)

@@ -39,9 +39,13 @@ def build_token_issuer(settings: Settings) -> TokenIssuer:
         signing = algorithm.prepare_key(_pem(settings.jwt_private_key))
         verifying = algorithm.prepare_key(_pem(settings.jwt_public_key))
     return TokenIssuer(
-        algorithm=settings.jwt_algorithm, signing_key=signing, verifying_key=verifying,
-        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-        access_ttl=settings.access_token_ttl, refresh_ttl=settings.refresh_token_ttl,
+        algorithm=settings.jwt_algorithm,
+        signing_key=signing,
+        verifying_key=verifying,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl=settings.access_token_ttl,
+        refresh_ttl=settings.refresh_token_ttl,
     )
 
 
@@ -49,8 +53,9 @@ def principal_cache(settings: Settings) -> PrincipalCache:
     """Resolved credentials remembered per process; on only where every process hears of
     every revocation (through Redis, or when one process is all there is)."""
     shared = settings.redis_url is not None or settings.web_concurrency == 1
-    return PrincipalCache(maxsize=settings.principal_cache_size,
-                          ttl=settings.principal_cache_seconds, enabled=shared)
+    return PrincipalCache(
+        maxsize=settings.principal_cache_size, ttl=settings.principal_cache_seconds, enabled=shared
+    )
 
 
 class IdentityMiddleware:
@@ -73,13 +78,20 @@ class IdentityMiddleware:
                 return self._resolved(scope, receive, send, state, authorization, api_key)
         return self.app(scope, receive, send)
 
-    async def _resolved(self, scope: Scope, receive: Receive, send: Send,
-                        state: dict[str, Any], authorization: bytes | None,
-                        api_key: bytes | None) -> None:
+    async def _resolved(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        state: dict[str, Any],
+        authorization: bytes | None,
+        api_key: bytes | None,
+    ) -> None:
         app_state = scope["app"].state
         try:
             state["actor"] = await auth.resolve_credentials(
-                app_state.db, app_state.tokens,
+                app_state.db,
+                app_state.tokens,
                 authorization.decode("latin-1") if authorization is not None else None,
                 api_key.decode("latin-1") if api_key is not None else None,
                 app_state.principals,

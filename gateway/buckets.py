@@ -146,8 +146,9 @@ class LocalBuckets:
                 level -= spend.cost
             self._buckets.pop(spend.key, None)  # re-insert: the dict stays in use order
             self._buckets[spend.key] = (level, now)
-            out.append(Level(math.floor(level), retry, math.ceil((spend.capacity - level)
-                                                                 / per_ms)))
+            out.append(
+                Level(math.floor(level), retry, math.ceil((spend.capacity - level) / per_ms))
+            )
         if len(self._buckets) > MAX_LOCAL_KEYS:  # forget the least recently used tenth
             for key in list(self._buckets)[: MAX_LOCAL_KEYS // 10]:
                 del self._buckets[key]
@@ -189,8 +190,10 @@ class LocalAttempts:
         failures = failures + 1 if expires > now else 1
         lock = 0.0
         if lock_it and failures >= self.backoff.failures:
-            lock = min(self.backoff.longest,
-                       self.backoff.base * 2 ** min(failures - self.backoff.failures, 30))
+            lock = min(
+                self.backoff.longest,
+                self.backoff.base * 2 ** min(failures - self.backoff.failures, 30),
+            )
             until = now + lock
         self._accounts.pop(account, None)
         self._accounts[account] = (failures, now + self.backoff.window + lock, until)
@@ -214,16 +217,20 @@ REDIS_TIMEOUT_SECONDS = 1.0
 class Store:
     """Buckets and login attempts: in Redis when given a URL, else (or when it fails) here."""
 
-    def __init__(self, redis_url: str | None, prefix: str, backoff: Backoff,
-                 on_login_refused: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        redis_url: str | None,
+        prefix: str,
+        backoff: Backoff,
+        on_login_refused: Callable[[], None] = lambda: None,
+    ) -> None:
         self.prefix = prefix
         self.backoff = backoff
         self.on_login_refused = on_login_refused
         self.local = LocalBuckets()
         self.local_attempts = LocalAttempts(backoff)
         # Every request takes from a bucket: one pipelined connection (gateway.redis_pipe).
-        self.redis = (PipelinedRedis(redis_url, timeout=REDIS_TIMEOUT_SECONDS)
-                      if redis_url else None)
+        self.redis = PipelinedRedis(redis_url, timeout=REDIS_TIMEOUT_SECONDS) if redis_url else None
         self._warned_at = -math.inf
         self._down_until = 0.0
 
@@ -255,8 +262,10 @@ class Store:
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
             else:
-                levels = [Level(int(out[i]), int(out[i + 1]), int(out[i + 2]))
-                          for i in range(1, len(out), 3)]
+                levels = [
+                    Level(int(out[i]), int(out[i + 1]), int(out[i + 2]))
+                    for i in range(1, len(out), 3)
+                ]
                 return bool(out[0]), levels
         return await self.local.take(spends)
 
@@ -293,15 +302,15 @@ class Store:
             seconds = math.ceil(locked_ms / 1000)
             raise RateLimited(
                 f"Too many failed logins for this account; try again in {seconds} s.",
-                retry_after=seconds)
+                retry_after=seconds,
+            )
 
     async def failures(self, account: str) -> int:
         """The account's failures in the current window."""
         if self._shared():
             try:
                 assert self.redis is not None
-                return int(await self.redis.call("HGET", self._account(account), "failures")
-                           or 0)
+                return int(await self.redis.call("HGET", self._account(account), "failures") or 0)
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
         return self.local_attempts.failures(account)
@@ -311,8 +320,11 @@ class Store:
         if self._shared():
             b = self.backoff
             try:
-                await self._run(FAIL, [self._account(account)],
-                                [b.failures, b.window * 1000, b.base * 1000, b.longest * 1000])
+                await self._run(
+                    FAIL,
+                    [self._account(account)],
+                    [b.failures, b.window * 1000, b.base * 1000, b.longest * 1000],
+                )
                 return
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)
@@ -322,8 +334,9 @@ class Store:
         """Count a failure without ever locking (``failures`` reads the count)."""
         if self._shared():
             try:
-                await self._run(FAIL, [self._account(account)],
-                                [2**31, self.backoff.window * 1000, 1, 1])
+                await self._run(
+                    FAIL, [self._account(account)], [2**31, self.backoff.window * 1000, 1, 1]
+                )
                 return
             except (RedisError, OSError) as exc:
                 self._fell_back(exc)

@@ -50,8 +50,7 @@ from resolvers.media import media_of_headers
 
 log = structlog.get_logger("gateway.cache")
 
-REST_PATH = re.compile(
-    r"^/api/v[12]/(?:products(?:/[^/]+(?:/reviews)?)?|categories(?:/[^/]+)?)$")
+REST_PATH = re.compile(r"^/api/v[12]/(?:products(?:/[^/]+(?:/reviews)?)?|categories(?:/[^/]+)?)$")
 # A product's own pages, when its id is written the one way the router reads it.
 REST_PRODUCT_PATH = re.compile(r"^/api/v[12]/products/([1-9][0-9]{0,17})(?:/reviews)?$")
 HIT = (b"x-cache", b"HIT")
@@ -94,7 +93,8 @@ class ResponseCache:
         self.settings = settings
         # Without Redis, each worker's cache would miss the others' writes.
         self.enabled = settings.cache_enabled and (
-            settings.redis_url is not None or settings.web_concurrency == 1)
+            settings.redis_url is not None or settings.web_concurrency == 1
+        )
         self.prefix = settings.cache_prefix
         self.ttl = settings.cache_ttl_seconds
         self.policy = DocumentPolicy(schema)
@@ -107,20 +107,28 @@ class ResponseCache:
     async def start(self, db: Database, metrics: Any = None) -> None:
         if self.settings.redis_url:
             self.store = RedisStore(
-                self.settings.redis_url, self.prefix,
+                self.settings.redis_url,
+                self.prefix,
                 timeout=self.settings.cache_redis_timeout_seconds,
-                retry_seconds=self.settings.cache_redis_retry_seconds)
+                retry_seconds=self.settings.cache_redis_retry_seconds,
+            )
             # Even with this instance's cache off: it relays what others could not send.
             self.courier = InvalidationCourier(
-                self.store, db.engine.url.render_as_string(hide_password=False),
+                self.store,
+                db.engine.url.render_as_string(hide_password=False),
                 poll_seconds=self.settings.cache_outbox_poll_seconds,
-                trust_seconds=self.settings.cache_trust_seconds, metrics=metrics)
+                trust_seconds=self.settings.cache_trust_seconds,
+                metrics=metrics,
+            )
             await self.courier.start()
         db.on_commit(self.invalidate)
         if metrics is not None:
             self.metrics = metrics
-            for result, counter in (("hit", metrics.cache_hits), ("miss", metrics.cache_misses),
-                                    ("bypass", metrics.cache_bypasses)):
+            for result, counter in (
+                ("hit", metrics.cache_hits),
+                ("miss", metrics.cache_misses),
+                ("bypass", metrics.cache_bypasses),
+            ):
                 for interface in ("rest", "graphql"):
                     self.counters[result, interface] = counter.labels(interface)
 
@@ -202,17 +210,26 @@ class CacheMiddleware:
         query = scope["query_string"]
         if query:
             # Stable by name only: for a repeated parameter the order is meaningful.
-            pairs = sorted(parse_qsl(query.decode("latin-1"), keep_blank_values=True),
-                           key=lambda pair: pair[0])
+            pairs = sorted(
+                parse_qsl(query.decode("latin-1"), keep_blank_values=True), key=lambda pair: pair[0]
+            )
             query = orjson.dumps(pairs)
         # The host and scheme are in the key because Link headers carry them.
         raw = b"\x00".join((scope["scheme"].encode(), host, scope["path"].encode(), query))
         return "rest:" + hashlib.blake2b(raw, digest_size=16).hexdigest(), tags
 
-    def _graphql_base(self, scope: Scope, method: bytes, query: Any, operation_name: Any,
-                      variables: Any, stock: bool) -> tuple[str, tuple[str, ...]] | None:
-        if not isinstance(query, str) or not (operation_name is None
-                                               or isinstance(operation_name, str)):
+    def _graphql_base(
+        self,
+        scope: Scope,
+        method: bytes,
+        query: Any,
+        operation_name: Any,
+        variables: Any,
+        stock: bool,
+    ) -> tuple[str, tuple[str, ...]] | None:
+        if not isinstance(query, str) or not (
+            operation_name is None or isinstance(operation_name, str)
+        ):
             return None
         # The answer's media type (its Content-Type) is part of the key; a request that
         # accepts neither is the router's 406.
@@ -230,10 +247,14 @@ class CacheMiddleware:
             dumped = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # nested past orjson's depth: no entry for it
             return None
-        scope["state"]["graphql_hit"] = {"name": shareable.operation, "type": "query",
-                                         "outcome": "ok"}
-        raw = b"\x00".join((method, media.encode(), shareable.digest,
-                            (operation_name or "").encode(), dumped))
+        scope["state"]["graphql_hit"] = {
+            "name": shareable.operation,
+            "type": "query",
+            "outcome": "ok",
+        }
+        raw = b"\x00".join(
+            (method, media.encode(), shareable.digest, (operation_name or "").encode(), dumped)
+        )
         ids: list[int] | None = None
         if shareable.products is not None:
             found = [_product_id(source, variables) for source in shareable.products]
@@ -241,8 +262,9 @@ class CacheMiddleware:
         tags = entry_tags(ids, stock and shareable.stock)
         return "gql:" + hashlib.blake2b(raw, digest_size=16).hexdigest(), tags
 
-    def _graphql_post_base(self, scope: Scope, body: bytes | None,
-                           stock: bool) -> tuple[str, tuple[str, ...]] | None:
+    def _graphql_post_base(
+        self, scope: Scope, body: bytes | None, stock: bool
+    ) -> tuple[str, tuple[str, ...]] | None:
         if body is None:
             return None
         for name, value in scope["headers"]:
@@ -259,15 +281,20 @@ class CacheMiddleware:
         # Batches, persisted-query hashes and other extensions go through uncached.
         if not isinstance(payload, dict) or not GRAPHQL_KEYS.issuperset(payload):
             return None
-        return self._graphql_base(scope, b"POST", payload.get("query"),
-                                  payload.get("operationName"),
-                                  payload.get("variables"), stock)
+        return self._graphql_base(
+            scope,
+            b"POST",
+            payload.get("query"),
+            payload.get("operationName"),
+            payload.get("variables"),
+            stock,
+        )
 
-    def _graphql_get_base(self, scope: Scope,
-                          stock: bool) -> tuple[str, tuple[str, ...]] | None:
+    def _graphql_get_base(self, scope: Scope, stock: bool) -> tuple[str, tuple[str, ...]] | None:
         params: dict[str, str] = {}
-        for name, value in parse_qsl(scope["query_string"].decode("latin-1"),
-                                     keep_blank_values=True):
+        for name, value in parse_qsl(
+            scope["query_string"].decode("latin-1"), keep_blank_values=True
+        ):
             if name in params or name not in GRAPHQL_KEYS:
                 return None
             params[name] = value
@@ -277,14 +304,21 @@ class CacheMiddleware:
                 variables = orjson.loads(params["variables"])
             except orjson.JSONDecodeError:
                 return None
-        return self._graphql_base(scope, b"GET", params.get("query"),
-                                  params.get("operationName"),
-                                  variables, stock)
+        return self._graphql_base(
+            scope, b"GET", params.get("query"), params.get("operationName"), variables, stock
+        )
 
     # -- lookup, collapse, compute ------------------------------------------------------
 
-    async def _cached(self, scope: Scope, receive: Receive, send: Send, interface: str,
-                      key_base: str, tags: tuple[str, ...]) -> None:
+    async def _cached(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        interface: str,
+        key_base: str,
+        tags: tuple[str, ...],
+    ) -> None:
         cache = self.cache
         store = cache.store
         wanted = None
@@ -309,8 +343,9 @@ class CacheMiddleware:
         if running is not None:
             # Someone in this process is computing the same answer: wait for theirs.
             try:
-                entry = await asyncio.wait_for(asyncio.shield(running),
-                                               cache.settings.cache_lock_seconds)
+                entry = await asyncio.wait_for(
+                    asyncio.shield(running), cache.settings.cache_lock_seconds
+                )
             except TimeoutError:
                 entry = None
             if entry is not None:
@@ -328,8 +363,15 @@ class CacheMiddleware:
                 del cache.inflight[key]
             future.set_result(entry)
 
-    async def _compute(self, scope: Scope, receive: Receive, send: Send, interface: str,
-                       key: str, wanted: bytes | None) -> Entry | None:
+    async def _compute(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        interface: str,
+        key: str,
+        wanted: bytes | None,
+    ) -> Entry | None:
         """Runs the app (once per key across workers when Redis is shared), stores a
         shareable answer and sends it; returns the entry stored, if any."""
         cache = self.cache
@@ -385,8 +427,9 @@ class CacheMiddleware:
             return entry
         body = b"".join(chunks)
         headers = [*start.get("headers", ()), MISS]
-        await send({"type": "http.response.start", "status": start.get("status", 500),
-                    "headers": headers})
+        await send(
+            {"type": "http.response.start", "status": start.get("status", 500), "headers": headers}
+        )
         await send({"type": "http.response.body", "body": body})
         return None
 

@@ -82,18 +82,28 @@ def mark_hit(scope: Scope, interface: str) -> None:
         scope["route"] = route_of(scope["path"])
 
 
-async def send_entry(send: Callable[[Message], Awaitable[None]], entry: Entry,
-                      result: tuple[bytes, bytes], wanted: bytes | None) -> None:
+async def send_entry(
+    send: Callable[[Message], Awaitable[None]],
+    entry: Entry,
+    result: tuple[bytes, bytes],
+    wanted: bytes | None,
+) -> None:
     if wanted is not None:
         for name, value in entry.headers:
             if name == b"etag":
                 if etag_matches(value, wanted):
                     headers = [h for h in entry.headers if h[0] in (b"etag", b"link")]
-                    await send({"type": "http.response.start", "status": 304,
-                                "headers": [*headers, result]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 304,
+                            "headers": [*headers, result],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": b""})
                     return
                 break
-    await send({"type": "http.response.start", "status": entry.status,
-                "headers": [*entry.headers, result]})
+    await send(
+        {"type": "http.response.start", "status": entry.status, "headers": [*entry.headers, result]}
+    )
     await send({"type": "http.response.body", "body": entry.body})

@@ -44,8 +44,15 @@ FAILURES = (StoreUnavailable, SQLAlchemyError, OSError, TimeoutError)
 class InvalidationCourier:
     """One per process with a Redis cache; ``start`` before serving, ``close`` after."""
 
-    def __init__(self, store: RedisStore, database_url: str, *, poll_seconds: float,
-                 trust_seconds: float, metrics: Any = None) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        database_url: str,
+        *,
+        poll_seconds: float,
+        trust_seconds: float,
+        metrics: Any = None,
+    ) -> None:
         self.store = store
         self.database_url = database_url
         self.poll_seconds = poll_seconds
@@ -61,8 +68,9 @@ class InvalidationCourier:
     async def start(self) -> None:
         # An engine of its own: its checks never wait behind requests for a connection,
         # and they are not counted as a request's statements.
-        self.engine = make_engine(self.database_url, PoolSettings(
-            size=1, max_overflow=2, timeout=self.trust_seconds))
+        self.engine = make_engine(
+            self.database_url, PoolSettings(size=1, max_overflow=2, timeout=self.trust_seconds)
+        )
         self.reads = self.engine
         if self.engine.dialect.name == "postgresql":
             self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -102,8 +110,10 @@ class InvalidationCourier:
                 rows = await undelivered_invalidations(self.reads)  # type: ignore[arg-type]
                 if rows:
                     await store.send_bumps({tag for _, tags in rows for tag in tags})
-                    await forget_invalidations(self.engine,  # type: ignore[arg-type]
-                                               [row_id for row_id, _ in rows])
+                    await forget_invalidations(
+                        self.engine,  # type: ignore[arg-type]
+                        [row_id for row_id, _ in rows],
+                    )
                     if self.metrics is not None:
                         self.metrics.cache_invalidations_relayed.inc(len(rows))
                     log.info("cache_invalidations_relayed", rows=len(rows))
@@ -136,8 +146,11 @@ class InvalidationCourier:
                 await self._record(tags)
         except FAILURES as exc:
             self.unrecorded |= tags
-            log.warning("cache_invalidation_not_recorded", tags=sorted(tags),
-                        error=str(exc) or type(exc).__name__)
+            log.warning(
+                "cache_invalidation_not_recorded",
+                tags=sorted(tags),
+                error=str(exc) or type(exc).__name__,
+            )
         self._gauges()
         # From the row's commit: a check that began after it has seen it.
         deadline = time.monotonic() + self.trust_seconds
@@ -159,12 +172,14 @@ class InvalidationCourier:
         if self.metrics is not None:
             self.metrics.cache_invalidations_pending.set(len(self.store.pending))
             self.metrics.cache_untrusted.set(
-                0 if time.monotonic() < self.store.trusted_until else 1)
+                0 if time.monotonic() < self.store.trusted_until else 1
+            )
 
     def _state(self, *, failing: bool, error: str = "") -> None:
         if failing and not self.failing:
-            log.warning("cache_untrusted_until_checked", error=error,
-                        within_seconds=self.trust_seconds)
+            log.warning(
+                "cache_untrusted_until_checked", error=error, within_seconds=self.trust_seconds
+            )
         elif self.failing and not failing:
             log.info("cache_trusted_again")
         self.failing = failing

@@ -42,19 +42,38 @@ EDGE = frozenset({"cursor", "node"})
 CATALOG_ROOTS = frozenset({"products", "product", "categories", "category"})
 PUBLIC_FIELDS: dict[str, frozenset[str]] = {
     "Query": CATALOG_ROOTS,
-    "Product": frozenset({"id", "databaseId", "sku", "name", "description", "price",
-                          "inStock", "isActive", "createdAt", "updatedAt", "stock",
-                          "category", "reviews", "averageRating"}),
+    "Product": frozenset(
+        {
+            "id",
+            "databaseId",
+            "sku",
+            "name",
+            "description",
+            "price",
+            "inStock",
+            "isActive",
+            "createdAt",
+            "updatedAt",
+            "stock",
+            "category",
+            "reviews",
+            "averageRating",
+        }
+    ),
     "Category": frozenset({"id", "databaseId", "slug", "name", "createdAt", "products"}),
-    "Review": frozenset({"id", "databaseId", "rating", "title", "body", "createdAt",
-                         "author", "product"}),
+    "Review": frozenset(
+        {"id", "databaseId", "rating", "title", "body", "createdAt", "author", "product"}
+    ),
     # Other users appear only as review authors, by name (email, role, orders: private).
     "User": frozenset({"id", "databaseId", "name", "reviews"}),
     "Money": frozenset({"amount", "currency"}),
     "PageInfo": frozenset({"hasNextPage", "hasPreviousPage", "startCursor", "endCursor"}),
-    "ProductConnection": CONNECTION, "ProductEdge": EDGE,
-    "CategoryConnection": CONNECTION, "CategoryEdge": EDGE,
-    "ReviewConnection": CONNECTION, "ReviewEdge": EDGE,
+    "ProductConnection": CONNECTION,
+    "ProductEdge": EDGE,
+    "CategoryConnection": CONNECTION,
+    "CategoryEdge": EDGE,
+    "ReviewConnection": CONNECTION,
+    "ReviewEdge": EDGE,
 }
 # Fields that can show products other than the ones a ``product(id:)`` root names.
 REACHES_OTHERS = frozenset({("Category", "products"), ("User", "reviews")})
@@ -103,8 +122,9 @@ class _Reach:
 
     def shareable(self, digest: bytes, operation: str | None) -> Shareable:
         narrow = not self.wide and 0 < len(set(self.products)) <= MAX_PRODUCT_ROOTS
-        return Shareable(digest, operation,
-                         tuple(sorted(set(self.products))) if narrow else None, self.stock)
+        return Shareable(
+            digest, operation, tuple(sorted(set(self.products))) if narrow else None, self.stock
+        )
 
 
 class Private(Exception):
@@ -137,8 +157,9 @@ class DocumentPolicy:
         except (GraphQLError, RecursionError):
             return None  # the app answers the error; nothing to share
         operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
-        fragments = {d.name.value: d for d in parsed.definitions
-                     if isinstance(d, FragmentDefinitionNode)}
+        fragments = {
+            d.name.value: d for d in parsed.definitions if isinstance(d, FragmentDefinitionNode)
+        }
         if len(operations) + len(fragments) != len(parsed.definitions):
             return None
         if operation_name is None:
@@ -156,9 +177,16 @@ class DocumentPolicy:
         name = chosen[0].name
         return reach.shareable(digest, name.value if name else None)
 
-    def _walk(self, selections: SelectionSetNode, type_name: str,
-              fragments: dict[str, FragmentDefinitionNode], spreads: tuple[str, ...],
-              depth: int, public: set[str], reach: _Reach) -> None:
+    def _walk(
+        self,
+        selections: SelectionSetNode,
+        type_name: str,
+        fragments: dict[str, FragmentDefinitionNode],
+        spreads: tuple[str, ...],
+        depth: int,
+        public: set[str],
+        reach: _Reach,
+    ) -> None:
         """Raises ``Private`` unless every field selected is a public catalog field, and
         notes in ``reach`` what the answer can show.
 
@@ -186,13 +214,16 @@ class DocumentPolicy:
                     reach.stock = True
                 child = self._field_type(type_name, name)
                 if selection.selection_set is not None:
-                    self._walk(selection.selection_set, child, fragments, spreads, depth + 1,
-                               public, reach)
+                    self._walk(
+                        selection.selection_set, child, fragments, spreads, depth + 1, public, reach
+                    )
             elif isinstance(selection, InlineFragmentNode):
-                condition = (selection.type_condition.name.value
-                             if selection.type_condition else type_name)
-                self._walk(selection.selection_set, condition, fragments, spreads, depth + 1,
-                           public, reach)
+                condition = (
+                    selection.type_condition.name.value if selection.type_condition else type_name
+                )
+                self._walk(
+                    selection.selection_set, condition, fragments, spreads, depth + 1, public, reach
+                )
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 if name in public:
@@ -200,8 +231,15 @@ class DocumentPolicy:
                 fragment = fragments.get(name)
                 if fragment is None or name in spreads:
                     raise Private  # unknown or cyclic: the app refuses it
-                self._walk(fragment.selection_set, fragment.type_condition.name.value,
-                           fragments, (*spreads, name), depth + 1, public, reach)
+                self._walk(
+                    fragment.selection_set,
+                    fragment.type_condition.name.value,
+                    fragments,
+                    (*spreads, name),
+                    depth + 1,
+                    public,
+                    reach,
+                )
                 public.add(name)
 
     def _field_type(self, type_name: str, field_name: str) -> str:

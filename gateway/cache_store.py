@@ -163,8 +163,15 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, url: str, prefix: str, *, timeout: float, retry_seconds: float,
-                 copies_max_bytes: int = 32 << 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        timeout: float,
+        retry_seconds: float,
+        copies_max_bytes: int = 32 << 20,
+    ) -> None:
         self.prefix = prefix
         self.retry_seconds = retry_seconds
         self.client = PipelinedRedis(url, timeout=timeout)
@@ -199,9 +206,13 @@ class RedisStore:
         if self.pending:
             await self._flush()
         copy = self.copies.get(base)
-        stamp, raw = await self._call(self.client.run(
-            self._lookup, [self.tag_key(tag) for tag in tags],
-            [base, copy[0] if copy is not None else b"", new_version()]))
+        stamp, raw = await self._call(
+            self.client.run(
+                self._lookup,
+                [self.tag_key(tag) for tag in tags],
+                [base, copy[0] if copy is not None else b"", new_version()],
+            )
+        )
         if raw is None:
             if copy is not None:  # its stamp has passed: it can never answer again
                 self._drop(base)
@@ -248,8 +259,9 @@ class RedisStore:
 
     async def _flush(self) -> None:
         tags = sorted(self.pending)
-        await self._call(self.client.pipeline(
-            [("SET", self.tag_key(tag), new_version()) for tag in tags]))
+        await self._call(
+            self.client.pipeline([("SET", self.tag_key(tag), new_version()) for tag in tags])
+        )
         self.pending.difference_update(tags)
 
     async def send_bumps(self, tags: Iterable[str] = ()) -> None:
@@ -263,15 +275,19 @@ class RedisStore:
         """Takes the key's recompute lock, and reads the entry in the same round trip:
         a recompute that finished since our lookup is not repeated."""
         self._check()
-        locked, raw = await self._call(self.client.pipeline([
-            ("SET", key + ":lock", b"1", "NX", "PX", int(seconds * 1000)), ("GET", key)]))
+        locked, raw = await self._call(
+            self.client.pipeline(
+                [("SET", key + ":lock", b"1", "NX", "PX", int(seconds * 1000)), ("GET", key)]
+            )
+        )
         return locked is not None, (Entry.decode(raw) if raw is not None else None)
 
     async def poll(self, key: str) -> tuple[Entry | None, bool]:
         """The entry, and whether its recompute lock is still held (one round trip)."""
         self._check()
-        raw, locked = await self._call(self.client.pipeline([
-            ("GET", key), ("EXISTS", key + ":lock")]))
+        raw, locked = await self._call(
+            self.client.pipeline([("GET", key), ("EXISTS", key + ":lock")])
+        )
         return (Entry.decode(raw) if raw is not None else None), bool(locked)
 
     async def release(self, key: str) -> None:

@@ -27,8 +27,9 @@ def _migrate(settings: Settings) -> None:
     upgrade(settings.sqlalchemy_url)
 
 
-async def _seed(settings: Settings, *, scale: int, demo: bool, only_if_empty: bool,
-                max_reviews: int = 5) -> str:
+async def _seed(
+    settings: Settings, *, scale: int, demo: bool, only_if_empty: bool, max_reviews: int = 5
+) -> str:
     from data.db import Database
     from data.seed import is_empty, seed
 
@@ -53,8 +54,17 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_seed(args: argparse.Namespace) -> None:
     settings = _settings()
     _migrate(settings)
-    print(asyncio.run(_seed(settings, scale=args.scale, demo=args.demo, only_if_empty=False,
-                            max_reviews=args.max_reviews)))
+    print(
+        asyncio.run(
+            _seed(
+                settings,
+                scale=args.scale,
+                demo=args.demo,
+                only_if_empty=False,
+                max_reviews=args.max_reviews,
+            )
+        )
+    )
 
 
 def cmd_create_user(args: argparse.Namespace) -> None:
@@ -68,9 +78,13 @@ def cmd_create_user(args: argparse.Namespace) -> None:
         db = Database.from_url(settings.sqlalchemy_url)
         try:
             async with db.write() as session:
-                user = await create_user(session, email=args.email, password=args.password,
-                                         name=args.name or args.email.split("@")[0],
-                                         role=args.role)
+                user = await create_user(
+                    session,
+                    email=args.email,
+                    password=args.password,
+                    name=args.name or args.email.split("@")[0],
+                    role=args.role,
+                )
                 return user.id
         finally:
             await db.dispose()
@@ -112,15 +126,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
     workers = args.workers or settings.web_concurrency
     if workers > 1:
         os.environ.update(GATEWAY_BIND=f"{args.host}:{args.port}", GATEWAY_WORKERS=str(workers))
-        os.execvp(sys.executable, [
-            sys.executable, "-m", "gunicorn", "--config", "python:gateway.gunicorn_conf",
-            "gateway.app:app_from_environment()",
-        ])
+        os.execvp(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "python:gateway.gunicorn_conf",
+                "gateway.app:app_from_environment()",
+            ],
+        )
     from gateway.logging import configure_logging, resolve_format
     from gateway.server import serve
 
-    configure_logging(resolve_format(settings.log_format, production=settings.is_production),
-                      settings.log_level)
+    configure_logging(
+        resolve_format(settings.log_format, production=settings.is_production), settings.log_level
+    )
     serve(settings, host=args.host, port=args.port)
 
 
@@ -152,8 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the gateway")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=None,
-                       help="worker processes (gunicorn when > 1); default WEB_CONCURRENCY or 1")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (gunicorn when > 1); default WEB_CONCURRENCY or 1",
+    )
     serve.set_defaults(func=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
@@ -161,10 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed", help="load deterministic data into an empty database")
     seed.add_argument("--scale", type=int, default=100, help="about this many products")
-    seed.add_argument("--demo", action="store_true",
-                      help="demo accounts with a known password; products 1 to 3 in stock")
-    seed.add_argument("--max-reviews", type=int, default=5, choices=range(0, 51),
-                      metavar="0..50", help="reviews per product, 0 to this (default 5)")
+    seed.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo accounts with a known password; products 1 to 3 in stock",
+    )
+    seed.add_argument(
+        "--max-reviews",
+        type=int,
+        default=5,
+        choices=range(0, 51),
+        metavar="0..50",
+        help="reviews per product, 0 to this (default 5)",
+    )
     seed.set_defaults(func=cmd_seed)
 
     user = commands.add_parser("create-user", help="create a user of any role")
@@ -180,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export_schema)
 
     persist = commands.add_parser(
-        "persist-queries", help="check .graphql documents and write an allow-list manifest")
+        "persist-queries", help="check .graphql documents and write an allow-list manifest"
+    )
     persist.add_argument("paths", nargs="+", help=".graphql files or directories of them")
     persist.add_argument("--output", default="persisted-queries.json")
     persist.set_defaults(func=cmd_persist_queries)

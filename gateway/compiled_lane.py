@@ -64,8 +64,7 @@ def _media(scope: Scope) -> str | None:
                 content_type = value
         elif name == b"accept":
             accept.append(value)
-    if content_type is None or \
-            content_type.split(b";")[0].strip().lower() != b"application/json":
+    if content_type is None or content_type.split(b";")[0].strip().lower() != b"application/json":
         return None
     return negotiate(b",".join(accept).decode("latin-1") if accept else None)
 
@@ -76,8 +75,14 @@ def _memo_size(entry: tuple[Any, ...]) -> int:
 
 
 class CompiledLane:
-    def __init__(self, app: ASGIApp, plans: GraphQLPlans, rest_plans: RestPlans,
-                 state: Any, memo_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        plans: GraphQLPlans,
+        rest_plans: RestPlans,
+        state: Any,
+        memo_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         self.app = app
         self.plans = plans
         self.rest_plans = rest_plans
@@ -130,9 +135,20 @@ class CompiledLane:
             if name == b"if-none-match":
                 conditional = True
                 break
-        key = None if conditional else (plan, params, scope["path"], scope["query_string"],
-                                        scope.get("scheme"), _host(scope),
-                                        scope.get("root_path"), scope.get("server"))
+        key = (
+            None
+            if conditional
+            else (
+                plan,
+                params,
+                scope["path"],
+                scope["query_string"],
+                scope.get("scheme"),
+                _host(scope),
+                scope.get("root_path"),
+                scope.get("server"),
+            )
+        )
         memo = None if key is None else self.memo.get(key, count=False)
         if memo is None or memo[0] != raw:
             response = plan.respond(Request(scope), orjson.loads(raw))
@@ -162,8 +178,13 @@ class CompiledLane:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _answer(self, body: bytes, actor: Any, media: str, state: dict[str, Any],
-                      ) -> tuple[str | None, bytes, tuple[tuple[bytes, bytes], ...]] | None:
+    async def _answer(
+        self,
+        body: bytes,
+        actor: Any,
+        media: str,
+        state: dict[str, Any],
+    ) -> tuple[str | None, bytes, tuple[tuple[bytes, bytes], ...]] | None:
         """The operation's name, the body and its headers (a tuple, the same object while
         the memo stands, as a REST plan's: the front door keeps its work on them by it)."""
         try:
@@ -172,8 +193,9 @@ class CompiledLane:
             return None
         if not isinstance(request, dict) or not request.keys() <= _FIELDS:
             return None
-        found = self.plans.find(request.get("query"), request.get("operationName"),
-                                request.get("variables"), actor)
+        found = self.plans.find(
+            request.get("query"), request.get("operationName"), request.get("variables"), actor
+        )
         if found is None:
             return None
         plan, params = found
@@ -200,7 +222,8 @@ class CompiledLane:
         length = (b"content-length", str(len(content)).encode())
         # The same bytes in either media type: only Content-Type tells them apart.
         headers: dict[str, tuple[tuple[bytes, bytes], ...]] = {
-            each: (length, (b"content-type", RAW_CONTENT_TYPES[each])) for each in CONTENT_TYPES}
+            each: (length, (b"content-type", RAW_CONTENT_TYPES[each])) for each in CONTENT_TYPES
+        }
         self.memo.put(key, (raw, content, headers))
         state.pop("compiled_missed", None)
         return plan.operation, content, headers[media]

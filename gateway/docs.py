@@ -30,17 +30,19 @@ VENDOR_PACKAGE = ("fastapi_offline", "static")
 def docs_page(root_path: str, title: str, openapi_url: str) -> str:
     """Swagger UI's HTML for an app mounted at ``root_path``."""
     page = (STATIC / "index.html").read_text(encoding="utf-8")
-    return (page.replace("{title}", escape(title))
-            .replace("{assets}", escape(root_path + ASSETS_PATH))
-            .replace("{openapi}", escape(root_path + openapi_url)))
+    return (
+        page.replace("{title}", escape(title))
+        .replace("{assets}", escape(root_path + ASSETS_PATH))
+        .replace("{openapi}", escape(root_path + openapi_url))
+    )
 
 
 def install_docs(app: FastAPI, openapi_url: str) -> None:
     """``/docs`` and its assets on ``app``, for the OpenAPI document at ``openapi_url``."""
-    app.mount(ASSETS_PATH, StaticFiles(directory=STATIC, packages=[VENDOR_PACKAGE]),
-              name="docs-assets")
+    app.mount(
+        ASSETS_PATH, StaticFiles(directory=STATIC, packages=[VENDOR_PACKAGE]), name="docs-assets"
+    )
 
     @app.get(DOCS_PATH, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        return HTMLResponse(docs_page(request.scope.get("root_path", ""), app.title,
-                                      openapi_url))
+        return HTMLResponse(docs_page(request.scope.get("root_path", ""), app.title, openapi_url))

@@ -14,9 +14,11 @@ from gateway.settings import Settings
 
 
 @asynccontextmanager
-async def running_event_bus(db: Database, settings: Settings,
-                            principals: PrincipalCache | None = None,
-                            ) -> AsyncIterator[EventBus]:
+async def running_event_bus(
+    db: Database,
+    settings: Settings,
+    principals: PrincipalCache | None = None,
+) -> AsyncIterator[EventBus]:
     """A started bus that publishes every committed order event, closed on exit.
 
     Open streams end as soon as shutdown begins (``DRAIN``), not at lifespan shutdown:
@@ -24,8 +26,9 @@ async def running_event_bus(db: Database, settings: Settings,
     Their clients reconnect (to another instance) as the ``retry`` advice says.
     ``principals``, when given, hears of every revocation the bus carries.
     """
-    bus = create_bus(settings.redis_url, prefix=settings.redis_prefix,
-                     queue_size=settings.events_queue_size)
+    bus = create_bus(
+        settings.redis_url, prefix=settings.redis_prefix, queue_size=settings.events_queue_size
+    )
     if principals is not None:
         bus.remember_principals(principals)
     await bus.start()

@@ -88,7 +88,8 @@ def _personal(state: dict[str, Any]) -> bool:
     """Whether the answer may depend on who asks: the request carried credentials."""
     actor = state.get("actor")
     return (actor is not None and not actor.is_anonymous) or (
-        state.get("identity_error") is not None)
+        state.get("identity_error") is not None
+    )
 
 
 def private(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -169,8 +170,13 @@ class FrontHeaders:
 
 
 class FrontDoor:
-    def __init__(self, app: ASGIApp, metrics: Metrics,
-                 trusted_hosts: list[str] | None = None, log_flush_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        trusted_hosts: list[str] | None = None,
+        log_flush_seconds: float = 0.0,
+    ) -> None:
         self.app = app
         self.hosts = None if trusted_hosts is None else TrustedHosts(app, trusted_hosts)
         self.metrics = metrics
@@ -236,12 +242,16 @@ class FrontDoor:
                 # with a traceback per request.
                 outage = unavailable_from(exc)
                 if outage is None:
-                    errors.exception("unhandled_exception", method=scope["method"],
-                                     route=route_of(scope))
+                    errors.exception(
+                        "unhandled_exception", method=scope["method"], route=route_of(scope)
+                    )
                 status = 500 if outage is None else outage.status
                 if not started:
-                    answer = (internal_error(Request(scope)) if outage is None
-                              else outage_answer(scope, outage))
+                    answer = (
+                        internal_error(Request(scope))
+                        if outage is None
+                        else outage_answer(scope, outage)
+                    )
                     await answer(scope, receive, send_front)
         finally:
             if disconnected and status != CLIENT_CLOSED:
@@ -253,16 +263,23 @@ class FrontDoor:
             self._record(scope, state, status, seconds)
             REQUEST_ID.reset(token)
 
-    def _record(self, scope: Scope, state: dict[str, Any], status: int,
-                seconds: float) -> None:
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
         route = route_of(scope)
         method = scope["method"]
         self.metrics.observe_request(method, route, status, seconds)
         operation = state.get("graphql")
         if operation is not None:
-            self.metrics.observe_operation(operation["name"], operation["type"],
-                                           operation["outcome"], seconds)
+            self.metrics.observe_operation(
+                operation["name"], operation["type"], operation["outcome"], seconds
+            )
             operation = (operation["name"], operation["type"], operation["outcome"])
         # To the hundredth of a millisecond (``round(ms, 2)`` up to ties, at half the cost).
-        self.access.request(method, route, status, int(seconds * 100_000 + 0.5) / 100,
-                            principal_of(state), operation, REQUEST_ID)
+        self.access.request(
+            method,
+            route,
+            status,
+            int(seconds * 100_000 + 0.5) / 100,
+            principal_of(state),
+            operation,
+            REQUEST_ID,
+        )

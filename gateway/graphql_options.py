@@ -13,15 +13,27 @@ from resolvers.persisted import MemoryStore, Persisted, RedisStore, load_manifes
 def graphql_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``graphql_router``."""
     limits = GraphQLLimits(
-        max_depth=settings.graphql_max_depth, max_aliases=settings.graphql_max_aliases,
-        max_tokens=settings.graphql_max_tokens, max_cost=settings.graphql_max_cost,
-        max_batch=settings.graphql_max_batch, introspection=settings.introspection_enabled,
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_tokens=settings.graphql_max_tokens,
+        max_cost=settings.graphql_max_cost,
+        max_batch=settings.graphql_max_batch,
+        introspection=settings.introspection_enabled,
         suggestions=settings.suggestions_enabled,
     )
-    store = (RedisStore(settings.redis_url, settings.graphql_apq_redis_prefix)
-             if settings.redis_url else MemoryStore())
+    store = (
+        RedisStore(settings.redis_url, settings.graphql_apq_redis_prefix)
+        if settings.redis_url
+        else MemoryStore()
+    )
     allowlist = load_manifest(settings.graphql_allowlist) if settings.graphql_allowlist else {}
-    persisted = Persisted(store=store, allowlist=allowlist,
-                          allowlist_only=settings.graphql_allowlist_only)
-    return {"graphiql": settings.graphiql_enabled, "limits": limits, "persisted": persisted,
-            "batching": settings.graphql_max_batch > 0, "ide_html": graphiql_page}
+    persisted = Persisted(
+        store=store, allowlist=allowlist, allowlist_only=settings.graphql_allowlist_only
+    )
+    return {
+        "graphiql": settings.graphiql_enabled,
+        "limits": limits,
+        "persisted": persisted,
+        "batching": settings.graphql_max_batch > 0,
+        "ide_html": graphiql_page,
+    }

@@ -33,7 +33,8 @@ logconfig_dict = logging_config(
 # prometheus-client's multiprocess mode: every worker writes its values to files here,
 # and a scrape of any worker sums them. It must be set before a worker imports the client.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-    prefix="gateway-metrics-")
+    prefix="gateway-metrics-"
+)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 

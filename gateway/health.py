@@ -97,8 +97,10 @@ async def live() -> dict[str, str]:
 async def ready(request: Request) -> JSONResponse:
     """Whether this process can serve: database, Redis when configured, not draining."""
     if DRAIN.started:
-        return JSONResponse({"status": "unavailable", "failed": ["shutdown"],
-                             "checks": {"shutdown": "draining"}}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "failed": ["shutdown"], "checks": {"shutdown": "draining"}},
+            status_code=503,
+        )
     settings: Settings = request.app.state.settings
     timeout = settings.health_timeout_seconds
     checks = {"database": _outcome(_check_database(request.app.state.db), timeout)}

@@ -56,10 +56,14 @@ class GatewayCycle(RequestResponseCycle):
         elif message["type"] == "http.response.start" and not self.response_started:
             if not self._start(message):
                 await super().send(message)  # uvicorn says what is wrong, or lower-cases
-        elif (message["type"] == "http.response.body" and self.chunked_encoding is False
-              and not self.response_complete and not message.get("more_body", False)
-              and len(body := message.get("body", b"")) == self.expected_content_length
-              and self.scope["method"] != "HEAD"):
+        elif (
+            message["type"] == "http.response.body"
+            and self.chunked_encoding is False
+            and not self.response_complete
+            and not message.get("more_body", False)
+            and len(body := message.get("body", b"")) == self.expected_content_length
+            and self.scope["method"] != "HEAD"
+        ):
             # The whole body at once, as long as its Content-Length said: uvicorn's
             # ``send`` without its other cases.
             self.expected_content_length = 0
@@ -77,8 +81,11 @@ class GatewayCycle(RequestResponseCycle):
         headers = [*self.default_headers, *message.get("headers", ())]
         names = b"".join([name for name, _ in headers])
         values = b"".join([value for _, value in headers])
-        if (not names.islower() or len(names.translate(None, _BAD_NAME)) != len(names)
-                or len(values.translate(None, _BAD_VALUE)) != len(values)):
+        if (
+            not names.islower()
+            or len(names.translate(None, _BAD_NAME)) != len(names)
+            or len(values.translate(None, _BAD_VALUE)) != len(values)
+        ):
             return False
         self.response_started = True
         self.waiting_for_100_continue = False
@@ -101,8 +108,11 @@ class GatewayCycle(RequestResponseCycle):
             content += (name, b": ", value, b"\r\n")
         if not self.keep_alive and not has_connection_close:
             content.append(b"connection: close\r\n")
-        if (self.chunked_encoding is None and self.scope["method"] != "HEAD"
-                and status_code not in (204, 304)):
+        if (
+            self.chunked_encoding is None
+            and self.scope["method"] != "HEAD"
+            and status_code not in (204, 304)
+        ):
             self.chunked_encoding = True  # neither a length nor an encoding given
             content.append(b"transfer-encoding: chunked\r\n")
         content.append(b"\r\n")
@@ -138,15 +148,30 @@ _TITLES = {414: "URI too long", 431: "Request header fields too large"}
 def head_refusal(status: int, detail: str) -> bytes:
     """A whole HTTP/1.1 response refusing a head: problem+json, then the connection ends."""
     request_id = getrandbits(128).to_bytes(16, "big").hex()
-    body = orjson.dumps({
-        "type": "https://gateway.example/problems/bad-user-input", "title": _TITLES[status],
-        "status": status, "detail": detail, "code": "BAD_USER_INPUT",
-        "request_id": request_id})
-    return b"".join([
-        STATUS_LINE[status], b"content-type: application/problem+json\r\n",
-        b"content-length: ", str(len(body)).encode(), b"\r\n",
-        b"x-request-id: ", request_id.encode(), b"\r\n",
-        b"connection: close\r\n\r\n", body])
+    body = orjson.dumps(
+        {
+            "type": "https://gateway.example/problems/bad-user-input",
+            "title": _TITLES[status],
+            "status": status,
+            "detail": detail,
+            "code": "BAD_USER_INPUT",
+            "request_id": request_id,
+        }
+    )
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: application/problem+json\r\n",
+            b"content-length: ",
+            str(len(body)).encode(),
+            b"\r\n",
+            b"x-request-id: ",
+            request_id.encode(),
+            b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -181,13 +206,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         while data and self.in_head:
             if self.head_received >= room:
                 if self.line_done:
-                    self._refuse(431, "The request's headers are over the limit of "
-                                      f"{self.limits.header_bytes} bytes.")
+                    self._refuse(
+                        431,
+                        "The request's headers are over the limit of "
+                        f"{self.limits.header_bytes} bytes.",
+                    )
                 else:
-                    self._refuse(414, "The request target is over the limit of "
-                                      f"{self.limits.target_bytes} bytes.")
+                    self._refuse(
+                        414,
+                        "The request target is over the limit of "
+                        f"{self.limits.target_bytes} bytes.",
+                    )
                 return
-            piece, data = data[: room - self.head_received], data[room - self.head_received:]
+            piece, data = data[: room - self.head_received], data[room - self.head_received :]
             self.head_received += len(piece)
             if not self._feed(piece):
                 return
@@ -249,21 +280,26 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
         if len(self.url) > self.limits.target_bytes:
-            raise HeadTooLarge(414, "The request target is over the limit of "
-                                    f"{self.limits.target_bytes} bytes.")
+            raise HeadTooLarge(
+                414, f"The request target is over the limit of {self.limits.target_bytes} bytes."
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value)
         self.header_total = getattr(self, "header_total", 0) + size
         if size > self.limits.header_line_bytes:
-            raise HeadTooLarge(431, "A request header is over the limit of "
-                                    f"{self.limits.header_line_bytes} bytes.")
+            raise HeadTooLarge(
+                431, f"A request header is over the limit of {self.limits.header_line_bytes} bytes."
+            )
         if len(self.headers) >= self.limits.header_count:
-            raise HeadTooLarge(431, "The request has more than "
-                                    f"{self.limits.header_count} headers.")
+            raise HeadTooLarge(
+                431, f"The request has more than {self.limits.header_count} headers."
+            )
         if self.header_total > self.limits.header_bytes:
-            raise HeadTooLarge(431, "The request's headers are over the limit of "
-                                    f"{self.limits.header_bytes} bytes.")
+            raise HeadTooLarge(
+                431,
+                f"The request's headers are over the limit of {self.limits.header_bytes} bytes.",
+            )
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:

@@ -43,8 +43,15 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail="Content Too Large")
 
 
-def refusal(scope: Scope, *, status: int, code: str, title: str, detail: str,
-            headers: dict[str, str] | None = None) -> ASGIApp:
+def refusal(
+    scope: Scope,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> ASGIApp:
     """The answer for a refused request, in the shape its interface speaks."""
     if scope.get("path", "").rstrip("/") == GRAPHQL_PATH:
         extensions = {"code": code}
@@ -53,8 +60,10 @@ def refusal(scope: Scope, *, status: int, code: str, title: str, detail: str,
             extensions["request_id"] = request_id
         body = orjson.dumps({"errors": [{"message": detail, "extensions": extensions}]})
         media = media_of_headers(scope.get("headers", ())) or JSON
-        raw = [(b"content-type", RAW_CONTENT_TYPES[media]),
-               (b"content-length", str(len(body)).encode())]
+        raw = [
+            (b"content-type", RAW_CONTENT_TYPES[media]),
+            (b"content-length", str(len(body)).encode()),
+        ]
         raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
 
         async def answer(scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,16 +71,24 @@ def refusal(scope: Scope, *, status: int, code: str, title: str, detail: str,
             await send({"type": "http.response.body", "body": body})
 
         return answer
-    return problem_response(Request(scope), status=status, code=code, title=title,
-                            detail=detail, headers=headers)
+    return problem_response(
+        Request(scope), status=status, code=code, title=title, detail=detail, headers=headers
+    )
 
 
 def outage_answer(scope: Scope, exc: Unavailable | None = None) -> ASGIApp:
     """503 ``UNAVAILABLE`` with ``Retry-After``, in the shape the request's interface speaks."""
-    exc = exc or Unavailable("The database is unavailable; try again shortly.",
-                             retry_after=RETRY_AFTER_SECONDS)
-    return refusal(scope, status=exc.status, code=exc.code, title=exc.title,
-                   detail=exc.detail, headers={"Retry-After": str(exc.retry_after)})
+    exc = exc or Unavailable(
+        "The database is unavailable; try again shortly.", retry_after=RETRY_AFTER_SECONDS
+    )
+    return refusal(
+        scope,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
 
 
 def _body_framing(scope: Scope) -> tuple[int | None, bool]:
@@ -132,8 +149,14 @@ async def _nothing() -> None:
 
 
 class RequestLimitsMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_query_string_bytes: int,
-                 timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_query_string_bytes: int,
+        timeout_seconds: float,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.max_query = max_query_string_bytes
@@ -145,9 +168,13 @@ class RequestLimitsMiddleware:
             await self.app(scope, receive, send)
             return
         if len(scope.get("query_string", b"")) > self.max_query:
-            await refusal(scope, status=414, code="BAD_USER_INPUT", title="URI too long",
-                          detail=f"The query string is over the limit of {self.max_query} "
-                          "bytes.")(scope, receive, send)
+            await refusal(
+                scope,
+                status=414,
+                code="BAD_USER_INPUT",
+                title="URI too long",
+                detail=f"The query string is over the limit of {self.max_query} bytes.",
+            )(scope, receive, send)
             return
         declared, framed = _body_framing(scope)
         if declared is not None and declared > self.max_body:
@@ -199,9 +226,13 @@ class RequestLimitsMiddleware:
                 # It waited on a database that is known to be unreachable: say so.
                 await outage_answer(scope)(scope, receive, send)
                 return
-            await refusal(scope, status=504, code="TIMEOUT", title="Request timed out",
-                          detail=f"The request took longer than {self.timeout:g} seconds "
-                          "and was stopped.")(scope, receive, send)
+            await refusal(
+                scope,
+                status=504,
+                code="TIMEOUT",
+                title="Request timed out",
+                detail=f"The request took longer than {self.timeout:g} seconds and was stopped.",
+            )(scope, receive, send)
             return
         except BodyTooLarge:
             if not over:
@@ -217,6 +248,11 @@ class RequestLimitsMiddleware:
             await self._too_large(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await refusal(scope, status=413, code="BAD_USER_INPUT", title="Content too large",
-                      detail=f"The request body is over the limit of {self.max_body} bytes.",
-                      headers={"Connection": "close"})(scope, receive, send)
+        await refusal(
+            scope,
+            status=413,
+            code="BAD_USER_INPUT",
+            title="Content too large",
+            detail=f"The request body is over the limit of {self.max_body} bytes.",
+            headers={"Connection": "close"},
+        )(scope, receive, send)

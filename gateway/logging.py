@@ -206,7 +206,7 @@ class AccessLog:
             if name.startswith(STRUCTLOG_KEY_PREFIX):
                 value = context[var]
                 if value is not Ellipsis:
-                    event_dict.setdefault(name[len(STRUCTLOG_KEY_PREFIX):], value)
+                    event_dict.setdefault(name[len(STRUCTLOG_KEY_PREFIX) :], value)
         event_dict["level"] = "info"  # add_log_level
         event_dict["logger"] = self.logger.name  # add_logger_name
         event_dict["timestamp"] = utc_now_iso()  # TimeStamper(fmt="iso", utc=True)
@@ -221,9 +221,16 @@ class AccessLog:
             line = self.render(self.logger, "info", event_dict).encode()
         sink.write_line(line, self.flush_seconds)
 
-    def request(self, method: str, route: str, status: int, duration_ms: float,
-                principal: str, operation: tuple[str | None, str, str] | None,
-                request_id: ContextVar[Any]) -> None:
+    def request(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        duration_ms: float,
+        principal: str,
+        operation: tuple[str | None, str, str] | None,
+        request_id: ContextVar[Any],
+    ) -> None:
         """The front door's line: ``info("request", {...})`` with these fields (and the
         operation's as ``operation``, ``operation_type`` and ``outcome``).
 
@@ -245,22 +252,32 @@ class AccessLog:
                     sink = None  # something else is bound: the general path merges it
                     break
         template = None
-        if (sink is not None and type(bound) is str and SAFE_REQUEST_ID.fullmatch(bound)
-                and type(duration_ms) is float and 0.0 <= duration_ms < 1e15):
+        if (
+            sink is not None
+            and type(bound) is str
+            and SAFE_REQUEST_ID.fullmatch(bound)
+            and type(duration_ms) is float
+            and 0.0 <= duration_ms < 1e15
+        ):
             if sink.level > logging.INFO or not self.logger.isEnabledFor(logging.INFO):
                 return
             key = (method, route, status, principal, operation)
             template = self.templates.get(key, ...)
             if template is ...:
                 template = self.templates[key] = self._template(
-                    _request_fields(method, route, status, duration_ms, principal, operation))
+                    _request_fields(method, route, status, duration_ms, principal, operation)
+                )
         if template is None:
-            self.info("request", _request_fields(method, route, status, duration_ms,
-                                                 principal, operation))
+            self.info(
+                "request", _request_fields(method, route, status, duration_ms, principal, operation)
+            )
             return
         head, middle, tail = template
-        sink.write_line(f"{head}{duration_ms!r}{middle}{bound}{tail}{utc_now_iso()}"
-                        f'","pid":{process_id()}}}'.encode(), self.flush_seconds)
+        sink.write_line(
+            f"{head}{duration_ms!r}{middle}{bound}{tail}{utc_now_iso()}"
+            f'","pid":{process_id()}}}'.encode(),
+            self.flush_seconds,
+        )
 
     def _template(self, fields: dict[str, Any]) -> tuple[str, str, str] | None:
         """The line ``info`` makes of ``fields``, cut around the duration, the request id
@@ -269,8 +286,14 @@ class AccessLog:
         if len(self.templates) >= 4096:  # principals come and go: bounded, as the metrics
             self.templates.clear()
         mark = "\x00"
-        fields = {**fields, "event": "request", "request_id": mark, "level": "info",
-                  "logger": self.logger.name, "timestamp": mark}
+        fields = {
+            **fields,
+            "event": "request",
+            "request_id": mark,
+            "level": "info",
+            "logger": self.logger.name,
+            "timestamp": mark,
+        }
         for key in fields:
             if key not in _ACCESS_KEYS and _is_secret(key):
                 fields[key] = REDACTED
@@ -295,12 +318,22 @@ class AccessLog:
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def _request_fields(method: str, route: str, status: int, duration_ms: float,
-                    principal: str, operation: tuple[str | None, str, str] | None,
-                    ) -> dict[str, Any]:
+def _request_fields(
+    method: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+    principal: str,
+    operation: tuple[str | None, str, str] | None,
+) -> dict[str, Any]:
     """The front door's fields as ``AccessLog.info`` takes them."""
-    fields: dict[str, Any] = {"method": method, "route": route, "status": status,
-                              "duration_ms": duration_ms, "principal": principal}
+    fields: dict[str, Any] = {
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": duration_ms,
+        "principal": principal,
+    }
     if operation is not None:
         fields["operation"], fields["operation_type"], fields["outcome"] = operation
     return fields
@@ -313,9 +346,24 @@ def _fallback(value: Any) -> Any:
 
 
 # The access line's own keys, none of them a secret's name (checked by a test).
-_ACCESS_KEYS = frozenset({
-    "method", "route", "status", "duration_ms", "principal", "operation", "operation_type",
-    "outcome", "event", "request_id", "level", "logger", "timestamp", "pid"})
+_ACCESS_KEYS = frozenset(
+    {
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "principal",
+        "operation",
+        "operation_type",
+        "outcome",
+        "event",
+        "request_id",
+        "level",
+        "logger",
+        "timestamp",
+        "pid",
+    }
+)
 
 
 _second = -1
@@ -330,8 +378,9 @@ def utc_now_iso() -> str:
     now = time.time()
     second = int(now)
     if second != _second:
-        _second_text = datetime.datetime.fromtimestamp(
-            second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_text = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
         _second_micro = _second_text.replace("%", "%%") + ".%06dZ"
         _second = second
     micro = int((now - second) * 1_000_000)
@@ -351,8 +400,9 @@ def formatter(log_format: str = "json") -> structlog.stdlib.ProcessorFormatter:
     )
 
 
-def logging_config(log_format: str, level: str = "INFO",
-                   stream: TextIO | str = "ext://sys.stdout") -> dict[str, Any]:
+def logging_config(
+    log_format: str, level: str = "INFO", stream: TextIO | str = "ext://sys.stdout"
+) -> dict[str, Any]:
     """A ``dictConfig`` document: one handler on the root, the servers propagating to it.
 
     gunicorn takes it as ``logconfig_dict``; ``configure_logging`` applies it in-process.
@@ -361,8 +411,13 @@ def logging_config(log_format: str, level: str = "INFO",
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"structlog": {"()": formatter, "log_format": log_format}},
-        "handlers": {"default": {"class": "gateway.logging.JsonLines",
-                                 "formatter": "structlog", "stream": stream}},
+        "handlers": {
+            "default": {
+                "class": "gateway.logging.JsonLines",
+                "formatter": "structlog",
+                "stream": stream,
+            }
+        },
         "root": {"level": level.upper(), "handlers": ["default"]},
         "loggers": {
             **{name: {"handlers": [], "propagate": True} for name in SERVER_LOGGERS},
@@ -373,8 +428,7 @@ def logging_config(log_format: str, level: str = "INFO",
     }
 
 
-def configure_logging(log_format: str, level: str = "INFO",
-                      stream: TextIO | None = None) -> None:
+def configure_logging(log_format: str, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Route structlog and the stdlib through the one formatter (idempotent)."""
     global _json_sink
     assert log_format in ("json", "console"), log_format

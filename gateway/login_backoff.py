@@ -36,8 +36,9 @@ def client_network(address: str) -> str:
 class ClientAttempts:
     """``LoginAttempts`` for one request: locks per (account, network), a brake per account."""
 
-    def __init__(self, store: Store, network: str, slowdown_failures: int,
-                 slowdown_seconds: float) -> None:
+    def __init__(
+        self, store: Store, network: str, slowdown_failures: int, slowdown_seconds: float
+    ) -> None:
         self.store = store
         self.network = network
         self.slowdown_failures = slowdown_failures
@@ -60,10 +61,17 @@ class ClientAttempts:
         await self.store.succeeded(self._here(account))
 
 
-def attempts_for(store: Store, address_of: Callable[[Scope], str], slowdown_failures: int,
-                 slowdown_seconds: float) -> Callable[[Scope], LoginAttempts]:
+def attempts_for(
+    store: Store,
+    address_of: Callable[[Scope], str],
+    slowdown_failures: int,
+    slowdown_seconds: float,
+) -> Callable[[Scope], LoginAttempts]:
     """What REST and GraphQL call for the login attempts of a request."""
+
     def bound(scope: Scope) -> LoginAttempts:
-        return ClientAttempts(store, client_network(address_of(scope)), slowdown_failures,
-                              slowdown_seconds)
+        return ClientAttempts(
+            store, client_network(address_of(scope)), slowdown_failures, slowdown_seconds
+        )
+
     return bound

@@ -60,7 +60,8 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # class when they are made; none is made at import).
 if getattr(prometheus_values.ValueClass, "_multiprocess", False):
     prometheus_values.ValueClass = prometheus_values.MultiProcessValue(
-        process_identifier=process_id)  # type: ignore[no-untyped-call]
+        process_identifier=process_id
+    )  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -70,85 +71,154 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
-            "gateway_http_requests", "HTTP requests answered.",
-            ["method", "route", "status"], registry=registry)
+            "gateway_http_requests",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=registry,
+        )
         self.durations = Histogram(
-            "gateway_http_request_duration_seconds", "Time to answer HTTP requests.",
-            ["method", "route", "status"], buckets=BUCKETS, registry=registry)
+            "gateway_http_request_duration_seconds",
+            "Time to answer HTTP requests.",
+            ["method", "route", "status"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
         self.in_flight = Gauge(
-            "gateway_http_requests_in_flight", "HTTP requests being answered.",
-            registry=registry, multiprocess_mode="livesum")
+            "gateway_http_requests_in_flight",
+            "HTTP requests being answered.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.operations = Counter(
-            "gateway_graphql_operations", "GraphQL operations executed.",
-            ["operation", "type", "outcome"], registry=registry)
+            "gateway_graphql_operations",
+            "GraphQL operations executed.",
+            ["operation", "type", "outcome"],
+            registry=registry,
+        )
         self.operation_durations = Histogram(
-            "gateway_graphql_operation_duration_seconds", "Time to answer GraphQL operations.",
-            ["operation", "type"], buckets=BUCKETS, registry=registry)
+            "gateway_graphql_operation_duration_seconds",
+            "Time to answer GraphQL operations.",
+            ["operation", "type"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
         pool = ["pool"]
-        self.pool_size = Gauge("gateway_db_pool_size", "Connections the pool keeps.",
-                               pool, registry=registry, multiprocess_mode="livesum")
+        self.pool_size = Gauge(
+            "gateway_db_pool_size",
+            "Connections the pool keeps.",
+            pool,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.pool_checked_out = Gauge(
-            "gateway_db_pool_checked_out", "Pooled connections in use.",
-            pool, registry=registry, multiprocess_mode="livesum")
+            "gateway_db_pool_checked_out",
+            "Pooled connections in use.",
+            pool,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.pool_overflow = Gauge(
-            "gateway_db_pool_overflow", "Connections opened beyond the pool size.",
-            pool, registry=registry, multiprocess_mode="livesum")
+            "gateway_db_pool_overflow",
+            "Connections opened beyond the pool size.",
+            pool,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         # Rate limits
         self.rate_limited = Counter(
-            "gateway_rate_limited", "Requests refused by a rate limit or the login backoff.",
-            ["policy"], registry=registry)
+            "gateway_rate_limited",
+            "Requests refused by a rate limit or the login backoff.",
+            ["policy"],
+            registry=registry,
+        )
         # Response cache: labelled by interface, "rest" or "graphql"
         self.cache_hits = Counter(
-            "gateway_cache_hits", "Responses served from the response cache.",
-            ["interface"], registry=registry)
+            "gateway_cache_hits",
+            "Responses served from the response cache.",
+            ["interface"],
+            registry=registry,
+        )
         self.cache_misses = Counter(
-            "gateway_cache_misses", "Shareable reads computed because no entry was current.",
-            ["interface"], registry=registry)
+            "gateway_cache_misses",
+            "Shareable reads computed because no entry was current.",
+            ["interface"],
+            registry=registry,
+        )
         self.cache_bypasses = Counter(
-            "gateway_cache_bypasses", "Requests answered without the cache (private, "
+            "gateway_cache_bypasses",
+            "Requests answered without the cache (private, "
             "writes, failed credentials, Redis unreachable).",
-            ["interface"], registry=registry)
+            ["interface"],
+            registry=registry,
+        )
         self.cache_invalidations_pending = Gauge(
-            "gateway_cache_invalidations_pending", "Cache tags this process's writes bumped "
+            "gateway_cache_invalidations_pending",
+            "Cache tags this process's writes bumped "
             "that Redis has not received yet (its lookups bypass meanwhile).",
-            registry=registry, multiprocess_mode="livesum")
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.cache_invalidation_failures = Counter(
-            "gateway_cache_invalidation_failures", "Sends of cache invalidations to Redis "
-            "that failed (kept, and sent again).", registry=registry)
+            "gateway_cache_invalidation_failures",
+            "Sends of cache invalidations to Redis that failed (kept, and sent again).",
+            registry=registry,
+        )
         self.cache_invalidations_relayed = Counter(
-            "gateway_cache_invalidations_relayed", "Invalidations another process could not "
-            "send, read from the database and sent to Redis by this one.", registry=registry)
+            "gateway_cache_invalidations_relayed",
+            "Invalidations another process could not "
+            "send, read from the database and sent to Redis by this one.",
+            registry=registry,
+        )
         self.cache_untrusted = Gauge(
-            "gateway_cache_untrusted", "1 while this process does not serve from Redis because "
+            "gateway_cache_untrusted",
+            "1 while this process does not serve from Redis because "
             "it could not check for undelivered invalidations recently.",
-            registry=registry, multiprocess_mode="livesum")
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         # Compiled plans: labelled by interface and event (hit, miss, eviction)
         self.plan_cache = Counter(
-            "gateway_compiled_plans", "Lookups of compiled plans by operation shape: hits, "
+            "gateway_compiled_plans",
+            "Lookups of compiled plans by operation shape: hits, "
             "misses (the full pipeline answers, and plans the shape), and evictions.",
-            ["interface", "event"], registry=registry)
+            ["interface", "event"],
+            registry=registry,
+        )
         self.dependency_up = Gauge(
-            "gateway_dependency_up", "Whether the last readiness probe reached a dependency "
-            "(database, redis): 1 or 0.", ["dependency"], registry=registry,
-            multiprocess_mode="livemin")
+            "gateway_dependency_up",
+            "Whether the last readiness probe reached a dependency (database, redis): 1 or 0.",
+            ["dependency"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
         self.db_statements = Counter(
-            "gateway_db_statements", "SQL statements sent to the database.",
-            registry=registry)
+            "gateway_db_statements", "SQL statements sent to the database.", registry=registry
+        )
         # Read replica: where reads went and how far behind the replica is
         self.db_reads = Counter(
-            "gateway_db_reads", "Reads routed with a replica configured, by target and why.",
-            ["target", "reason"], registry=registry)
+            "gateway_db_reads",
+            "Reads routed with a replica configured, by target and why.",
+            ["target", "reason"],
+            registry=registry,
+        )
         self.replica_up = Gauge(
-            "gateway_db_replica_up", "1 while the replica answers, else 0.",
-            registry=registry, multiprocess_mode="livemin")
+            "gateway_db_replica_up",
+            "1 while the replica answers, else 0.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
         self.replica_lag_bytes = Gauge(
             "gateway_db_replica_lag_bytes",
             "WAL bytes between the newest known commit and the replica's replay.",
-            registry=registry, multiprocess_mode="livemax")
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.replica_lag_seconds = Gauge(
             "gateway_db_replica_lag_seconds",
             "Age of the last transaction the replica replayed, while it has WAL to replay.",
-            registry=registry, multiprocess_mode="livemax")
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self._read_children: dict[tuple[str, str], Any] = {}
         self._operation_names: set[str] = set()
         # Labelled children by label values: ``labels()`` takes a lock and checks its
@@ -192,8 +262,10 @@ class Metrics:
 
     def plan_recorder(self, interface: str) -> Any:
         """What a plan cache calls on each hit, miss and eviction of ``interface``."""
-        children = {event: self.plan_cache.labels(interface=interface, event=event)
-                    for event in ("hit", "miss", "eviction")}
+        children = {
+            event: self.plan_cache.labels(interface=interface, event=event)
+            for event in ("hit", "miss", "eviction")
+        }
 
         def record(event: str) -> None:
             self.count(children[event])
@@ -253,12 +325,10 @@ class Metrics:
             self._operation_names.add(name)
         return name
 
-    def observe_request(self, method: str, route: str | None, status: int,
-                        seconds: float) -> None:
+    def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         children = self._request_children.get((method, route or UNMATCHED, status))
         if children is None:
-            labels = (method if method in METHODS else "OTHER", route or UNMATCHED,
-                      str(status))
+            labels = (method if method in METHODS else "OTHER", route or UNMATCHED, str(status))
             children = (self.requests.labels(*labels), self.durations.labels(*labels))
             if method in METHODS:
                 self._request_children[method, route or UNMATCHED, status] = children
@@ -269,13 +339,14 @@ class Metrics:
             children[0].inc()
             children[1].observe(seconds)
 
-    def observe_operation(self, name: str | None, kind: str, outcome: str,
-                          seconds: float) -> None:
+    def observe_operation(self, name: str | None, kind: str, outcome: str, seconds: float) -> None:
         children = self._operation_children.get((name, kind, outcome))
         if children is None:
             label = self.operation_label(name)
-            children = (self.operations.labels(label, kind, outcome),
-                        self.operation_durations.labels(label, kind))
+            children = (
+                self.operations.labels(label, kind, outcome),
+                self.operation_durations.labels(label, kind),
+            )
             if label == name:  # bounded: the names operation_label admitted
                 self._operation_children[name, kind, outcome] = children
         self.count(children[0])
@@ -290,9 +361,11 @@ class Metrics:
             engines["replica"] = db.read_engine
         for name, engine in engines.items():
             pool = engine.pool
-            for gauge, method in ((self.pool_size, "size"),
-                                  (self.pool_checked_out, "checkedout"),
-                                  (self.pool_overflow, "overflow")):
+            for gauge, method in (
+                (self.pool_size, "size"),
+                (self.pool_checked_out, "checkedout"),
+                (self.pool_overflow, "overflow"),
+            ):
                 counter = getattr(pool, method, None)
                 if callable(counter):
                     gauge.labels(name).set(max(int(counter()), 0))
@@ -361,8 +434,9 @@ async def metrics(request: Request) -> Response:
     token = request.app.state.settings.metrics_token
     if token:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                 token.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
             return domain_problem(request, Unauthenticated("The metrics need their token."))
     recorder: Metrics = request.app.state.metrics
     db = getattr(request.app.state, "db", None)

@@ -10,8 +10,14 @@ from gateway.health import health_router
 from gateway.metrics import Metrics, metrics_router
 from gateway.settings import Settings
 
-EXPOSED_HEADERS = ["X-Request-ID", "X-Cache", "ETag", "Retry-After", "RateLimit",
-                   "RateLimit-Policy"]
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-Cache",
+    "ETag",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+]
 
 
 def install_operations(app: FastAPI, settings: Settings) -> None:
@@ -27,13 +33,22 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
     # Added innermost first: the front door sees every answer, including a refused host's.
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins,
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
             allow_credentials=settings.cors_allow_credentials,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID",
-                           "If-None-Match"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "X-Request-ID",
+                "If-None-Match",
+            ],
             expose_headers=EXPOSED_HEADERS,
         )
-    app.add_middleware(FrontDoor, metrics=app.state.metrics, trusted_hosts=(
-        None if settings.trusted_hosts == ["*"] else settings.trusted_hosts),
-        log_flush_seconds=settings.log_flush_seconds)
+    app.add_middleware(
+        FrontDoor,
+        metrics=app.state.metrics,
+        trusted_hosts=(None if settings.trusted_hosts == ["*"] else settings.trusted_hosts),
+        log_flush_seconds=settings.log_flush_seconds,
+    )

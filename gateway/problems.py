@@ -23,8 +23,15 @@ from data.errors import (
 from data.outages import unavailable_from
 
 PROBLEM_TYPE = "https://gateway.example/problems/"
-STATUS_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN",
-                404: "NOT_FOUND", 409: "CONFLICT", 422: "BAD_USER_INPUT", 429: "RATE_LIMITED"}
+STATUS_CODES = {
+    400: "BAD_USER_INPUT",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    422: "BAD_USER_INPUT",
+    429: "RATE_LIMITED",
+}
 
 
 def request_id_of(request: Request) -> str | None:
@@ -32,18 +39,29 @@ def request_id_of(request: Request) -> str | None:
 
 
 def problem_response(
-    request: Request, *, status: int, code: str, title: str, detail: str,
-    errors: tuple[FieldError, ...] = (), headers: dict[str, str] | None = None,
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: tuple[FieldError, ...] = (),
+    headers: dict[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + code.lower().replace("_", "-"),
-        "title": title, "status": status, "detail": detail, "code": code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
         "request_id": request_id_of(request),
     }
     if errors:
         body["errors"] = [{"loc": list(e.loc), "msg": e.msg} for e in errors]
     return Response(
-        orjson.dumps(body), status_code=status, headers=headers,
+        orjson.dumps(body),
+        status_code=status,
+        headers=headers,
         media_type="application/problem+json",
     )
 
@@ -53,8 +71,13 @@ def domain_problem(request: Request, exc: DomainError) -> Response:
     if isinstance(exc, RateLimited | Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     return problem_response(
-        request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
-        errors=exc.errors, headers=headers,
+        request,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        errors=exc.errors,
+        headers=headers,
     )
 
 
@@ -78,8 +101,12 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
         FieldError(tuple(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()
     )
     return problem_response(
-        request, status=422, code="BAD_USER_INPUT", title="Invalid request",
-        detail="The request has invalid parameters.", errors=errors,
+        request,
+        status=422,
+        code="BAD_USER_INPUT",
+        title="Invalid request",
+        detail="The request has invalid parameters.",
+        errors=errors,
     )
 
 
@@ -92,11 +119,16 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
-    code = STATUS_CODES.get(exc.status_code, "BAD_USER_INPUT" if exc.status_code < 500
-                            else "INTERNAL")
+    code = STATUS_CODES.get(
+        exc.status_code, "BAD_USER_INPUT" if exc.status_code < 500 else "INTERNAL"
+    )
     title = "Method not allowed" if exc.status_code == 405 else "Request error"
     return problem_response(
-        request, status=exc.status_code, code=code, title=title, detail=str(exc.detail),
+        request,
+        status=exc.status_code,
+        code=code,
+        title=title,
+        detail=str(exc.detail),
         headers=headers,
     )
 
@@ -126,7 +158,10 @@ def allowed_methods(request: Request) -> str | None:
 def internal_error(request: Request) -> Response:
     """The 500 answer: the request id and nothing about what went wrong."""
     return problem_response(
-        request, status=500, code="INTERNAL", title="Internal error",
+        request,
+        status=500,
+        code="INTERNAL",
+        title="Internal error",
         detail="Something went wrong on our side; quote the request id when reporting it.",
     )
 
@@ -155,5 +190,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _on_unexpected)
 
 
-__all__ = ["domain_problem", "install_problem_handlers", "internal_error",
-           "problem_response", "unexpected_answer"]
+__all__ = [
+    "domain_problem",
+    "install_problem_handlers",
+    "internal_error",
+    "problem_response",
+    "unexpected_answer",
+]

@@ -59,7 +59,8 @@ from resolvers.schema import schema
 AUTH_FIELDS = frozenset({"register", "login", "refreshToken", "logout"})
 AUTH_PATH = re.compile(r"^/api/v\d+/auth(/|$)")
 LIST_PATH = re.compile(
-    r"^/api/v\d+/(?:products|categories|users|orders|api-keys|products/[^/]+/reviews)/?$")
+    r"^/api/v\d+/(?:products|categories|users|orders|api-keys|products/[^/]+/reviews)/?$"
+)
 EXEMPT_PREFIXES = ("/health/", "/metrics")
 MAX_BODY = 1 << 20  # larger GraphQL bodies are not read here: body limits refuse them
 MAX_TOKENS = 20_000  # parsing stays bounded; longer documents spend 1 (the token limit's)
@@ -86,10 +87,10 @@ def policies_of(settings: Settings) -> dict[str, Policy]:
     def policy(name: str, per_minute: int, burst: int | None) -> Policy:
         return Policy(name, burst or per_minute, per_minute / 60)
 
-    return {"default": policy("default", settings.rate_limit_per_minute,
-                              settings.rate_limit_burst),
-            "auth": policy("auth", settings.auth_rate_limit_per_minute,
-                           settings.auth_rate_limit_burst)}
+    return {
+        "default": policy("default", settings.rate_limit_per_minute, settings.rate_limit_burst),
+        "auth": policy("auth", settings.auth_rate_limit_per_minute, settings.auth_rate_limit_burst),
+    }
 
 
 def principal_of(actor: Actor | None, client: str) -> str:
@@ -150,9 +151,11 @@ class GraphQLCosts:
             return query if isinstance(query, str) else None
         if isinstance(query, str):
             # Only a true hash is remembered: a cheap text must not stand in for a dear one.
-            if (len(query) <= MAX_CACHED_TEXT
-                    and hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
-                    == digest.lower()):
+            if (
+                len(query) <= MAX_CACHED_TEXT
+                and hashlib.sha256(query.encode("utf-8", "surrogatepass")).hexdigest()
+                == digest.lower()
+            ):
                 self._persisted[digest] = query
                 if len(self._persisted) > PARSE_CACHE_SIZE:
                     self._persisted.popitem(last=False)
@@ -186,8 +189,9 @@ class GraphQLCosts:
         name = payload.get("operationName")
         name = name if isinstance(name, str) else None
         try:
-            cost = estimate_cost(schema._schema, document,
-                                 variables if isinstance(variables, dict) else {}, name)
+            cost = estimate_cost(
+                schema._schema, document, variables if isinstance(variables, dict) else {}, name
+            )
         except Exception:  # an odd document the GraphQL layer will refuse
             cost = 1
         return max(1, cost), _auth_fields(document, name)
@@ -199,8 +203,9 @@ def _auth_fields(document: DocumentNode, name: str | None) -> int:
         operations = [op for op in operations if op.name and op.name.value == name]
     if len(operations) != 1 or operations[0].operation is not OperationType.MUTATION:
         return 0
-    fragments = {d.name.value: d for d in document.definitions
-                 if isinstance(d, FragmentDefinitionNode)}
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
 
     def count(selections: tuple[SelectionNode, ...], seen: frozenset[str]) -> int:
         total = 0
@@ -212,8 +217,9 @@ def _auth_fields(document: DocumentNode, name: str | None) -> int:
             elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
                 fragment = fragments.get(node.name.value)
                 if fragment is not None:
-                    total += count(tuple(fragment.selection_set.selections),
-                                   seen | {node.name.value})
+                    total += count(
+                        tuple(fragment.selection_set.selections), seen | {node.name.value}
+                    )
         return total
 
     return count(tuple(operations[0].selection_set.selections), frozenset())
@@ -284,13 +290,21 @@ class RateLimitMiddleware:
         state = scope.setdefault("state", {})
         principal = principal_of(state.get("actor"), self.client_address(scope))
         charged = [(self.policies[name], cost) for name, cost in costs.items()]
-        spends = [Spend(f"{policy.name}:{principal}", policy.capacity, policy.rate,
-                        min(cost, policy.capacity)) for policy, cost in charged]
+        spends = [
+            Spend(
+                f"{policy.name}:{principal}",
+                policy.capacity,
+                policy.rate,
+                min(cost, policy.capacity),
+            )
+            for policy, cost in charged
+        ]
         ok, levels = await self.store.take(spends)
         headers = _headers(charged, levels)
         if not ok:
-            await self._refuse(scope, receive, send, charged, levels, headers,
-                               graphql=graphql, batch=batch)
+            await self._refuse(
+                scope, receive, send, charged, levels, headers, graphql=graphql, batch=batch
+            )
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -303,9 +317,12 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
         unspent = _unspent(state, charged, each)
         if unspent:
-            await self.store.give_back([
-                Spend(f"{policy.name}:{principal}", policy.capacity, policy.rate, cost)
-                for policy, cost in unspent])
+            await self.store.give_back(
+                [
+                    Spend(f"{policy.name}:{principal}", policy.capacity, policy.rate, cost)
+                    for policy, cost in unspent
+                ]
+            )
 
     async def _graphql_payloads(
         self, scope: Scope, receive: Receive
@@ -313,8 +330,10 @@ class RateLimitMiddleware:
         """The request objects to cost, the batch size (None: not a batch), the receive."""
         if scope["method"] == "GET":
             query = parse_qs(scope["query_string"].decode("latin-1"))
-            payload: dict[str, Any] = {"query": query.get("query", [None])[-1],
-                                       "operationName": query.get("operationName", [None])[-1]}
+            payload: dict[str, Any] = {
+                "query": query.get("query", [None])[-1],
+                "operationName": query.get("operationName", [None])[-1],
+            }
             try:
                 payload["variables"] = orjson.loads(query.get("variables", ["{}"])[-1])
             except orjson.JSONDecodeError:
@@ -333,9 +352,18 @@ class RateLimitMiddleware:
             return parsed, len(parsed), receive
         return [parsed], None, receive
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send,
-                      charged: list[tuple[Policy, int]], levels: list[Level],
-                      headers: dict[str, str], *, graphql: bool, batch: int | None) -> None:
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        charged: list[tuple[Policy, int]],
+        levels: list[Level],
+        headers: dict[str, str],
+        *,
+        graphql: bool,
+        batch: int | None,
+    ) -> None:
         index = next(i for i, level in enumerate(levels) if level.retry_ms > 0)
         policy, cost = charged[index]
         retry_after = max(1, math.ceil(levels[index].retry_ms / 1000))
@@ -343,33 +371,54 @@ class RateLimitMiddleware:
         metrics = getattr(scope["app"].state, "metrics", None)
         if metrics is not None:
             metrics.rate_limited.labels(policy.name).inc()
-        detail = (f"Rate limit '{policy.name}' exceeded: this request costs {cost} of "
-                  f"{policy.capacity} per {policy.window} s; retry in {retry_after} s.")
+        detail = (
+            f"Rate limit '{policy.name}' exceeded: this request costs {cost} of "
+            f"{policy.capacity} per {policy.window} s; retry in {retry_after} s."
+        )
         request = Request(scope)
         if not graphql:
-            response = problem_response(request, status=429, code="RATE_LIMITED",
-                                        title="Too many requests", detail=detail,
-                                        headers=headers)
+            response = problem_response(
+                request,
+                status=429,
+                code="RATE_LIMITED",
+                title="Too many requests",
+                detail=detail,
+                headers=headers,
+            )
             await response(scope, receive, send)
             return
-        error = {"message": detail, "extensions": {
-            "code": "RATE_LIMITED", "policy": policy.name, "cost": cost,
-            "retryAfter": retry_after, "request_id": scope["state"].get("request_id")}}
+        error = {
+            "message": detail,
+            "extensions": {
+                "code": "RATE_LIMITED",
+                "policy": policy.name,
+                "cost": cost,
+                "retryAfter": retry_after,
+                "request_id": scope["state"].get("request_id"),
+            },
+        }
         # Refused before it ran: under application/graphql-response+json, no data entry.
         media = media_of_headers(scope["headers"]) or JSON
-        result: dict[str, Any] = {"errors": [error]} if media == GRAPHQL_RESPONSE else {
-            "data": None, "errors": [error]}
+        result: dict[str, Any] = (
+            {"errors": [error]} if media == GRAPHQL_RESPONSE else {"data": None, "errors": [error]}
+        )
         body = orjson.dumps([result] * batch if batch else result)
-        start: Message = {"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", RAW_CONTENT_TYPES[media]),
-            (b"content-length", str(len(body)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items())]}
+        start: Message = {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", RAW_CONTENT_TYPES[media]),
+                (b"content-length", str(len(body)).encode()),
+                *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+            ],
+        }
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
 
-def _unspent(state: dict[str, Any], charged: list[tuple[Policy, int]],
-             each: list[tuple[int, int]]) -> list[tuple[Policy, int]]:
+def _unspent(
+    state: dict[str, Any], charged: list[tuple[Policy, int]], each: list[tuple[int, int]]
+) -> list[tuple[Policy, int]]:
     """What a request was charged for work that never ran: a REST request refused before
     its handler (``state["refused"]``), GraphQL operations refused before execution
     (``state["graphql_refused"]``: one flag per operation, in order)."""
@@ -378,10 +427,15 @@ def _unspent(state: dict[str, Any], charged: list[tuple[Policy, int]],
     flags = state.get("graphql_refused")
     if not flags or not any(flags) or len(flags) != len(each):
         return []
-    back = {"default": sum(c for (c, _), no in zip(each, flags, strict=True) if no),
-            "auth": sum(a for (_, a), no in zip(each, flags, strict=True) if no)}
-    return [(policy, min(back.get(policy.name, 0), cost, policy.capacity))
-            for policy, cost in charged if back.get(policy.name, 0) > 0]
+    back = {
+        "default": sum(c for (c, _), no in zip(each, flags, strict=True) if no),
+        "auth": sum(a for (_, a), no in zip(each, flags, strict=True) if no),
+    }
+    return [
+        (policy, min(back.get(policy.name, 0), cost, policy.capacity))
+        for policy, cost in charged
+        if back.get(policy.name, 0) > 0
+    ]
 
 
 def _headers(charged: list[tuple[Policy, int]], levels: list[Level]) -> dict[str, str]:
@@ -390,7 +444,8 @@ def _headers(charged: list[tuple[Policy, int]], levels: list[Level]) -> dict[str
         "RateLimit-Policy": ", ".join(policy.describe() for policy, _ in charged),
         "RateLimit": ", ".join(
             f'"{policy.name}";r={level.remaining};t={math.ceil(level.reset_ms / 1000)}'
-            for (policy, _), level in zip(charged, levels, strict=True)),
+            for (policy, _), level in zip(charged, levels, strict=True)
+        ),
     }
 
 
@@ -403,14 +458,23 @@ def install_rate_limits(app: FastAPI, settings: Settings) -> None:
         if metrics is not None:
             metrics.rate_limited.labels("login").inc()
 
-    store = Store(settings.redis_url, settings.rate_limit_key_prefix,
-                  Backoff(settings.login_backoff_failures, settings.login_backoff_window_seconds,
-                          settings.login_backoff_base_seconds,
-                          settings.login_backoff_max_seconds),
-                  on_login_refused=login_refused)
+    store = Store(
+        settings.redis_url,
+        settings.rate_limit_key_prefix,
+        Backoff(
+            settings.login_backoff_failures,
+            settings.login_backoff_window_seconds,
+            settings.login_backoff_base_seconds,
+            settings.login_backoff_max_seconds,
+        ),
+        on_login_refused=login_refused,
+    )
     app.state.rate_limits = store  # closed by the app's lifespan
     app.state.login_attempts_for = attempts_for(
-        store, ClientAddress(settings.rate_limit_trusted_proxies),
-        settings.login_slowdown_failures, settings.login_slowdown_seconds)
+        store,
+        ClientAddress(settings.rate_limit_trusted_proxies),
+        settings.login_slowdown_failures,
+        settings.login_slowdown_seconds,
+    )
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, settings=settings, store=store)

@@ -74,8 +74,9 @@ class _Protocol(asyncio.Protocol):
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 text = str(reply)
-                future.set_exception(NoScriptError(text) if text.startswith("NOSCRIPT")
-                                     else ResponseError(text))
+                future.set_exception(
+                    NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
+                )
             else:
                 future.set_result(reply)
 
@@ -159,12 +160,12 @@ class PipelinedRedis:
                 _, protocol = await loop.create_unix_connection(factory, self.path)
             else:
                 context = ssl.create_default_context() if self.scheme == "rediss" else None
-                _, protocol = await loop.create_connection(factory, self.host, self.port,
-                                                           ssl=context)
+                _, protocol = await loop.create_connection(
+                    factory, self.host, self.port, ssl=context
+                )
         setup: list[tuple[Arg, ...]] = []
         if self.password is not None:
-            setup.append(("AUTH", *((self.username,) if self.username else ()),
-                          self.password))
+            setup.append(("AUTH", *((self.username,) if self.username else ()), self.password))
         if self.db:
             setup.append(("SELECT", self.db))
         if setup:
@@ -207,8 +208,9 @@ class PipelinedRedis:
         if protocol is None or protocol.lost is not None:
             protocol = await self._protocol()
         payload = b"".join(hiredis.pack_command(command) for command in commands)
-        replies = await asyncio.gather(*protocol.send(payload, len(commands)),
-                                       return_exceptions=True)
+        replies = await asyncio.gather(
+            *protocol.send(payload, len(commands)), return_exceptions=True
+        )
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply

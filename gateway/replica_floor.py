@@ -63,12 +63,19 @@ class RedisFloorBoard:
         await self.client.aclose()
 
 
-def share_floor(router: ReplicaRouter, *, redis_url: str | None, prefix: str,
-                timeout: float, retry_seconds: float) -> None:
+def share_floor(
+    router: ReplicaRouter,
+    *,
+    redis_url: str | None,
+    prefix: str,
+    timeout: float,
+    retry_seconds: float,
+) -> None:
     """Tells ``router`` where every process's writes are known: Redis when there is one,
     else the primary itself (other workers and instances write too, unseen by this one)."""
     if redis_url:
-        router.board = RedisFloorBoard(redis_url, f"{prefix}:replica-floor",
-                                       timeout=timeout, retry_seconds=retry_seconds)
+        router.board = RedisFloorBoard(
+            redis_url, f"{prefix}:replica-floor", timeout=timeout, retry_seconds=retry_seconds
+        )
     else:
         router.floor_from_primary = True

@@ -68,11 +68,14 @@ def server_options(settings: Settings) -> dict[str, object]:
     """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
     return {
         # httptools, one write per loop turn, request heads bounded
-        "http": GatewayHttpProtocol.with_limits(HeadLimits(
-            target_bytes=settings.max_request_target_bytes,
-            header_count=settings.max_header_count,
-            header_line_bytes=settings.max_header_line_bytes,
-            header_bytes=settings.max_header_bytes)),
+        "http": GatewayHttpProtocol.with_limits(
+            HeadLimits(
+                target_bytes=settings.max_request_target_bytes,
+                header_count=settings.max_header_count,
+                header_line_bytes=settings.max_header_line_bytes,
+                header_bytes=settings.max_header_bytes,
+            )
+        ),
         "server_header": False,
         "access_log": False,  # the gateway writes its own access line
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
@@ -81,8 +84,15 @@ def server_options(settings: Settings) -> dict[str, object]:
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
     """One process: uvicorn on ``host:port``."""
-    config = uvicorn.Config(APP, factory=True, host=host, port=port, proxy_headers=True,
-                            log_config=None, **server_options(settings))  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        APP,
+        factory=True,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        log_config=None,
+        **server_options(settings),
+    )  # type: ignore[arg-type]
     GatewayServer(config, drain_seconds=settings.shutdown_drain_seconds).run()
 
 

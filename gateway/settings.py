@@ -120,7 +120,8 @@ class Settings(BaseSettings):
     graphql_introspection: bool | None = None  # default: on, except in production
     graphql_suggestions: bool | None = None  # "Did you mean ...": on, except in production
     graphql_allowlist: Path | None = Field(
-        None, description="a persisted query manifest, or a directory of .graphql files")
+        None, description="a persisted query manifest, or a directory of .graphql files"
+    )
     graphql_allowlist_only: bool = False
     graphql_apq_redis_prefix: str = "gateway:apq:"
     max_body_bytes: int = Field(1_048_576, ge=1)
@@ -201,8 +202,7 @@ class Settings(BaseSettings):
     def _trust_outlasts_a_poll(self) -> Settings:
         # A process that checks every poll must stay trusted from one check to the next.
         if self.cache_trust_seconds < 2 * self.cache_outbox_poll_seconds:
-            raise ValueError("CACHE_TRUST_SECONDS must be at least twice "
-                             "CACHE_OUTBOX_POLL_SECONDS")
+            raise ValueError("CACHE_TRUST_SECONDS must be at least twice CACHE_OUTBOX_POLL_SECONDS")
         return self
 
     @property
@@ -233,9 +233,12 @@ class Settings(BaseSettings):
     @property
     def pool(self) -> PoolSettings:
         return PoolSettings(
-            size=self.db_pool_size, max_overflow=self.db_max_overflow,
-            timeout=self.db_pool_timeout, recycle=self.db_pool_recycle,
-            pre_ping=self.db_pool_pre_ping, ping_after_idle=self.db_pool_ping_after_idle,
+            size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+            timeout=self.db_pool_timeout,
+            recycle=self.db_pool_recycle,
+            pre_ping=self.db_pool_pre_ping,
+            ping_after_idle=self.db_pool_ping_after_idle,
             statement_timeout_ms=self.db_statement_timeout_ms,
             connect_timeout=self.db_connect_timeout_seconds,
             command_timeout=self.db_command_timeout_seconds or None,
@@ -243,9 +246,11 @@ class Settings(BaseSettings):
 
     @property
     def replica(self) -> ReplicaSettings:
-        return ReplicaSettings(poll_seconds=self.db_replica_poll_seconds,
-                               retry_seconds=self.db_replica_retry_seconds,
-                               timeout=self.db_replica_timeout_seconds)
+        return ReplicaSettings(
+            poll_seconds=self.db_replica_poll_seconds,
+            retry_seconds=self.db_replica_retry_seconds,
+            timeout=self.db_replica_timeout_seconds,
+        )
 
     @property
     def docs_enabled(self) -> bool:
@@ -253,9 +258,7 @@ class Settings(BaseSettings):
 
     @property
     def graphiql_enabled(self) -> bool:
-        return (
-            self.enable_graphiql if self.enable_graphiql is not None else not self.is_production
-        )
+        return self.enable_graphiql if self.enable_graphiql is not None else not self.is_production
 
     @cached_property
     def signing_secret(self) -> str:

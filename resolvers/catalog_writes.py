@@ -74,8 +74,9 @@ def _id_field(type_name: str, value: str, field: str) -> int:
     try:
         return database_id_of(type_name, value)
     except Invalid:
-        raise InvalidInput(f"Not a {type_name} id.",
-                           errors=[FieldError((field,), f"not a {type_name} id")]) from None
+        raise InvalidInput(
+            f"Not a {type_name} id.", errors=[FieldError((field,), f"not a {type_name} id")]
+        ) from None
 
 
 def _product_values(input: Any) -> dict[str, Any]:
@@ -95,17 +96,20 @@ class CatalogMutation:
         with located():
             async with info.context.db.write() as session:
                 row = await catalog_writes.create_category(
-                    session, info.context.actor, slug=input.slug, name=input.name)
+                    session, info.context.actor, slug=input.slug, name=input.name
+                )
         return Category.of(row)
 
     @strawberry.mutation(description="Rename a category or change its slug.")
-    async def update_category(self, info: Info, slug: str,
-                              input: UpdateCategoryInput) -> Category:
+    async def update_category(self, info: Info, slug: str, input: UpdateCategoryInput) -> Category:
         with located():
             async with info.context.db.write() as session:
                 row = await catalog_writes.update_category(
-                    session, info.context.actor, category_slug=slug,
-                    **{k: v for k, v in vars(input).items() if v is not None})
+                    session,
+                    info.context.actor,
+                    category_slug=slug,
+                    **{k: v for k, v in vars(input).items() if v is not None},
+                )
         return Category.of(row)
 
     @strawberry.mutation(description="Delete an empty category; returns what was deleted.")
@@ -123,21 +127,23 @@ class CatalogMutation:
         return Product.of(row)
 
     @strawberry.mutation(description="Change a product's fields, stock or active flag.")
-    async def update_product(self, info: Info, id: strawberry.ID,
-                             input: UpdateProductInput) -> Product:
+    async def update_product(
+        self, info: Info, id: strawberry.ID, input: UpdateProductInput
+    ) -> Product:
         with located():
             values = _product_values(input)
             async with info.context.db.write() as session:
                 row = await catalog_writes.update_product(
-                    session, info.context.actor, product_id=database_id_of("Product", id),
-                    **values)
+                    session, info.context.actor, product_id=database_id_of("Product", id), **values
+                )
         return Product.of(row)
 
     @strawberry.mutation(description="Delete a product never ordered; returns what was deleted.")
     async def delete_product(self, info: Info, id: strawberry.ID) -> Product:
         async with info.context.db.write() as session:
             row = await catalog_writes.delete_product(
-                session, info.context.actor, product_id=database_id_of("Product", id))
+                session, info.context.actor, product_id=database_id_of("Product", id)
+            )
         return Product.of(row)
 
     @strawberry.mutation(description="Review a product (once per product).")
@@ -146,23 +152,33 @@ class CatalogMutation:
             product_id = _id_field("Product", input.product_id, "product_id")
             async with info.context.db.write() as session:
                 row = await review_writes.create_review(
-                    session, info.context.actor, product_id=product_id, rating=input.rating,
-                    title=input.title, body=input.body)
+                    session,
+                    info.context.actor,
+                    product_id=product_id,
+                    rating=input.rating,
+                    title=input.title,
+                    body=input.body,
+                )
         return Review.of(row)
 
     @strawberry.mutation(description="Edit your own review.")
-    async def update_review(self, info: Info, id: strawberry.ID,
-                            input: UpdateReviewInput) -> Review:
+    async def update_review(
+        self, info: Info, id: strawberry.ID, input: UpdateReviewInput
+    ) -> Review:
         with located():
             async with info.context.db.write() as session:
                 row = await review_writes.update_review(
-                    session, info.context.actor, review_id=database_id_of("Review", id),
-                    **{k: v for k, v in vars(input).items() if v is not None})
+                    session,
+                    info.context.actor,
+                    review_id=database_id_of("Review", id),
+                    **{k: v for k, v in vars(input).items() if v is not None},
+                )
         return Review.of(row)
 
     @strawberry.mutation(description="Delete your own review (staff: any); returns it.")
     async def delete_review(self, info: Info, id: strawberry.ID) -> Review:
         async with info.context.db.write() as session:
             row = await review_writes.delete_review(
-                session, info.context.actor, review_id=database_id_of("Review", id))
+                session, info.context.actor, review_id=database_id_of("Review", id)
+            )
         return Review.of(row)

@@ -62,8 +62,12 @@ _CONDITIONS = {"skip", "include"}
 
 
 class _Walker:
-    def __init__(self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode],
-                 variables: VariableValues) -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: VariableValues,
+    ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
@@ -83,10 +87,12 @@ class _Walker:
             return True
         abstract = self.schema.get_type(condition.name.value)
         return isinstance(abstract, GraphQLInterfaceType) and self.schema.is_sub_type(
-            abstract, runtime)
+            abstract, runtime
+        )
 
-    def collect(self, selection_sets: Iterable[SelectionSetNode | None],
-                runtime: GraphQLObjectType) -> dict[str, list[FieldNode]]:
+    def collect(
+        self, selection_sets: Iterable[SelectionSetNode | None], runtime: GraphQLObjectType
+    ) -> dict[str, list[FieldNode]]:
         """Fields by response key, in the order graphql-core would complete them."""
         grouped: dict[str, list[FieldNode]] = {}
         for selection_set in selection_sets:
@@ -94,8 +100,13 @@ class _Walker:
                 self._visit(selection_set, runtime, grouped, set())
         return grouped
 
-    def _visit(self, selection_set: SelectionSetNode, runtime: GraphQLObjectType,
-               grouped: dict[str, list[FieldNode]], seen: set[str]) -> None:
+    def _visit(
+        self,
+        selection_set: SelectionSetNode,
+        runtime: GraphQLObjectType,
+        grouped: dict[str, list[FieldNode]],
+        seen: set[str],
+    ) -> None:
         for selection in selection_set.selections:
             if not self._included(selection):
                 continue
@@ -116,10 +127,13 @@ class _Walker:
                 if self._applies(fragment.type_condition, runtime):
                     self._visit(fragment.selection_set, runtime, grouped, seen)
 
-    def selections(self, selection_sets: Iterable[SelectionSetNode | None],
-                   runtime: GraphQLObjectType) -> tuple[Sel, ...]:
-        return tuple(self._sel(key, nodes, runtime)
-                     for key, nodes in self.collect(selection_sets, runtime).items())
+    def selections(
+        self, selection_sets: Iterable[SelectionSetNode | None], runtime: GraphQLObjectType
+    ) -> tuple[Sel, ...]:
+        return tuple(
+            self._sel(key, nodes, runtime)
+            for key, nodes in self.collect(selection_sets, runtime).items()
+        )
 
     def _sel(self, key: str, nodes: list[FieldNode], parent: GraphQLObjectType) -> Sel:
         name = nodes[0].name.value
@@ -130,8 +144,9 @@ class _Walker:
         field = parent.fields.get(name)
         if field is None:
             raise Unsupported(name)
-        args = _bound(parent.name, name, nodes[0], get_argument_values(field, nodes[0],
-                                                                         self.variables))
+        args = _bound(
+            parent.name, name, nodes[0], get_argument_values(field, nodes[0], self.variables)
+        )
         named = get_named_type(field.type)
         sets = [n.selection_set for n in nodes]
         if name in ("node", "nodes") and parent is self.schema.query_type:
@@ -143,8 +158,9 @@ class _Walker:
             raise Unsupported("abstract type")
         return Sel(key, name, _neutral_args(parent.name, name, args), children)
 
-    def _nodes(self, key: str, name: str, args: dict[str, Any],
-               sets: list[SelectionSetNode | None]) -> Sel:
+    def _nodes(
+        self, key: str, name: str, args: dict[str, Any], sets: list[SelectionSetNode | None]
+    ) -> Sel:
         ids = [args["id"]] if name == "node" else args["ids"]
         if len(ids) > 100:
             raise Unsupported("too many ids")
@@ -187,24 +203,31 @@ def _bound(parent: str, name: str, node: FieldNode, args: dict[str, Any]) -> dic
             if isinstance(value, VariableNode):
                 for member in FILTER_BOUND:
                     if members.get(member) is not None:
-                        members[member] = Bound(members[member],
-                                                _variable(value.name.value, member))
+                        members[member] = Bound(
+                            members[member], _variable(value.name.value, member)
+                        )
             elif isinstance(value, ObjectValueNode):
                 for field in value.fields:
                     member = field.name.value
-                    if (member in FILTER_BOUND and isinstance(field.value, VariableNode)
-                            and members.get(member) is not None):
-                        members[member] = Bound(members[member],
-                                                _variable(field.value.name.value))
+                    if (
+                        member in FILTER_BOUND
+                        and isinstance(field.value, VariableNode)
+                        and members.get(member) is not None
+                    ):
+                        members[member] = Bound(members[member], _variable(field.value.name.value))
             args[arg] = members
     return args
 
 
 def _product_args(args: dict[str, Any]) -> dict[str, Any]:
     raw = args.get("filter") or {}
-    where = ProductFilter(category=raw.get("category"), q=raw.get("q"),
-                          min_price=raw.get("minPrice"), max_price=raw.get("maxPrice"),
-                          in_stock=raw.get("inStock"))
+    where = ProductFilter(
+        category=raw.get("category"),
+        q=raw.get("q"),
+        min_price=raw.get("minPrice"),
+        max_price=raw.get("maxPrice"),
+        in_stock=raw.get("inStock"),
+    )
     order = args.get("orderBy")
     sort = DEFAULT_PRODUCT_SORT
     if order is not None:
@@ -226,8 +249,11 @@ def _neutral_args(parent: str, name: str, args: dict[str, Any]) -> dict[str, Any
             raise Unsupported("id or sku")
         try:
             raw_id = args.get("id")
-            database_id = (mapped(raw_id, lambda v: database_id_of("Product", v))
-                           if raw_id is not None else None)
+            database_id = (
+                mapped(raw_id, lambda v: database_id_of("Product", v))
+                if raw_id is not None
+                else None
+            )
         except DomainError as exc:
             raise Unsupported("invalid id") from exc
         return {"id": database_id, "sku": args.get("sku")}
@@ -244,31 +270,39 @@ def operation_of(document: Any, operation_name: str | None) -> OperationDefiniti
     return operation
 
 
-def coerced_variables(schema: GraphQLSchema, operation: OperationDefinitionNode,
-                      raw_variables: dict[str, Any] | None) -> VariableValues:
-    variables = get_variable_values(schema, operation.variable_definitions or (),
-                                    raw_variables or {})
+def coerced_variables(
+    schema: GraphQLSchema, operation: OperationDefinitionNode, raw_variables: dict[str, Any] | None
+) -> VariableValues:
+    variables = get_variable_values(
+        schema, operation.variable_definitions or (), raw_variables or {}
+    )
     if not isinstance(variables, VariableValues):
         raise Unsupported("variables")
     return variables
 
 
-def plan_operation(schema: GraphQLSchema, document: Any, operation_name: str | None,
-                   raw_variables: dict[str, Any] | None,
-                   variables: VariableValues | None = None) -> tuple[Sel, ...]:
+def plan_operation(
+    schema: GraphQLSchema,
+    document: Any,
+    operation_name: str | None,
+    raw_variables: dict[str, Any] | None,
+    variables: VariableValues | None = None,
+) -> tuple[Sel, ...]:
     """The root selections of a query, or ``Unsupported``."""
     operation = operation_of(document, operation_name)
     if variables is None:
         variables = coerced_variables(schema, operation, raw_variables)
-    fragments = {d.name.value: d for d in document.definitions
-                 if isinstance(d, FragmentDefinitionNode)}
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
     walker = _Walker(schema, fragments, variables)
     assert schema.query_type is not None
     return walker.selections([operation.selection_set], schema.query_type)
 
 
-def compiled_for(ec: Any, actor: Any,
-                 plans: GraphQLPlans | None) -> tuple[CompiledQuery, tuple[Any, ...]] | None:
+def compiled_for(
+    ec: Any, actor: Any, plans: GraphQLPlans | None
+) -> tuple[CompiledQuery, tuple[Any, ...]] | None:
     """The statement for a validated request and its parameters (``None``: the compiler
     does not cover it). The plan of the request's shape is made on its first request and
     bound to the values of every later one."""
@@ -289,8 +323,9 @@ def compiled_for(ec: Any, actor: Any,
             key = None  # a value this shape's plan cannot take: compiled afresh, not kept
     try:
         variables = coerced_variables(schema, operation, ec.variables)
-        compiled = compile_query(actor, plan_operation(schema, ec.graphql_document,
-                                                       ec.operation_name, None, variables))
+        compiled = compile_query(
+            actor, plan_operation(schema, ec.graphql_document, ec.operation_name, None, variables)
+        )
     except Unsupported:
         return None
     if key is not None and plans is not None:
@@ -308,9 +343,12 @@ class CompiledReads(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         ec = self.execution_context
         context = ec.context
-        if (getattr(context, "compiled_reads", False) and ec.result is None
-                and getattr(context, "identity_error", None) is None
-                and context.db.dialect == "postgresql"):
+        if (
+            getattr(context, "compiled_reads", False)
+            and ec.result is None
+            and getattr(context, "identity_error", None) is None
+            and context.db.dialect == "postgresql"
+        ):
             data = await self._run(ec, context)
             if data is not None:
                 ec.result = ExecutionResult(data=data)

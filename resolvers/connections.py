@@ -43,8 +43,10 @@ def to_connection(
     return Connection(
         edges=[Edge(cursor=e.cursor, node=wrap(e.node)) for e in page.edges],
         page_info=PageInfo(
-            has_next_page=page.has_next_page, has_previous_page=page.has_previous_page,
-            start_cursor=page.start_cursor, end_cursor=page.end_cursor,
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.start_cursor,
+            end_cursor=page.end_cursor,
         ),
         count=count,
     )

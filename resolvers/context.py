@@ -19,8 +19,14 @@ from data.tokens import TokenIssuer
 
 
 class Context(BaseContext):
-    def __init__(self, db: Database, tokens: TokenIssuer, actor: Actor,
-                 identity_error: DomainError | None, events: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenIssuer,
+        actor: Actor,
+        identity_error: DomainError | None,
+        events: EventBus | None = None,
+    ) -> None:
         super().__init__()
         self.db = db
         self.tokens = tokens
@@ -79,8 +85,9 @@ async def get_context(request: HTTPConnection) -> Context:
     context.login_attempts = NO_BACKOFF if attempts_for is None else attempts_for(request.scope)
     # The compiled lane ran this request's statement already (an object was not found):
     # the resolvers answer without running it again.
-    context.compiled_reads = (getattr(request.app.state, "compiled_reads", False)
-                              and not getattr(request.state, "compiled_missed", False))
+    context.compiled_reads = getattr(request.app.state, "compiled_reads", False) and not getattr(
+        request.state, "compiled_missed", False
+    )
     context.lane_plans = getattr(request.app.state, "lane_plans", None)
     return context
 

@@ -51,12 +51,14 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
 
 
 class _Estimator:
-    def __init__(self, schema: GraphQLSchema, document: DocumentNode,
-                 variables: Mapping[str, Any]) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any]
+    ) -> None:
         self.schema = schema
         self.variables = variables
-        self.fragments = {d.name.value: d for d in document.definitions
-                          if isinstance(d, FragmentDefinitionNode)}
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
 
     def value(self, node: Any) -> Any:
         if isinstance(node, VariableNode):
@@ -71,9 +73,11 @@ class _Estimator:
         for directive in node.directives or ():
             arguments = {a.name.value: a.value for a in directive.arguments or ()}
             condition = arguments.get("if")
-            flag = (self.variables.get(condition.name.value)
-                    if isinstance(condition, VariableNode)
-                    else getattr(condition, "value", None))
+            flag = (
+                self.variables.get(condition.name.value)
+                if isinstance(condition, VariableNode)
+                else getattr(condition, "value", None)
+            )
             if directive.name.value == "skip" and flag is True:
                 return False
             if directive.name.value == "include" and flag is False:
@@ -99,9 +103,14 @@ class _Estimator:
             return max(1, len(ids))
         return DEFAULT_LIST_SIZE
 
-    def selections(self, parent: GraphQLNamedType, nodes: Sequence[SelectionNode],
-                   spread: frozenset[str], page: int = 1,
-                   seen: set[str] | None = None) -> int:
+    def selections(
+        self,
+        parent: GraphQLNamedType,
+        nodes: Sequence[SelectionNode],
+        spread: frozenset[str],
+        page: int = 1,
+        seen: set[str] | None = None,
+    ) -> int:
         """What ``nodes`` cost under ``parent``; ``page`` is the size of the connection
         whose selection this is (its ``edges`` are that many). ``seen`` holds the
         fragments already spread into this selection: like execution, a fragment spread
@@ -117,8 +126,9 @@ class _Estimator:
             elif isinstance(node, InlineFragmentNode):
                 condition = node.type_condition
                 target = self.schema.get_type(condition.name.value) if condition else parent
-                total += self.selections(target or parent, node.selection_set.selections,
-                                         spread, page, seen)
+                total += self.selections(
+                    target or parent, node.selection_set.selections, spread, page, seen
+                )
             elif isinstance(node, FragmentSpreadNode):
                 name = node.name.value
                 fragment = self.fragments.get(name)
@@ -126,15 +136,18 @@ class _Estimator:
                     continue
                 seen.add(name)
                 target = self.schema.get_type(fragment.type_condition.name.value) or parent
-                total += self.selections(target, fragment.selection_set.selections,
-                                         spread | {name}, page, seen)
+                total += self.selections(
+                    target, fragment.selection_set.selections, spread | {name}, page, seen
+                )
         return total
 
-    def field(self, parent: GraphQLNamedType, node: FieldNode, spread: frozenset[str],
-              page: int) -> int:
+    def field(
+        self, parent: GraphQLNamedType, node: FieldNode, spread: frozenset[str], page: int
+    ) -> int:
         name = node.name.value
-        fields = (parent.fields if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
-                  else {})
+        fields = (
+            parent.fields if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType) else {}
+        )
         definition = fields.get(name)
         if definition is None:  # __typename, introspection, or unknown (validation's job)
             return 1 if node.selection_set else 0
@@ -161,7 +174,9 @@ class _Estimator:
 
 
 def estimate_cost(
-    schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any] | None = None,
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None = None,
     operation_name: str | None = None,
 ) -> int:
     """How many objects the operation may return (0 when it names no operation)."""

@@ -55,12 +55,17 @@ class DocumentCache(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         parsed = self.parsed
-        if (parsed is not None and context.graphql_document is parsed.document
-                and context.pre_execution_errors is None and context.validation_rules):
+        if (
+            parsed is not None
+            and context.graphql_document is parsed.document
+            and context.pre_execution_errors is None
+            and context.validation_rules
+        ):
             schema: GraphQLSchema = context.schema._schema
             rules = (schema, *context.validation_rules)
             if rules not in parsed.errors:
                 parsed.errors[rules] = validate_document(
-                    schema, parsed.document, context.validation_rules)
+                    schema, parsed.document, context.validation_rules
+                )
             context.pre_execution_errors = list(parsed.errors[rules])
         yield

@@ -56,9 +56,15 @@ def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
         extensions = {"code": code}
     if request_id:
         extensions["request_id"] = request_id
-    return GraphQLError(message, nodes=error.nodes, source=error.source,
-                        positions=error.positions, path=error.path, original_error=None,
-                        extensions=extensions)
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
 
 
 def document_order(error: GraphQLError) -> tuple[int, int, tuple[tuple[int, str], ...]]:
@@ -79,8 +85,9 @@ class ErrorCodes(SchemaExtension):
             return
         request = getattr(self.execution_context.context, "request", None)
         request_id = getattr(getattr(request, "state", None), "request_id", None)
-        result.errors = [_with_code(error, request_id)
-                         for error in sorted(errors, key=document_order)]
+        result.errors = [
+            _with_code(error, request_id) for error in sorted(errors, key=document_order)
+        ]
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         # Subscriptions send results one by one (on_operation sees only the last, sent).

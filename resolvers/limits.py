@@ -65,8 +65,9 @@ class _Shape:
     """Depth and alias count of a document, each fragment measured once."""
 
     def __init__(self, document: DocumentNode) -> None:
-        self.fragments = {d.name.value: d for d in document.definitions
-                          if isinstance(d, FragmentDefinitionNode)}
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
         self.memo: dict[str, tuple[int, int]] = {}
         self.active: set[str] = set()
 
@@ -113,19 +114,26 @@ def check_limits(execution_context: object, limits: GraphQLLimits) -> GraphQLErr
     # "depth 10" allows eleven levels of fields ({ a { b } } is depth 1).
     depth = max((levels - 1 for levels, _ in measured), default=0)
     if depth > limits.max_depth:
-        return limit_error(f"The query is nested {depth} levels deep; the depth limit "
-                           f"is {limits.max_depth}.")
+        return limit_error(
+            f"The query is nested {depth} levels deep; the depth limit is {limits.max_depth}."
+        )
     aliases = sum(a for _, a in measured)
     if aliases > limits.max_aliases:
-        return limit_error(f"The query uses {aliases} aliases; the alias limit is "
-                           f"{limits.max_aliases}.")
+        return limit_error(
+            f"The query uses {aliases} aliases; the alias limit is {limits.max_aliases}."
+        )
     schema = execution_context.schema._schema  # type: ignore[attr-defined]
-    cost = estimate_cost(schema, document,
-                         execution_context.variables,  # type: ignore[attr-defined]
-                         execution_context.operation_name)  # type: ignore[attr-defined]
+    cost = estimate_cost(
+        schema,
+        document,
+        execution_context.variables,  # type: ignore[attr-defined]
+        execution_context.operation_name,
+    )  # type: ignore[attr-defined]
     if cost > limits.max_cost:
-        return limit_error(f"The query may return about {cost} objects; the cost limit is "
-                           f"{limits.max_cost}. Ask for smaller pages (first/last).")
+        return limit_error(
+            f"The query may return about {cost} objects; the cost limit is "
+            f"{limits.max_cost}. Ask for smaller pages (first/last)."
+        )
     return None
 
 
@@ -141,8 +149,7 @@ def checked_limits(execution_context: Any, limits: GraphQLLimits) -> GraphQLErro
     """``check_limits``, remembered for a document asked again with the same variables."""
     document = execution_context.graphql_document
     try:
-        variables = orjson.dumps(execution_context.variables or {},
-                                 option=orjson.OPT_SORT_KEYS)
+        variables = orjson.dumps(execution_context.variables or {}, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # not JSON-able the usual way (an integer beyond 64 bits): measured
         return check_limits(execution_context, limits)
     key = (id(document), execution_context.operation_name, variables, limits)
@@ -167,16 +174,18 @@ class Limits(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         limits = limits_of(self.execution_context)
         self.execution_context.parse_options["max_tokens"] = limits.max_tokens
-        extra = (MaxIntrospectionDepthRule if limits.introspection
-                 else NoSchemaIntrospectionCustomRule)
-        self.execution_context.validation_rules = (
-            *self.execution_context.validation_rules, extra)
+        extra = (
+            MaxIntrospectionDepthRule if limits.introspection else NoSchemaIntrospectionCustomRule
+        )
+        self.execution_context.validation_rules = (*self.execution_context.validation_rules, extra)
         yield
         result = self.execution_context.result
         for error in getattr(result, "errors", None) or ():
             if error.message.startswith(TOKEN_MESSAGE):  # the parser's, naming no limit
-                error.message = (f"The query has more than {limits.max_tokens} tokens; the "
-                                 f"token limit is {limits.max_tokens}.")
+                error.message = (
+                    f"The query has more than {limits.max_tokens} tokens; the "
+                    f"token limit is {limits.max_tokens}."
+                )
             elif not limits.suggestions:
                 error.message = SUGGESTION.sub("", error.message)
 

@@ -22,19 +22,31 @@ from typing import Any
 
 JSON = "application/json"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-CONTENT_TYPES = {JSON: "application/json",
-                 GRAPHQL_RESPONSE: "application/graphql-response+json; charset=utf-8"}
+CONTENT_TYPES = {
+    JSON: "application/json",
+    GRAPHQL_RESPONSE: "application/graphql-response+json; charset=utf-8",
+}
 RAW_CONTENT_TYPES = {media: value.encode() for media, value in CONTENT_TYPES.items()}
-NOT_ACCEPTABLE = ("The Accept header allows neither application/graphql-response+json nor "
-                  "application/json, the media types GraphQL answers in here.")
+NOT_ACCEPTABLE = (
+    "The Accept header allows neither application/graphql-response+json nor "
+    "application/json, the media types GraphQL answers in here."
+)
 
 _UTF8 = frozenset({"utf-8", "utf8"})
 # A request error's status under application/graphql-response+json, by its code.
 REQUEST_ERROR_STATUS = {
-    "BAD_USER_INPUT": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404,
-    "CONFLICT": 409, "RATE_LIMITED": 429, "INTERNAL": 500, "UNAVAILABLE": 503,
-    "TIMEOUT": 504, "PERSISTED_QUERY_NOT_FOUND": 400,
-    "QUERY_NOT_IN_SAFELIST": 403, "PERSISTED_QUERY_NOT_IN_LIST": 403,
+    "BAD_USER_INPUT": 400,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "CONFLICT": 409,
+    "RATE_LIMITED": 429,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "TIMEOUT": 504,
+    "PERSISTED_QUERY_NOT_FOUND": 400,
+    "QUERY_NOT_IN_SAFELIST": 403,
+    "PERSISTED_QUERY_NOT_IN_LIST": 403,
 }
 
 
@@ -110,6 +122,8 @@ def media_of_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 def request_error_status(errors: Iterable[Mapping[str, Any]]) -> int:
     """The status of a refused GraphQL request: its first client error's, else its first
     error's (400 for a code without one)."""
-    statuses = [REQUEST_ERROR_STATUS.get(str((error.get("extensions") or {}).get("code")), 400)
-                for error in errors]
+    statuses = [
+        REQUEST_ERROR_STATUS.get(str((error.get("extensions") or {}).get("code")), 400)
+        for error in errors
+    ]
     return next((s for s in statuses if s < 500), statuses[0] if statuses else 400)

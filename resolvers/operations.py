@@ -29,8 +29,11 @@ class OperationInfo(SchemaExtension):
         errors = getattr(context.result, "errors", None)
         # Refused before it ran (it does not parse, fails validation or a limit): the
         # rate limit gives its cost back (gateway.ratelimit).
-        refused = bool(errors) and getattr(context.result, "data", None) is None and all(
-            error.path is None and code_of(error) == "BAD_USER_INPUT" for error in errors)
+        refused = (
+            bool(errors)
+            and getattr(context.result, "data", None) is None
+            and all(error.path is None and code_of(error) == "BAD_USER_INPUT" for error in errors)
+        )
         flags = getattr(state, "graphql_refused", None)
         if flags is None:
             state.graphql_refused = flags = []

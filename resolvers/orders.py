@@ -23,8 +23,10 @@ class OrderLineInput:
 class PlaceOrderInput:
     items: list[OrderLineInput]
     idempotency_key: str | None = strawberry.field(
-        default=None, description="Makes retries safe: the same key and items give the "
-                                  "same order; other items with it are a CONFLICT.")
+        default=None,
+        description="Makes retries safe: the same key and items give the "
+        "same order; other items with it are a CONFLICT.",
+    )
 
 
 def _lines(items: list[OrderLineInput]) -> list[OrderLine]:
@@ -49,15 +51,16 @@ class OrderMutation:
             lines = _lines(input.items)
             async with info.context.db.write() as session:
                 row, _ = await order_writes.place_order(
-                    session, info.context.actor, lines=lines,
-                    idempotency_key=input.idempotency_key)
+                    session, info.context.actor, lines=lines, idempotency_key=input.idempotency_key
+                )
         return Order.of(row)
 
     @strawberry.mutation(description="Cancel your pending or paid order; stock goes back.")
     async def cancel_order(self, info: Info, id: strawberry.ID) -> Order:
         async with info.context.db.write() as session:
-            row = await order_writes.cancel_order(session, info.context.actor,
-                                                  order_id=database_id_of("Order", id))
+            row = await order_writes.cancel_order(
+                session, info.context.actor, order_id=database_id_of("Order", id)
+            )
         return Order.of(row)
 
     @strawberry.mutation(description="Move an order along the status machine (staff).")
@@ -65,6 +68,6 @@ class OrderMutation:
         with located(()):
             async with info.context.db.write() as session:
                 row = await order_writes.update_order_status(
-                    session, info.context.actor, order_id=database_id_of("Order", id),
-                    status=status)
+                    session, info.context.actor, order_id=database_id_of("Order", id), status=status
+                )
         return Order.of(row)

@@ -97,21 +97,25 @@ class Persisted:
         if close is not None:
             await close()
 
-    async def resolve(self, query: str | None,
-                      extensions: Mapping[str, Any] | None) -> str | None:
+    async def resolve(self, query: str | None, extensions: Mapping[str, Any] | None) -> str | None:
         """The document to run, or ``GraphQLError`` raised with the code to answer."""
         persisted = (extensions or {}).get("persistedQuery")
         if persisted is None:
-            if query is not None and self.allowlist_only and sha256_of(query) not in \
-                    self.allowlist:
-                raise _error("QUERY_NOT_IN_SAFELIST",
-                             "Only operations in the allow-list may run here; send the "
-                             "persisted query's sha256Hash.")
+            if query is not None and self.allowlist_only and sha256_of(query) not in self.allowlist:
+                raise _error(
+                    "QUERY_NOT_IN_SAFELIST",
+                    "Only operations in the allow-list may run here; send the "
+                    "persisted query's sha256Hash.",
+                )
             return query
-        if not isinstance(persisted, dict) or persisted.get("version") != 1 or \
-                not isinstance(persisted.get("sha256Hash"), str):
-            raise _error("BAD_USER_INPUT",
-                         "persistedQuery must be {\"version\": 1, \"sha256Hash\": \"...\"}.")
+        if (
+            not isinstance(persisted, dict)
+            or persisted.get("version") != 1
+            or not isinstance(persisted.get("sha256Hash"), str)
+        ):
+            raise _error(
+                "BAD_USER_INPUT", 'persistedQuery must be {"version": 1, "sha256Hash": "..."}.'
+            )
         digest = persisted["sha256Hash"].lower()
         known = self.allowlist.get(digest)
         if known is None and not self.allowlist_only:
@@ -119,16 +123,19 @@ class Persisted:
         if query is None:
             if known is None:
                 if self.allowlist_only:
-                    raise _error("PERSISTED_QUERY_NOT_IN_LIST",
-                                 "No operation in the allow-list has this hash.")
+                    raise _error(
+                        "PERSISTED_QUERY_NOT_IN_LIST",
+                        "No operation in the allow-list has this hash.",
+                    )
                 raise _error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
             return known
         if sha256_of(query) != digest:
             raise _error("BAD_USER_INPUT", "The sha256Hash does not match the query.")
         if known is None:
             if self.allowlist_only:
-                raise _error("PERSISTED_QUERY_NOT_IN_LIST",
-                             "Only operations in the allow-list may run here.")
+                raise _error(
+                    "PERSISTED_QUERY_NOT_IN_LIST", "Only operations in the allow-list may run here."
+                )
             await self.store.put(digest, query)
         return query
 
@@ -140,8 +147,10 @@ def _error(code: str, message: str) -> GraphQLError:
 def load_manifest(path: Path) -> dict[str, str]:
     """``{sha256: document}`` from a manifest file, or from a directory of ``.graphql``."""
     if path.is_dir():
-        return {sha256_of(text): text for text in
-                (p.read_text(encoding="utf-8") for p in sorted(path.glob("**/*.graphql")))}
+        return {
+            sha256_of(text): text
+            for text in (p.read_text(encoding="utf-8") for p in sorted(path.glob("**/*.graphql")))
+        }
     data = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT:
         return {op["id"]: op["body"] for op in data.get("operations", [])}
@@ -159,7 +168,8 @@ def build_manifest(documents: Mapping[str, str], schema: Any) -> dict[str, Any]:
             errors = [exc]
         if errors:
             raise ValueError(f"{name}: {errors[0].message}")
-        kind = next((d.operation.value for d in parse(text).definitions
-                     if hasattr(d, "operation")), "query")
+        kind = next(
+            (d.operation.value for d in parse(text).definitions if hasattr(d, "operation")), "query"
+        )
         operations.append({"id": sha256_of(text), "name": name, "type": kind, "body": text})
     return {"format": MANIFEST_FORMAT, "version": 1, "operations": operations}

@@ -46,13 +46,21 @@ from data.compiled.plans import BoundedCache, Record
 from data.compiled.sql import bind
 
 # (parent type, field, argument) whose variable value is only ever a statement parameter.
-SCALAR_ROLES = frozenset({
-    ("Query", "product", "id"), ("Query", "product", "sku"), ("Query", "category", "slug"),
-    *((parent, "products", cursor) for parent in ("Query", "Category")
-      for cursor in ("after", "before")),
-    ("Query", "categories", "after"), ("Query", "categories", "before"),
-    ("Product", "reviews", "after"),
-})
+SCALAR_ROLES = frozenset(
+    {
+        ("Query", "product", "id"),
+        ("Query", "product", "sku"),
+        ("Query", "category", "slug"),
+        *(
+            (parent, "products", cursor)
+            for parent in ("Query", "Category")
+            for cursor in ("after", "before")
+        ),
+        ("Query", "categories", "after"),
+        ("Query", "categories", "before"),
+        ("Product", "reviews", "after"),
+    }
+)
 FILTER_ROLES = frozenset({("Query", "products", "filter"), ("Category", "products", "filter")})
 FILTER_BOUND = frozenset({"category", "q", "minPrice", "maxPrice"})  # ``inStock`` is SQL text
 
@@ -62,8 +70,9 @@ class _Uses:
 
     def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
         self.schema = schema
-        self.fragments = {d.name.value: d for d in document.definitions
-                          if isinstance(d, FragmentDefinitionNode)}
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
         self.kinds: dict[str, set[str]] = {}
 
     def use(self, node: VariableNode, kind: str) -> None:
@@ -94,22 +103,27 @@ class _Uses:
         else:
             self.keyed(value)
 
-    def selection_set(self, selection_set: SelectionSetNode | None, parent: Any,
-                      seen: set[str]) -> None:
+    def selection_set(
+        self, selection_set: SelectionSetNode | None, parent: Any, seen: set[str]
+    ) -> None:
         for selection in selection_set.selections if selection_set else ():
             for directive in selection.directives or ():
                 for argument in directive.arguments or ():
                     self.keyed(argument.value)
             if isinstance(selection, FieldNode):
                 name = selection.name.value
-                fields = parent.fields if isinstance(
-                    parent, GraphQLObjectType | GraphQLInterfaceType) else {}
+                fields = (
+                    parent.fields
+                    if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
+                    else {}
+                )
                 parent_name = parent.name if fields else ""
                 for argument in selection.arguments or ():
                     self.argument(parent_name, name, argument)
                 field = fields.get(name)
-                self.selection_set(selection.selection_set,
-                                   get_named_type(field.type) if field else None, seen)
+                self.selection_set(
+                    selection.selection_set, get_named_type(field.type) if field else None, seen
+                )
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = self.schema.get_type(condition.name.value) if condition else parent
@@ -118,9 +132,11 @@ class _Uses:
                 fragment = self.fragments.get(selection.name.value)
                 if fragment is not None and fragment.name.value not in seen:
                     seen.add(fragment.name.value)
-                    self.selection_set(fragment.selection_set,
-                                       self.schema.get_type(fragment.type_condition.name.value),
-                                       seen)
+                    self.selection_set(
+                        fragment.selection_set,
+                        self.schema.get_type(fragment.type_condition.name.value),
+                        seen,
+                    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,8 +149,13 @@ class DocumentShape:
     keyed: tuple[str, ...]
 
     @classmethod
-    def of(cls, schema: GraphQLSchema, document: DocumentNode,
-           operation: OperationDefinitionNode, operation_name: str | None) -> DocumentShape:
+    def of(
+        cls,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        operation_name: str | None,
+    ) -> DocumentShape:
         uses = _Uses(schema, document)
         uses.selection_set(operation.selection_set, schema.query_type, set())
         bound, keyed = {}, []
@@ -154,10 +175,10 @@ class DocumentShape:
         elif not isinstance(variables, dict):
             return None
         try:
-            keyed = orjson.dumps({k: variables[k] for k in self.keyed if k in variables},
-                                 option=orjson.OPT_SORT_KEYS)
-            kinds = tuple(_bound_kind(variables, name, kind)
-                          for name, kind in self.bound.items())
+            keyed = orjson.dumps(
+                {k: variables[k] for k in self.keyed if k in variables}, option=orjson.OPT_SORT_KEYS
+            )
+            kinds = tuple(_bound_kind(variables, name, kind) for name, kind in self.bound.items())
         except TypeError:  # not JSON the usual way (an integer beyond 64 bits)
             return None
         return keyed, kinds
@@ -183,9 +204,12 @@ def _kind(value: Any) -> Any:
 
 
 def _filter_kind(value: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(sorted(
-        (name, _kind(item) if name in FILTER_BOUND else orjson.dumps(item))
-        for name, item in value.items()))
+    return tuple(
+        sorted(
+            (name, _kind(item) if name in FILTER_BOUND else orjson.dumps(item))
+            for name, item in value.items()
+        )
+    )
 
 
 @dataclass(eq=False)
@@ -206,8 +230,13 @@ class GraphQLPlans:
         self.schema = schema
         self.cache = BoundedCache(size, record=record)
 
-    def shape(self, query: str, operation_name: str | None,
-              document: DocumentNode, operation: OperationDefinitionNode) -> DocumentShape:
+    def shape(
+        self,
+        query: str,
+        operation_name: str | None,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+    ) -> DocumentShape:
         """The shape of a validated document's operation (made on its first request).
 
         ``operation_name`` is Strawberry's (the operation's own name, when the request
@@ -218,15 +247,13 @@ class GraphQLPlans:
         if shape is None:
             shape = DocumentShape.of(self.schema, document, operation, operation_name)
             self.cache.put(key, shape)
-            operations = [d for d in document.definitions
-                          if isinstance(d, OperationDefinitionNode)]
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
             if len(operations) == 1:  # then no operationName means this same operation
                 self.cache.put(("document", query, None), shape)
         return shape  # type: ignore[no-any-return]
 
     @staticmethod
-    def key(shape: DocumentShape, query: str, variables: Any,
-            actor: Any) -> tuple[Any, ...] | None:
+    def key(shape: DocumentShape, query: str, variables: Any, actor: Any) -> tuple[Any, ...] | None:
         signature = shape.signature(variables)
         if signature is None:
             return None
@@ -240,8 +267,9 @@ class GraphQLPlans:
 
     def coerce(self, shape: DocumentShape, variables: Any) -> dict[str, Any] | None:
         """The variables as graphql-core coerces them (``None``: it refuses them)."""
-        coerced = get_variable_values(self.schema, shape.operation.variable_definitions or (),
-                                      variables or {})
+        coerced = get_variable_values(
+            self.schema, shape.operation.variable_definitions or (), variables or {}
+        )
         return coerced.coerced if isinstance(coerced, VariableValues) else None
 
     def parameters(self, plan: GraphQLPlan, variables: Any) -> tuple[Any, ...] | None:
@@ -256,11 +284,13 @@ class GraphQLPlans:
         except Exception:  # a value the plan cannot take: the reference decides
             return None
 
-    def find(self, query: Any, operation_name: Any, variables: Any,
-             actor: Any) -> tuple[GraphQLPlan, tuple[Any, ...]] | None:
+    def find(
+        self, query: Any, operation_name: Any, variables: Any, actor: Any
+    ) -> tuple[GraphQLPlan, tuple[Any, ...]] | None:
         """The plan of a request's shape and its parameters (the compiled lane asks)."""
-        if not isinstance(query, str) or not (operation_name is None
-                                               or isinstance(operation_name, str)):
+        if not isinstance(query, str) or not (
+            operation_name is None or isinstance(operation_name, str)
+        ):
             return None
         shape = self.cache.get(("document", query, operation_name), count=False)
         if shape is None:

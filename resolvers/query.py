@@ -61,8 +61,9 @@ class CatalogQuery:
         if len(ids) > 100:
             raise Invalid("At most 100 ids at once.")
         # Gathered, not awaited one by one, so the loaders batch them into one statement.
-        found = await asyncio.gather(*(_load_node(info.context, i) for i in ids),
-                                     return_exceptions=True)
+        found = await asyncio.gather(
+            *(_load_node(info.context, i) for i in ids), return_exceptions=True
+        )
         for result in found:
             if isinstance(result, BaseException):
                 raise result
@@ -80,19 +81,28 @@ class CatalogQuery:
 
     @strawberry.field(description="Products the caller may see, filtered and sorted.")
     async def products(
-        self, info: Info, first: int | None = None, after: str | None = None,
-        last: int | None = None, before: str | None = None,
-        filter: ProductFilterInput | None = None, order_by: ProductOrder | None = None,
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: ProductFilterInput | None = None,
+        order_by: ProductOrder | None = None,
     ) -> Connection[Product]:
         context = info.context
         where = (filter or ProductFilterInput()).to_filter()
         async with context.db.read() as session:
             page = await products.list_products(
-                session, context.actor, where=where, sort=product_sort(order_by),
+                session,
+                context.actor,
+                where=where,
+                sort=product_sort(order_by),
                 page=PageRequest(first, after, last, before),
             )
-        return to_connection(page, Product.of,
-                             context.counter(products.count_products, where=where))
+        return to_connection(
+            page, Product.of, context.counter(products.count_products, where=where)
+        )
 
     @strawberry.field(description="One category by slug.")
     async def category(self, info: Info, slug: str) -> Category | None:
@@ -103,8 +113,12 @@ class CatalogQuery:
 
     @strawberry.field(description="Categories by name.")
     async def categories(
-        self, info: Info, first: int | None = None, after: str | None = None,
-        last: int | None = None, before: str | None = None,
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> Connection[Category]:
         context = info.context
         async with context.db.read() as session:

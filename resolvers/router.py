@@ -46,15 +46,19 @@ from resolvers.media import (
 from resolvers.persisted import Persisted
 from resolvers.subscriptions import SubscriptionAuth
 
-STATUS_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-                429: "RATE_LIMITED"}
+STATUS_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "RATE_LIMITED"}
 
 
 class TransportError(HTTPException):
     """A request refused before any operation runs, with its code and headers."""
 
-    def __init__(self, status: int, message: str, code: str = "BAD_USER_INPUT",
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str = "BAD_USER_INPUT",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(status, message)
         self.code = code
         self.headers = headers or {}
@@ -83,9 +87,16 @@ def _error_result(error: GraphQLError, request: Any) -> ExecutionResult:
 
 
 class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
-    def __init__(self, schema: BaseSchema, *, limits: GraphQLLimits = DEFAULT_LIMITS,
-                 persisted: Persisted | None = None, batching: bool = True,
-                 ide_html: Callable[[], str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        schema: BaseSchema,
+        *,
+        limits: GraphQLLimits = DEFAULT_LIMITS,
+        persisted: Persisted | None = None,
+        batching: bool = True,
+        ide_html: Callable[[], str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(schema, **kwargs)
         self.limits = limits
         self.persisted = persisted or Persisted()
@@ -96,11 +107,12 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET with only a persisted query's hash is an operation, not a visit.
-        return (super().should_render_graphql_ide(request)
-                and request.query_params.get("extensions") is None)
+        return (
+            super().should_render_graphql_ide(request)
+            and request.query_params.get("extensions") is None
+        )
 
-    async def run(self, request: Any, context: Any = UNSET,
-                  root_value: Any = UNSET) -> Any:
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
         if context is not UNSET and context is not None:
             context.limits = self.limits  # the limits extension reads them here
         media = JSON
@@ -109,12 +121,14 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
                 media = self._media(request)
             response = await super().run(request, context=context, root_value=root_value)
         except HTTPException as exc:
-            code = getattr(exc, "code", None) or STATUS_CODES.get(exc.status_code,
-                                                                  "BAD_USER_INPUT")
+            code = getattr(exc, "code", None) or STATUS_CODES.get(exc.status_code, "BAD_USER_INPUT")
             request_id = getattr(getattr(request, "state", None), "request_id", None)
-            return Response(graphql_error_body(exc.reason, code, request_id),
-                            status_code=exc.status_code, media_type=CONTENT_TYPES[media],
-                            headers=getattr(exc, "headers", None))
+            return Response(
+                graphql_error_body(exc.reason, code, request_id),
+                status_code=exc.status_code,
+                media_type=CONTENT_TYPES[media],
+                headers=getattr(exc, "headers", None),
+            )
         if media == GRAPHQL_RESPONSE and not isinstance(response, HTMLResponse):
             response.headers["content-type"] = CONTENT_TYPES[media]
             refused = getattr(request.state, "graphql_refused_status", None)
@@ -134,19 +148,26 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
         request.state.graphql_media = media
         return media
 
-    async def process_result(self, request: Any, result: ExecutionResult,
-                             ) -> GraphQLHTTPResponse:
+    async def process_result(
+        self,
+        request: Any,
+        result: ExecutionResult,
+    ) -> GraphQLHTTPResponse:
         processed = strawberry_process_result(result)
         state = request.state
-        if (getattr(state, "graphql_media", JSON) == GRAPHQL_RESPONSE
-                and result.data is None and result.errors
-                and all(error.path is None for error in result.errors)):
+        if (
+            getattr(state, "graphql_media", JSON) == GRAPHQL_RESPONSE
+            and result.data is None
+            and result.errors
+            and all(error.path is None for error in result.errors)
+        ):
             # Refused before execution (a field error always has a path): no data entry,
             # and a 4xx status for a single operation (a batch's own status stays 200).
             processed.pop("data", None)
             if not getattr(state, "graphql_batch", False):
                 state.graphql_refused_status = request_error_status(
-                    [error.formatted for error in result.errors])
+                    [error.formatted for error in result.errors]
+                )
         return processed
 
     def encode_json(self, data: object) -> bytes:
@@ -176,8 +197,9 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
             if not all(isinstance(item, dict) for item in decoded):
                 raise TransportError(400, "Each operation in a batch must be an object.")
         elif not isinstance(decoded, dict):
-            raise TransportError(400, "The request body must be a JSON object (or an array "
-                                 "of them for a batch).")
+            raise TransportError(
+                400, "The request body must be a JSON object (or an array of them for a batch)."
+            )
         return decoded
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
@@ -187,8 +209,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
                 try:
                     parsed[name] = self.decode_json(parsed[name])
                 except json.JSONDecodeError:
-                    raise TransportError(400, f"The {name} parameter is not valid JSON.") \
-                        from None
+                    raise TransportError(400, f"The {name} parameter is not valid JSON.") from None
         return parsed
 
     async def parse_http_body(
@@ -200,25 +221,40 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
                 raise TransportError(415, "Send the operation as application/json.")
         return await super().parse_http_body(request)
 
-    def _validate_batch_request(self, request_data: list[GraphQLRequestData],
-                                protocol: GraphQLRequestProtocol) -> None:
+    def _validate_batch_request(
+        self, request_data: list[GraphQLRequestData], protocol: GraphQLRequestProtocol
+    ) -> None:
         if not self.batching:
             raise TransportError(400, "Batching is disabled: send one operation per request.")
         if len(request_data) > self.limits.max_batch:
-            raise TransportError(400, f"The batch holds {len(request_data)} operations; the "
-                                 f"batch limit is {self.limits.max_batch}.")
+            raise TransportError(
+                400,
+                f"The batch holds {len(request_data)} operations; the "
+                f"batch limit is {self.limits.max_batch}.",
+            )
         if protocol != "http":
             raise TransportError(400, "Batches cannot be streamed.")
 
     # --- execution -------------------------------------------------------------------
 
-    async def execute_operation(self, request: Any, request_adapter: AsyncHTTPRequestAdapter,
-                                request_data: Any, context: Any, root_value: Any,
-                                sub_response: Any) -> Any:
+    async def execute_operation(
+        self,
+        request: Any,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: Any,
+        context: Any,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
         if not isinstance(request_data, list):
             return await super().execute_operation(
-                request=request, request_adapter=request_adapter, request_data=request_data,
-                context=context, root_value=root_value, sub_response=sub_response)
+                request=request,
+                request_adapter=request_adapter,
+                request_data=request_data,
+                context=context,
+                root_value=root_value,
+                sub_response=sub_response,
+            )
         # One after another, in order: an operation sees the writes of those before it,
         # and no two operations share loaders (their caches would hide those writes).
         request.state.graphql_batch = True
@@ -227,21 +263,37 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
             if index and hasattr(context, "loaders"):
                 context.loaders = build_loaders(context.db, context.actor)
             try:
-                results.append(await self.execute_single(
-                    request=request, request_adapter=request_adapter,
-                    sub_response=sub_response, context=context, root_value=root_value,
-                    request_data=data))
+                results.append(
+                    await self.execute_single(
+                        request=request,
+                        request_adapter=request_adapter,
+                        sub_response=sub_response,
+                        context=context,
+                        root_value=root_value,
+                        request_data=data,
+                    )
+                )
             except TransportError as exc:
-                results.append(_error_result(GraphQLError(
-                    exc.reason, extensions={"code": exc.code}), request))
+                results.append(
+                    _error_result(GraphQLError(exc.reason, extensions={"code": exc.code}), request)
+                )
             except HTTPException as exc:
-                results.append(_error_result(GraphQLError(
-                    exc.reason, extensions={"code": "BAD_USER_INPUT"}), request))
+                results.append(
+                    _error_result(
+                        GraphQLError(exc.reason, extensions={"code": "BAD_USER_INPUT"}), request
+                    )
+                )
         return results
 
-    async def execute_single(self, request: Any, request_adapter: AsyncHTTPRequestAdapter,
-                             sub_response: Any, context: Any, root_value: Any,
-                             request_data: GraphQLRequestData) -> Any:
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Any,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> Any:
         try:
             query = await self.persisted.resolve(request_data.query, request_data.extensions)
         except GraphQLError as error:
@@ -251,12 +303,20 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
         request_data = dataclasses.replace(request_data, query=query)
         try:
             return await super().execute_single(
-                request=request, request_adapter=request_adapter, sub_response=sub_response,
-                context=context, root_value=root_value, request_data=request_data)
+                request=request,
+                request_adapter=request_adapter,
+                sub_response=sub_response,
+                context=context,
+                root_value=root_value,
+                request_data=request_data,
+            )
         except HTTPException as exc:
             if isinstance(exc.__cause__, InvalidOperationTypeError):
-                raise TransportError(405, "Only queries may be sent with GET; send "
-                                     "mutations with POST.", headers={"Allow": "POST"}) from exc
+                raise TransportError(
+                    405,
+                    "Only queries may be sent with GET; send mutations with POST.",
+                    headers={"Allow": "POST"},
+                ) from exc
             if isinstance(exc.__cause__, MissingQueryError):
                 raise TransportError(400, "No GraphQL query found in the request.") from exc
             raise
@@ -272,5 +332,7 @@ def _malformed(data: str | bytes, exc: json.JSONDecodeError) -> str:
         return malformed_body(stdlib).detail
     except RecursionError:
         pass
-    return ("The request body is not valid JSON (UTF-8, nested at most 1,024 levels, "
-            f"no NaN or Infinity): {exc.msg}.")
+    return (
+        "The request body is not valid JSON (UTF-8, nested at most 1,024 levels, "
+        f"no NaN or Infinity): {exc.msg}."
+    )

@@ -60,17 +60,30 @@ def build_schema() -> GatewaySchema:
         # refusals must stand before cached validation. CompiledReads answers in on_execute
         # only when nothing before it did. RateLimitedStatus after ErrorCodes: it must see
         # the original errors.
-        extensions=[ErrorCodes, RejectBadCredentials, SubscriptionsOverWebSocket,
-                    OperationInfo, Limits, DocumentCache, CompiledReads, RateLimitedStatus],
+        extensions=[
+            ErrorCodes,
+            RejectBadCredentials,
+            SubscriptionsOverWebSocket,
+            OperationInfo,
+            Limits,
+            DocumentCache,
+            CompiledReads,
+            RateLimitedStatus,
+        ],
     )
 
 
 schema = build_schema()
 
 
-def graphql_router(*, graphiql: bool, limits: GraphQLLimits = DEFAULT_LIMITS,
-                   persisted: Persisted | None = None, batching: bool = True,
-                   ide_html: Callable[[], str] | None = None) -> GatewayGraphQLRouter:
+def graphql_router(
+    *,
+    graphiql: bool,
+    limits: GraphQLLimits = DEFAULT_LIMITS,
+    persisted: Persisted | None = None,
+    batching: bool = True,
+    ide_html: Callable[[], str] | None = None,
+) -> GatewayGraphQLRouter:
     # Subscriptions: graphql-transport-ws only (graphql-ws is the retired protocol).
     return GatewayGraphQLRouter(
         schema,

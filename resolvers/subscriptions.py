@@ -27,8 +27,10 @@ from resolvers.context import Context, Info
 from resolvers.ids import database_id_of
 from resolvers.types import Order
 
-OVER_HTTP = ("Subscriptions are served over WebSocket: connect to /graphql with the "
-             "graphql-transport-ws protocol.")
+OVER_HTTP = (
+    "Subscriptions are served over WebSocket: connect to /graphql with the "
+    "graphql-transport-ws protocol."
+)
 CREDENTIAL_KEYS = {"authorization": "authorization", "x-api-key": "api_key"}
 
 
@@ -76,7 +78,8 @@ class SubscriptionAuth:
                     raise context.identity_error
                 return UNSET
             actor = await auth.resolve_credentials(
-                context.db, context.tokens, found["authorization"], found["api_key"])
+                context.db, context.tokens, found["authorization"], found["api_key"]
+            )
         except DomainError as exc:
             raise ConnectionRejectionError({"code": exc.code, "message": exc.detail}) from exc
         context.use_actor(actor)
@@ -86,7 +89,8 @@ class SubscriptionAuth:
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
-        description="The order, as you may see it, each time it is placed or changes status.")
+        description="The order, as you may see it, each time it is placed or changes status."
+    )
     async def order_updated(self, info: Info, id: strawberry.ID) -> AsyncGenerator[Order, None]:
         context = info.context
         order_id = database_id_of("Order", id)
@@ -100,8 +104,9 @@ class Subscription:
                 # Each event is answered with the order re-read as this principal sees it.
                 context.refresh_loaders()
                 async with context.db.read() as session:
-                    row = await orders.find_order_to_follow(session, context.actor,
-                                                            order_id=order_id)
+                    row = await orders.find_order_to_follow(
+                        session, context.actor, order_id=order_id
+                    )
                 yield Order.of(row)
 
 
@@ -114,8 +119,9 @@ class SubscriptionsOverWebSocket(SchemaExtension):
         request = getattr(ec.context, "request", None)
         if not isinstance(request, WebSocket) and ec.operation_type is OperationType.SUBSCRIPTION:
             refusal = Invalid(OVER_HTTP)
-            ec.result = ExecutionResult(data=None, errors=[GraphQLError(
-                refusal.detail, original_error=refusal)])
+            ec.result = ExecutionResult(
+                data=None, errors=[GraphQLError(refusal.detail, original_error=refusal)]
+            )
             response = getattr(ec.context, "response", None)
             if response is not None:
                 response.status_code = 400

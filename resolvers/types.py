@@ -69,8 +69,11 @@ class ProductFilterInput:
 
     def to_filter(self, category: str | None = None) -> ProductFilter:
         return ProductFilter(
-            category=category if category is not None else self.category, q=self.q,
-            min_price=self.min_price, max_price=self.max_price, in_stock=self.in_stock,
+            category=category if category is not None else self.category,
+            q=self.q,
+            min_price=self.min_price,
+            max_price=self.max_price,
+            in_stock=self.in_stock,
         )
 
 
@@ -87,8 +90,13 @@ class User(Node):
 
     @classmethod
     def of(cls, row: models.User, seen_as: Actor | None = None) -> User:
-        return cls(id=strawberry.ID(to_global_id("User", row.id)), database_id=row.id,
-                   name=row.name, row=row, seen_as=seen_as)
+        return cls(
+            id=strawberry.ID(to_global_id("User", row.id)),
+            database_id=row.id,
+            name=row.name,
+            row=row,
+            seen_as=seen_as,
+        )
 
     def _private(self, info: Info) -> models.User:
         if not can_read_private_user_fields(self.seen_as or info.context.actor, self.row):
@@ -113,14 +121,19 @@ class User(Node):
 
     @strawberry.field(description="This user's orders that you may see (none for others).")
     async def orders(
-        self, info: Info, first: int | None = None, after: str | None = None,
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
         status: str | None = None,
     ) -> Connection[Order]:
         loaders = info.context.loaders
         page = await loaders.customer_orders.load(
-            (self.database_id, (PageRequest(first, after), status)))
-        return to_connection(page, Order.of, lambda: loaders.customer_order_count.load(
-            (self.database_id, status)))
+            (self.database_id, (PageRequest(first, after), status))
+        )
+        return to_connection(
+            page, Order.of, lambda: loaders.customer_order_count.load((self.database_id, status))
+        )
 
     @strawberry.field(description="This user's reviews, newest first.")
     async def reviews(
@@ -128,8 +141,9 @@ class User(Node):
     ) -> Connection[Review]:
         loaders = info.context.loaders
         page = await loaders.author_reviews.load((self.database_id, PageRequest(first, after)))
-        return to_connection(page, Review.of,
-                             lambda: loaders.author_review_count.load(self.database_id))
+        return to_connection(
+            page, Review.of, lambda: loaders.author_review_count.load(self.database_id)
+        )
 
 
 @strawberry.type
@@ -140,22 +154,34 @@ class Category(Node):
 
     @classmethod
     def of(cls, row: models.Category) -> Category:
-        return cls(id=strawberry.ID(to_global_id("Category", row.id)), database_id=row.id,
-                   slug=row.slug, name=row.name, created_at=as_utc(row.created_at))
+        return cls(
+            id=strawberry.ID(to_global_id("Category", row.id)),
+            database_id=row.id,
+            slug=row.slug,
+            name=row.name,
+            created_at=as_utc(row.created_at),
+        )
 
     @strawberry.field(description="The category's products, batched across categories.")
     async def products(
-        self, info: Info, first: int | None = None, after: str | None = None,
-        last: int | None = None, before: str | None = None,
-        filter: ProductFilterInput | None = None, order_by: ProductOrder | None = None,
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: ProductFilterInput | None = None,
+        order_by: ProductOrder | None = None,
     ) -> Connection[Product]:
         loaders = info.context.loaders
         where = (filter or ProductFilterInput()).to_filter()
-        args = ProductPageArgs(where=where, sort=product_sort(order_by),
-                               page=PageRequest(first, after, last, before))
+        args = ProductPageArgs(
+            where=where, sort=product_sort(order_by), page=PageRequest(first, after, last, before)
+        )
         page = await loaders.category_products.load((self.database_id, args))
         return to_connection(
-            page, Product.of,
+            page,
+            Product.of,
             lambda: loaders.category_product_count.load((self.database_id, where)),
         )
 
@@ -170,9 +196,15 @@ class Review(Node):
 
     @classmethod
     def of(cls, row: models.Review) -> Review:
-        return cls(id=strawberry.ID(to_global_id("Review", row.id)), database_id=row.id,
-                   rating=row.rating, title=row.title, body=row.body,
-                   created_at=as_utc(row.created_at), row=row)
+        return cls(
+            id=strawberry.ID(to_global_id("Review", row.id)),
+            database_id=row.id,
+            rating=row.rating,
+            title=row.title,
+            body=row.body,
+            created_at=as_utc(row.created_at),
+            row=row,
+        )
 
     @strawberry.field
     async def author(self, info: Info) -> User | None:
@@ -200,10 +232,17 @@ class Product(Node):
     @classmethod
     def of(cls, row: models.Product) -> Product:
         return cls(
-            id=strawberry.ID(to_global_id("Product", row.id)), database_id=row.id, sku=row.sku,
-            name=row.name, description=row.description, price=Money.of(row.price_cents),
-            in_stock=row.in_stock, is_active=row.is_active, created_at=as_utc(row.created_at),
-            updated_at=as_utc(row.updated_at), row=row,
+            id=strawberry.ID(to_global_id("Product", row.id)),
+            database_id=row.id,
+            sku=row.sku,
+            name=row.name,
+            description=row.description,
+            price=Money.of(row.price_cents),
+            in_stock=row.in_stock,
+            is_active=row.is_active,
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+            row=row,
         )
 
     @strawberry.field(description="Units in stock: staff, admins and `catalog:read` keys only.")
@@ -245,8 +284,12 @@ class OrderItem:
 
     @classmethod
     def of(cls, row: models.OrderItem) -> OrderItem:
-        return cls(quantity=row.quantity, unit_price=Money.of(row.unit_price_cents),
-                   subtotal=Money.of(row.subtotal_cents), row=row)
+        return cls(
+            quantity=row.quantity,
+            unit_price=Money.of(row.unit_price_cents),
+            subtotal=Money.of(row.subtotal_cents),
+            row=row,
+        )
 
     @strawberry.field(description="Null when the product no longer exists for you.")
     async def product(self, info: Info) -> Product | None:
@@ -264,10 +307,15 @@ class Order(Node):
 
     @classmethod
     def of(cls, row: models.Order) -> Order:
-        return cls(id=strawberry.ID(to_global_id("Order", row.id)), database_id=row.id,
-                   status=row.status, total=Money.of(row.total_cents),
-                   created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at),
-                   row=row)
+        return cls(
+            id=strawberry.ID(to_global_id("Order", row.id)),
+            database_id=row.id,
+            status=row.status,
+            total=Money.of(row.total_cents),
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+            row=row,
+        )
 
     @strawberry.field
     async def customer(self, info: Info) -> User | None:

@@ -24,8 +24,7 @@ from rest.schemas import ApiKeyOut, CreatedApiKeyOut, ListOf, UserOut
 
 class RegisterIn(StrictBody):
     email: str = Field(max_length=320, json_schema_extra={"pattern": EMAIL})
-    password: str = Field(max_length=1024,
-                          json_schema_extra={"minLength": MIN_PASSWORD_LENGTH})
+    password: str = Field(max_length=1024, json_schema_extra={"minLength": MIN_PASSWORD_LENGTH})
     name: str = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
 
 
@@ -45,24 +44,28 @@ class ViewerPatch(StrictBody):
 
     name: str | None = Field(None, max_length=200, json_schema_extra={"pattern": NON_BLANK})
     email: str | None = Field(None, max_length=320, json_schema_extra={"pattern": EMAIL})
-    password: str | None = Field(None, max_length=1024,
-                                 json_schema_extra={"minLength": MIN_PASSWORD_LENGTH})
+    password: str | None = Field(
+        None, max_length=1024, json_schema_extra={"minLength": MIN_PASSWORD_LENGTH}
+    )
     current_password: str | None = Field(None, max_length=1024)
 
 
 class UserPatch(StrictBody):
     """A field left out or null is left as it is."""
 
-    role: str | None = Field(None, description="customer, staff or admin",
-                             json_schema_extra={"enum": [*ROLES, None]})
+    role: str | None = Field(
+        None, description="customer, staff or admin", json_schema_extra={"enum": [*ROLES, None]}
+    )
     is_active: bool | None = None
     name: str | None = Field(None, max_length=200, json_schema_extra={"pattern": NON_BLANK})
 
 
 class ApiKeyIn(StrictBody):
     name: str = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
-    scopes: list[str] = Field(description=f"Any of {list(SCOPES)}.", json_schema_extra={
-        "items": {"type": "string", "enum": list(SCOPES)}})
+    scopes: list[str] = Field(
+        description=f"Any of {list(SCOPES)}.",
+        json_schema_extra={"items": {"type": "string", "enum": list(SCOPES)}},
+    )
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -77,13 +80,19 @@ async def oauth2_form(request: Request) -> None:
             "This endpoint takes an OAuth2 password form: send Content-Type "
             "application/x-www-form-urlencoded with username (your email) and password, "
             f"not {content_type or 'no content type'}.",
-            errors=[FieldError(("header", "Content-Type"),
-                               "must be application/x-www-form-urlencoded")])
+            errors=[
+                FieldError(("header", "Content-Type"), "must be application/x-www-form-urlencoded")
+            ],
+        )
 
 
 def _tokens(request: Request, pair: TokenPair) -> Response:
-    body = {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
-            "token_type": pair.token_type, "expires_in": pair.expires_in}
+    body = {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+    }
     response = json_response(request, body)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -93,30 +102,39 @@ def accounts_router(rep: Representation) -> APIRouter:
     """Auth, user and API-key routes of one API version."""
     router = APIRouter(responses=problems(400, 403, 404, 409))
 
-    @router.post("/auth/register", status_code=201, tags=["auth"],
-                 responses={201: {"model": UserOut}})
+    @router.post(
+        "/auth/register", status_code=201, tags=["auth"], responses={201: {"model": UserOut}}
+    )
     async def register(
         request: Request, body: RegisterIn, session: WriteSession, actor: ActorDep
     ) -> Response:
         """Sign up as a customer."""
-        user = await auth.register(session, actor, email=body.email, password=body.password,
-                                   name=body.name)
+        user = await auth.register(
+            session, actor, email=body.email, password=body.password, name=body.name
+        )
         return json_response(request, rep.user(user_actor(user.id, user.role), user), status=201)
 
-    @router.post("/auth/token", tags=["auth"], dependencies=[Depends(oauth2_form)],
-                 responses={200: {"model": TokenOut}, **problems(415)})
+    @router.post(
+        "/auth/token",
+        tags=["auth"],
+        dependencies=[Depends(oauth2_form)],
+        responses={200: {"model": TokenOut}, **problems(415)},
+    )
     async def token(
-        request: Request, session: WriteSession, tokens: TokensDep, attempts: AttemptsDep,
-        username: Annotated[str, Form(min_length=1, max_length=320,
-                                      description="Your email.")],
+        request: Request,
+        session: WriteSession,
+        tokens: TokensDep,
+        attempts: AttemptsDep,
+        username: Annotated[str, Form(min_length=1, max_length=320, description="Your email.")],
         password: Annotated[str, Form(min_length=1, max_length=1024)],
     ) -> Response:
         """Log in with the OAuth2 password form (``username`` is the email).
 
         Only `application/x-www-form-urlencoded` (or `multipart/form-data`) is taken, as
         OAuth2 prescribes; a JSON body is refused with 415 saying so."""
-        pair = await auth.login(session, email=username, password=password, tokens=tokens,
-                                attempts=attempts)
+        pair = await auth.login(
+            session, email=username, password=password, tokens=tokens, attempts=attempts
+        )
         return _tokens(request, pair)
 
     @router.post("/auth/refresh", tags=["auth"], responses={200: {"model": TokenOut}})
@@ -167,25 +185,31 @@ def accounts_router(rep: Representation) -> APIRouter:
         request: Request, user_id: int, body: UserPatch, session: WriteSession, actor: ActorDep
     ) -> Response:
         """Change a user's role, active flag or name (admins)."""
-        user = await users.update_user(session, actor, user_id=user_id,
-                                       **body.model_dump(exclude_unset=True))
+        user = await users.update_user(
+            session, actor, user_id=user_id, **body.model_dump(exclude_unset=True)
+        )
         return json_response(request, rep.user(actor, user))
 
-    @router.post("/api-keys", status_code=201, tags=["api-keys"],
-                 responses={201: {"model": CreatedApiKeyOut}})
+    @router.post(
+        "/api-keys",
+        status_code=201,
+        tags=["api-keys"],
+        responses={201: {"model": CreatedApiKeyOut}},
+    )
     async def create_api_key(
         request: Request, body: ApiKeyIn, session: WriteSession, actor: ActorDep
     ) -> Response:
         """Create an API key (admins); the whole key is in this response only."""
-        api_key, secret = await api_keys.create_api_key(session, actor, name=body.name,
-                                                        scopes=body.scopes)
-        response = json_response(request, {**rep.api_key(actor, api_key), "key": secret},
-                                 status=201)
+        api_key, secret = await api_keys.create_api_key(
+            session, actor, name=body.name, scopes=body.scopes
+        )
+        response = json_response(
+            request, {**rep.api_key(actor, api_key), "key": secret}, status=201
+        )
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @router.get("/api-keys", tags=["api-keys"],
-                responses={200: {"model": ListOf[ApiKeyOut]}})
+    @router.get("/api-keys", tags=["api-keys"], responses={200: {"model": ListOf[ApiKeyOut]}})
     async def list_api_keys(
         request: Request, session: ReadSession, actor: ActorDep, page: PageDep
     ) -> Response:
@@ -200,4 +224,3 @@ def accounts_router(rep: Representation) -> APIRouter:
         return Response(status_code=204)
 
     return router
-

@@ -53,12 +53,15 @@ def catalog_router(rep: Representation) -> APIRouter:
 
     def fieldset(allowed: set[str]) -> Any:
         names = "|".join(sorted(allowed))
-        return Annotated[str | None, Query(
-            description="Sparse fieldset, e.g. `id,name`: only `id` and the fields named "
-                        "are in each object (v2 only).",
-            include_in_schema=rep.sparse_fieldsets,
-            json_schema_extra={"pattern": f"^(({names})(,({names}))*)?$"},
-        )]
+        return Annotated[
+            str | None,
+            Query(
+                description="Sparse fieldset, e.g. `id,name`: only `id` and the fields named "
+                "are in each object (v2 only).",
+                include_in_schema=rep.sparse_fieldsets,
+                json_schema_extra={"pattern": f"^(({names})(,({names}))*)?$"},
+            ),
+        ]
 
     CategoryFields = fieldset(CATEGORY_FIELDS)
     ProductFields = fieldset(PRODUCT_FIELDS)
@@ -69,14 +72,22 @@ def catalog_router(rep: Representation) -> APIRouter:
 
     @router.get("/categories", responses={200: {"model": ListOf[category_sparse]}})  # type: ignore[valid-type]
     async def list_categories(
-        request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
+        request: Request,
+        session: ReadSession,
+        actor: ActorDep,
+        page: PageDep,
         fields: CategoryFields = None,
     ) -> Response:
         """List categories by name."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
-        body = await compiled_body(request, session, lambda: compiled.rest_categories(
-            session, actor, shape(rep, fields), page=bound_page(page)),
-            envelope_response)
+        body = await compiled_body(
+            request,
+            session,
+            lambda: compiled.rest_categories(
+                session, actor, shape(rep, fields), page=bound_page(page)
+            ),
+            envelope_response,
+        )
         if body is not None:
             return envelope_response(request, body)
         result = await categories.list_categories(session, actor, page=page)
@@ -84,13 +95,22 @@ def catalog_router(rep: Representation) -> APIRouter:
 
     @router.get("/categories/{slug}", responses={200: {"model": category_sparse}})
     async def get_category(
-        request: Request, slug: str, session: ReadSession, actor: ActorDep,
+        request: Request,
+        slug: str,
+        session: ReadSession,
+        actor: ActorDep,
         fields: CategoryFields = None,
     ) -> Response:
         """Get one category by its slug."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
-        body = await compiled_body(request, session, lambda: compiled.rest_category(
-            session, actor, shape(rep, fields), slug=path_text("slug", slug)), json_response)
+        body = await compiled_body(
+            request,
+            session,
+            lambda: compiled.rest_category(
+                session, actor, shape(rep, fields), slug=path_text("slug", slug)
+            ),
+            json_response,
+        )
         if body is not None:
             return json_response(request, body)
         category = await categories.find_category(session, actor, slug=slug)
@@ -98,15 +118,29 @@ def catalog_router(rep: Representation) -> APIRouter:
 
     @router.get("/products", responses={200: {"model": ListOf[product_sparse]}})  # type: ignore[valid-type]
     async def list_products(
-        request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
-        category: Annotated[str | None, Query(description="Category slug.",
-                                              json_schema_extra={"pattern": TEXT})] = None,
-        q: Annotated[str | None, Query(max_length=Q_MAX_LENGTH, description="Name search.",
-                                       json_schema_extra={"pattern": TEXT})] = None,
-        min_price: Annotated[int | None, Query(ge=0, description="Minor units.",
-                                               json_schema_extra={"maximum": MAX_INT})] = None,
-        max_price: Annotated[int | None, Query(ge=0, description="Minor units.",
-                                               json_schema_extra={"maximum": MAX_INT})] = None,
+        request: Request,
+        session: ReadSession,
+        actor: ActorDep,
+        page: PageDep,
+        category: Annotated[
+            str | None, Query(description="Category slug.", json_schema_extra={"pattern": TEXT})
+        ] = None,
+        q: Annotated[
+            str | None,
+            Query(
+                max_length=Q_MAX_LENGTH,
+                description="Name search.",
+                json_schema_extra={"pattern": TEXT},
+            ),
+        ] = None,
+        min_price: Annotated[
+            int | None,
+            Query(ge=0, description="Minor units.", json_schema_extra={"maximum": MAX_INT}),
+        ] = None,
+        max_price: Annotated[
+            int | None,
+            Query(ge=0, description="Minor units.", json_schema_extra={"maximum": MAX_INT}),
+        ] = None,
         in_stock: bool | None = None,
         sort: ProductSort = "-created_at",
         fields: ProductFields = None,
@@ -120,10 +154,17 @@ def catalog_router(rep: Representation) -> APIRouter:
             category=query_value("category", category),
             q=query_value("q", q, max_length=Q_MAX_LENGTH),
             min_price=query_value("min_price", min_price, number=True),
-            max_price=query_value("max_price", max_price, number=True), in_stock=in_stock)
-        body = await compiled_body(request, session, lambda: compiled.rest_products(
-            session, actor, shape(rep, fields), where=bound, sort=sort,
-            page=bound_page(page)), envelope_response)
+            max_price=query_value("max_price", max_price, number=True),
+            in_stock=in_stock,
+        )
+        body = await compiled_body(
+            request,
+            session,
+            lambda: compiled.rest_products(
+                session, actor, shape(rep, fields), where=bound, sort=sort, page=bound_page(page)
+            ),
+            envelope_response,
+        )
         if body is not None:
             return envelope_response(request, body)
         result = await products.list_products(session, actor, where=where, sort=sort, page=page)
@@ -131,38 +172,59 @@ def catalog_router(rep: Representation) -> APIRouter:
 
     @router.get("/products/{product_id}", responses={200: {"model": product_sparse}})
     async def get_product(
-        request: Request, product_id: int, session: ReadSession, actor: ActorDep,
+        request: Request,
+        product_id: int,
+        session: ReadSession,
+        actor: ActorDep,
         fields: ProductFields = None,
     ) -> Response:
         """Get one product by id."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
-        body = await compiled_body(request, session, lambda: compiled.rest_product(
-            session, actor, shape(rep, fields), product_id=path_int("product_id", product_id)),
-            json_response)
+        body = await compiled_body(
+            request,
+            session,
+            lambda: compiled.rest_product(
+                session, actor, shape(rep, fields), product_id=path_int("product_id", product_id)
+            ),
+            json_response,
+        )
         if body is not None:
             return json_response(request, body)
         product = await products.find_product(session, actor, id=product_id)
         return json_response(request, render(actor, product))
 
-    @router.get("/products/{product_id}/reviews",
-                responses={200: {"model": ListOf[review_sparse]}})  # type: ignore[valid-type]
+    @router.get("/products/{product_id}/reviews", responses={200: {"model": ListOf[review_sparse]}})  # type: ignore[valid-type]
     async def list_product_reviews(
-        request: Request, product_id: int, session: ReadSession, actor: ActorDep,
-        page: PageDep, fields: ReviewFields = None,
+        request: Request,
+        product_id: int,
+        session: ReadSession,
+        actor: ActorDep,
+        page: PageDep,
+        fields: ReviewFields = None,
     ) -> Response:
         """List a product's reviews, newest first."""
         render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)
-        body = await compiled_body(request, session, lambda: compiled.rest_product_reviews(
-            session, actor, shape(rep, fields), product_id=path_int("product_id", product_id),
-            page=bound_page(page)), envelope_response)
+        body = await compiled_body(
+            request,
+            session,
+            lambda: compiled.rest_product_reviews(
+                session,
+                actor,
+                shape(rep, fields),
+                product_id=path_int("product_id", product_id),
+                page=bound_page(page),
+            ),
+            envelope_response,
+        )
         if body is not None:
             return envelope_response(request, body)
         result = await reviews.list_product_reviews(
             session, actor, product_id=product_id, page=page
         )
         author_ids = sorted({r.author_id for r in result.items})
-        authors = dict(zip(author_ids, await users.load_users(session, actor, author_ids),
-                           strict=True))
+        authors = dict(
+            zip(author_ids, await users.load_users(session, actor, author_ids), strict=True)
+        )
         return list_response(request, result, lambda r: render(actor, r, authors[r.author_id]))
 
     return router

@@ -24,23 +24,25 @@ CATEGORY_LOC = {("category_id",): ("body", "category")}
 
 
 class CategoryIn(StrictBody):
-    slug: StrictStr = Field(max_length=100, examples=["board-games"],
-                            json_schema_extra={"pattern": SLUG})
+    slug: StrictStr = Field(
+        max_length=100, examples=["board-games"], json_schema_extra={"pattern": SLUG}
+    )
     name: StrictStr = Field(max_length=200, json_schema_extra={"pattern": NON_BLANK})
 
 
 class CategoryPatch(PatchBody):
     slug: StrictStr | None = Field(None, max_length=100, json_schema_extra={"pattern": SLUG})
-    name: StrictStr | None = Field(None, max_length=200,
-                                   json_schema_extra={"pattern": NON_BLANK})
+    name: StrictStr | None = Field(None, max_length=200, json_schema_extra={"pattern": NON_BLANK})
 
 
 class MoneyIn(StrictBody):
-    amount: StrictStr = Field(max_length=20, examples=["19.99"],
-                              description="Decimal string in major units.",
-                              json_schema_extra={"pattern": AMOUNT})
-    currency: StrictStr = Field(max_length=3, examples=["USD"],
-                                json_schema_extra={"enum": ["USD"]})
+    amount: StrictStr = Field(
+        max_length=20,
+        examples=["19.99"],
+        description="Decimal string in major units.",
+        json_schema_extra={"pattern": AMOUNT},
+    )
+    currency: StrictStr = Field(max_length=3, examples=["USD"], json_schema_extra={"enum": ["USD"]})
 
 
 class ProductInBase(StrictBody):
@@ -62,10 +64,10 @@ class ProductInV2(ProductInBase):
 
 class ProductPatchBase(PatchBody):
     sku: StrictStr | None = Field(None, max_length=64, json_schema_extra={"pattern": SKU})
-    name: StrictStr | None = Field(None, max_length=200,
-                                   json_schema_extra={"pattern": NON_BLANK})
-    description: StrictStr | None = Field(None, max_length=10_000,
-                                          json_schema_extra={"pattern": TEXT})
+    name: StrictStr | None = Field(None, max_length=200, json_schema_extra={"pattern": NON_BLANK})
+    description: StrictStr | None = Field(
+        None, max_length=10_000, json_schema_extra={"pattern": TEXT}
+    )
     stock: JsonInt | None = Field(None, ge=0, le=MAX_INT)
     category: JsonInt | None = Field(None, ge=1, le=MAX_INT)
     is_active: StrictBool | None = None
@@ -87,8 +89,7 @@ class ReviewIn(StrictBody):
 
 class ReviewPatch(PatchBody):
     rating: JsonInt | None = Field(None, ge=1, le=5)
-    title: StrictStr | None = Field(None, max_length=200,
-                                    json_schema_extra={"pattern": NON_BLANK})
+    title: StrictStr | None = Field(None, max_length=200, json_schema_extra={"pattern": NON_BLANK})
     body: StrictStr | None = Field(None, max_length=10_000, json_schema_extra={"pattern": TEXT})
 
 
@@ -99,8 +100,9 @@ def product_values(body: StrictBody) -> dict[str, Any]:
         values["category_id"] = values.pop("category")
     if "price" in values:
         price = values.pop("price")
-        values["price_cents"] = (None if price is None
-                                 else cents_of(price["amount"], price["currency"]))
+        values["price_cents"] = (
+            None if price is None else cents_of(price["amount"], price["currency"])
+        )
     return values
 
 
@@ -111,8 +113,9 @@ def catalog_writes_router(rep: Representation) -> APIRouter:
     ProductIn = ProductInV2 if rep.money_objects else ProductInV1
     ProductPatch = ProductPatchV2 if rep.money_objects else ProductPatchV1
 
-    async def review_body(request: Request, session: Any, actor: Any, review: Review,
-                          status: int = 200) -> Response:
+    async def review_body(
+        request: Request, session: Any, actor: Any, review: Review, status: int = 200
+    ) -> Response:
         [author] = await users.load_users(session, actor, [review.author_id])
         return json_response(request, rep.review(actor, review, author), status=status)
 
@@ -127,13 +130,17 @@ def catalog_writes_router(rep: Representation) -> APIRouter:
 
     @router.patch("/categories/{slug}", responses={200: {"model": CategoryOut}})
     async def update_category(
-        request: Request, slug: str, body: CategoryPatch, session: WriteSession,
+        request: Request,
+        slug: str,
+        body: CategoryPatch,
+        session: WriteSession,
         actor: ActorDep,
     ) -> Response:
         """Rename a category or change its slug."""
         with located():
             category = await catalog_writes.update_category(
-                session, actor, category_slug=slug, **body.model_dump(exclude_unset=True))
+                session, actor, category_slug=slug, **body.model_dump(exclude_unset=True)
+            )
         return json_response(request, rep.category(actor, category))
 
     @router.delete("/categories/{slug}", status_code=204)
@@ -144,23 +151,29 @@ def catalog_writes_router(rep: Representation) -> APIRouter:
 
     @router.post("/products", status_code=201, responses={201: {"model": product_model}})
     async def create_product(
-        request: Request, body: ProductIn, session: WriteSession, actor: ActorDep  # type: ignore[valid-type]
+        request: Request,
+        body: ProductIn,
+        session: WriteSession,
+        actor: ActorDep,  # type: ignore[valid-type]
     ) -> Response:
         """Create a product (staff, admins, catalog:write keys)."""
         with located(renames=CATEGORY_LOC):
-            product = await catalog_writes.create_product(session, actor,
-                                                          **product_values(body))
+            product = await catalog_writes.create_product(session, actor, **product_values(body))
         return json_response(request, rep.product(actor, product), status=201)
 
     @router.patch("/products/{product_id}", responses={200: {"model": product_model}})
     async def update_product(
-        request: Request, product_id: int, body: ProductPatch, session: WriteSession,  # type: ignore[valid-type]
+        request: Request,
+        product_id: int,
+        body: ProductPatch,
+        session: WriteSession,  # type: ignore[valid-type]
         actor: ActorDep,
     ) -> Response:
         """Change a product's fields, its stock and whether it is for sale."""
         with located(renames=CATEGORY_LOC):
             product = await catalog_writes.update_product(
-                session, actor, product_id=product_id, **product_values(body))
+                session, actor, product_id=product_id, **product_values(body)
+            )
         return json_response(request, rep.product(actor, product))
 
     @router.delete("/products/{product_id}", status_code=204)
@@ -169,27 +182,36 @@ def catalog_writes_router(rep: Representation) -> APIRouter:
         await catalog_writes.delete_product(session, actor, product_id=product_id)
         return Response(status_code=204)
 
-    @router.post("/products/{product_id}/reviews", status_code=201,
-                 responses={201: {"model": ReviewOut}})
+    @router.post(
+        "/products/{product_id}/reviews", status_code=201, responses={201: {"model": ReviewOut}}
+    )
     async def create_review(
-        request: Request, product_id: int, body: ReviewIn, session: WriteSession,
+        request: Request,
+        product_id: int,
+        body: ReviewIn,
+        session: WriteSession,
         actor: ActorDep,
     ) -> Response:
         """Review a product (once per product; signed-in users)."""
         with located():
-            review = await review_writes.create_review(session, actor, product_id=product_id,
-                                                       **body.model_dump())
+            review = await review_writes.create_review(
+                session, actor, product_id=product_id, **body.model_dump()
+            )
         return await review_body(request, session, actor, review, status=201)
 
     @router.patch("/reviews/{review_id}", responses={200: {"model": ReviewOut}})
     async def update_review(
-        request: Request, review_id: int, body: ReviewPatch, session: WriteSession,
+        request: Request,
+        review_id: int,
+        body: ReviewPatch,
+        session: WriteSession,
         actor: ActorDep,
     ) -> Response:
         """Edit your own review."""
         with located():
             review = await review_writes.update_review(
-                session, actor, review_id=review_id, **body.model_dump(exclude_unset=True))
+                session, actor, review_id=review_id, **body.model_dump(exclude_unset=True)
+            )
         return await review_body(request, session, actor, review)
 
     @router.delete("/reviews/{review_id}", status_code=204)

@@ -90,8 +90,7 @@ def path_text(name: str, value: str) -> Bound:
     return Bound(value, lambda values: values.path[name])
 
 
-def query_value(name: str, value: Any, max_length: int | None = None,
-                number: bool = False) -> Any:
+def query_value(name: str, value: Any, max_length: int | None = None, number: bool = False) -> Any:
     """A query parameter FastAPI parsed (text, or a non-negative ``int``), bound for the
     plan of its shape; ``None`` stays ``None`` (its absence is the shape's)."""
     if value is None:
@@ -136,8 +135,9 @@ class RestPlans:
         self.cache = BoundedCache(size, record=record)
 
     @staticmethod
-    def request_key(scope: Scope, template: str, actor: Any
-                    ) -> tuple[tuple[Any, ...], RestValues] | None:
+    def request_key(
+        scope: Scope, template: str, actor: Any
+    ) -> tuple[tuple[Any, ...], RestValues] | None:
         """A request's plan key and values (``None``: a query this lane leaves alone,
         such as a parameter given twice)."""
         query: dict[str, str] = {}
@@ -147,8 +147,9 @@ class RestPlans:
                     return None
                 continue
             query[name] = value
-        shape = tuple([query.get(name) for name in KEYED] + [_kind(query.get(name))
-                                                             for name in BOUND])
+        shape = tuple(
+            [query.get(name) for name in KEYED] + [_kind(query.get(name)) for name in BOUND]
+        )
         route = route_of(scope["path"])
         if route is None or route[0] != template:
             return None
@@ -174,7 +175,9 @@ class RestPlans:
 
 
 async def compiled_body(
-    request: Request, session: AsyncSession, call: Callable[[], Awaitable[Any]],
+    request: Request,
+    session: AsyncSession,
+    call: Callable[[], Awaitable[Any]],
     respond: Respond,
 ) -> Any:
     """The body the compiled path builds, or ``None`` where the service path answers.
@@ -193,8 +196,13 @@ async def compiled_body(
         plans: RestPlans | None = getattr(state, "rest_plans", None)
         actor = getattr(request.state, "actor", None)
         route = request.scope.get("route")
-        if (plans is not None and len(ran) == 1 and request.method == "GET"
-                and actor is not None and route is not None):
+        if (
+            plans is not None
+            and len(ran) == 1
+            and request.method == "GET"
+            and actor is not None
+            and route is not None
+        ):
             template = route_of(request.scope["path"])
             # The lane finds the plan by its own reading of the path: the same route's.
             if template is not None and template[0].endswith(route.path):
@@ -214,8 +222,14 @@ async def compiled_body(
         STATEMENTS.reset(token)
 
 
-def _remember(plans: RestPlans, request: Request, template: str, actor: Any,
-              ran: tuple[str, tuple[Any, ...], tuple[Any, ...]], respond: Respond) -> None:
+def _remember(
+    plans: RestPlans,
+    request: Request,
+    template: str,
+    actor: Any,
+    ran: tuple[str, tuple[Any, ...], tuple[Any, ...]],
+    respond: Respond,
+) -> None:
     found = plans.request_key(request.scope, template, actor)
     if found is None:
         return

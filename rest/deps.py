@@ -56,9 +56,7 @@ async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = (
         DEFAULT_PAGE_SIZE
     ),
-    cursor: Annotated[
-        str | None, Query(description="`next_cursor` of the previous page.")
-    ] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> PageRequest:
     return PageRequest(first=limit, after=cursor)
 

@@ -45,14 +45,25 @@ STREAM_HEADERS = {
 
 
 def sse_message(event: OrderEvent) -> bytes:
-    data = orjson.dumps({"order_id": event.order_id, "status": event.status,
-                         "previous_status": event.previous_status, "at": as_utc(event.at)})
-    return (f"id: {event.order_id}:{event.status}\nevent: {EVENT_NAME}\n".encode()
-            + b"data: " + data + b"\n\n")
+    data = orjson.dumps(
+        {
+            "order_id": event.order_id,
+            "status": event.status,
+            "previous_status": event.previous_status,
+            "at": as_utc(event.at),
+        }
+    )
+    return (
+        f"id: {event.order_id}:{event.status}\nevent: {EVENT_NAME}\n".encode()
+        + b"data: "
+        + data
+        + b"\n\n"
+    )
 
 
-async def sse_stream(subscription: Subscription, *, heartbeat: float,
-                     retry_ms: int) -> AsyncIterator[bytes]:
+async def sse_stream(
+    subscription: Subscription, *, heartbeat: float, retry_ms: int
+) -> AsyncIterator[bytes]:
     """The stream's bytes; the subscription is closed however it ends (disconnects too)."""
     try:
         yield f"retry: {retry_ms}\n\n".encode()
@@ -70,18 +81,25 @@ async def sse_stream(subscription: Subscription, *, heartbeat: float,
 
 
 async def stream_actor(
-    request: Request, db: DbDep, tokens: TokensDep,
-    access_token: Annotated[str | None, Query(
-        description="The access token, for clients that cannot send an `Authorization` "
-                    "header (a browser's `EventSource`); never together with one.")] = None,
+    request: Request,
+    db: DbDep,
+    tokens: TokensDep,
+    access_token: Annotated[
+        str | None,
+        Query(
+            description="The access token, for clients that cannot send an `Authorization` "
+            "header (a browser's `EventSource`); never together with one."
+        ),
+    ] = None,
 ) -> Actor:
     """The caller: from the headers, as everywhere, or from ``access_token``."""
     if access_token is None:
         return await get_actor(request)
     if "authorization" in request.headers or "x-api-key" in request.headers:
         raise Unauthenticated("Send the token once: in a header or as access_token.")
-    actor = await auth.resolve_credentials(db, tokens, f"Bearer {access_token}", None,
-                                           request.app.state.principals)
+    actor = await auth.resolve_credentials(
+        db, tokens, f"Bearer {access_token}", None, request.app.state.principals
+    )
     request.state.actor = actor  # the access line names who follows, as for a header
     return actor
 
@@ -94,13 +112,17 @@ def events_router() -> APIRouter:
         "/orders/{order_id}/events",
         response_class=StreamingResponse,
         responses={
-            200: {"description": f"`text/event-stream` of `{EVENT_NAME}` events.",
-                  "content": {"text/event-stream": {}}},
+            200: {
+                "description": f"`text/event-stream` of `{EVENT_NAME}` events.",
+                "content": {"text/event-stream": {}},
+            },
             **problems(404),
         },
     )
     async def order_events(
-        request: Request, order_id: int, db: DbDep,
+        request: Request,
+        order_id: int,
+        db: DbDep,
         actor: Annotated[Actor, Depends(stream_actor)],
     ) -> StreamingResponse:
         """Stream the order's status changes as server-sent events."""
@@ -116,9 +138,13 @@ def events_router() -> APIRouter:
             raise
         options: Any = request.app.state.settings
         return StreamingResponse(
-            sse_stream(subscription, heartbeat=options.events_heartbeat_seconds,
-                       retry_ms=options.events_retry_ms),
-            media_type="text/event-stream", headers=STREAM_HEADERS,
+            sse_stream(
+                subscription,
+                heartbeat=options.events_heartbeat_seconds,
+                retry_ms=options.events_retry_ms,
+            ),
+            media_type="text/event-stream",
+            headers=STREAM_HEADERS,
         )
 
     return router

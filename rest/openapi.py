@@ -23,9 +23,20 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "title": {"type": "string"},
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"},
-        "code": {"type": "string", "enum": [
-            "BAD_USER_INPUT", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "CONFLICT",
-            "RATE_LIMITED", "UNAVAILABLE", "TIMEOUT", "INTERNAL"]},
+        "code": {
+            "type": "string",
+            "enum": [
+                "BAD_USER_INPUT",
+                "UNAUTHENTICATED",
+                "FORBIDDEN",
+                "NOT_FOUND",
+                "CONFLICT",
+                "RATE_LIMITED",
+                "UNAVAILABLE",
+                "TIMEOUT",
+                "INTERNAL",
+            ],
+        },
         "request_id": {"type": ["string", "null"]},
         "errors": {
             "type": "array",
@@ -33,9 +44,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["loc", "msg"],
                 "properties": {
-                    "loc": {"type": "array", "items": {"type": ["string", "integer"]},
-                            "description": "Where: `body`, `query`, `path` or `header`, "
-                                           "then the field's path."},
+                    "loc": {
+                        "type": "array",
+                        "items": {"type": ["string", "integer"]},
+                        "description": "Where: `body`, `query`, `path` or `header`, "
+                        "then the field's path.",
+                    },
                     "msg": {"type": "string"},
                 },
             },
@@ -45,19 +59,19 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 DESCRIPTIONS = {
     400: "`BAD_USER_INPUT`: a body that is not JSON, a tampered cursor, an unknown field "
-         "name, a value the service refuses.",
+    "name, a value the service refuses.",
     401: "`UNAUTHENTICATED`: a credential is missing where one is needed, or is wrong, "
-         "expired or revoked (never treated as anonymous).",
+    "expired or revoked (never treated as anonymous).",
     403: "`FORBIDDEN`: the principal may not do this.",
     404: "`NOT_FOUND`: no such object, or one the principal may not see.",
     409: "`CONFLICT`: the change conflicts with the current state.",
     413: "`BAD_USER_INPUT`: the body is larger than `MAX_BODY_BYTES`.",
     414: "`BAD_USER_INPUT`: the request target is over `MAX_REQUEST_TARGET_BYTES`, or its "
-         "query string over `MAX_QUERY_STRING_BYTES`.",
+    "query string over `MAX_QUERY_STRING_BYTES`.",
     415: "`BAD_USER_INPUT`: the body is not in a content type this operation takes.",
     422: "`BAD_USER_INPUT`: parameters or body fail validation; `errors` names each.",
     431: "`BAD_USER_INPUT`: the request's headers are over their limits (count, one header, "
-         "all of them).",
+    "all of them).",
     429: "`RATE_LIMITED`: over the principal's rate limit; retry after `Retry-After`.",
     500: "`INTERNAL`: a bug; the body carries the request id and nothing else.",
     503: "`UNAVAILABLE`: a dependency (the database) is down; retry after `Retry-After`.",
@@ -66,8 +80,12 @@ DESCRIPTIONS = {
 
 SECONDS = {"schema": {"type": "integer", "minimum": 0}}
 HEADERS: dict[int, dict[str, Any]] = {
-    401: {"WWW-Authenticate": {"schema": {"type": "string"},
-                               "description": "`Bearer realm=\"gateway\"`."}},
+    401: {
+        "WWW-Authenticate": {
+            "schema": {"type": "string"},
+            "description": '`Bearer realm="gateway"`.',
+        }
+    },
     429: {"Retry-After": {**SECONDS, "description": "Seconds to wait."}},
     503: {"Retry-After": {**SECONDS, "description": "Seconds to wait."}},
 }
@@ -84,8 +102,9 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def _statuses(operation: dict[str, Any]) -> set[int]:
     """The error statuses the operation can answer, from its shape."""
-    statuses = {int(code) for code in operation.get("responses", {})
-                if code.isdigit() and int(code) >= 400}
+    statuses = {
+        int(code) for code in operation.get("responses", {}) if code.isdigit() and int(code) >= 400
+    }
     statuses.update(EVERY_ROUTE)
     parameters = operation.get("parameters", [])
     body = operation.get("requestBody")
@@ -111,7 +130,9 @@ def _finish_operation(method: str, operation: dict[str, Any]) -> None:
     ok = responses.get("200", {})
     if method == "get" and "application/json" in ok.get("content", {}):
         ok.setdefault("headers", {})["ETag"] = {
-            "schema": {"type": "string"}, "description": "Send it as `If-None-Match`."}
+            "schema": {"type": "string"},
+            "description": "Send it as `If-None-Match`.",
+        }
         responses["304"] = {"description": "Not modified: `If-None-Match` named the ETag."}
     operation["responses"] = dict(sorted(responses.items()))
 

@@ -36,8 +36,11 @@ class PlaceOrderIn(StrictBody):
 
 
 class OrderStatusIn(StrictBody):
-    status: str = Field(max_length=16, examples=["paid", "shipped", "delivered", "cancelled"],
-                        json_schema_extra={"enum": list(ORDER_STATUSES)})
+    status: str = Field(
+        max_length=16,
+        examples=["paid", "shipped", "delivered", "cancelled"],
+        json_schema_extra={"enum": list(ORDER_STATUSES)},
+    )
 
 
 def orders_router(rep: Representation) -> APIRouter:
@@ -48,7 +51,10 @@ def orders_router(rep: Representation) -> APIRouter:
 
     @router.get("/orders", responses={200: {"model": ListOf[order_model]}})  # type: ignore[valid-type]
     async def list_orders(
-        request: Request, session: ReadSession, actor: ActorDep, page: PageDep,
+        request: Request,
+        session: ReadSession,
+        actor: ActorDep,
+        page: PageDep,
         status: OrderStatus | None = None,
     ) -> Response:
         """List the orders you may see (your own; all for staff and orders:read keys)."""
@@ -66,25 +72,34 @@ def orders_router(rep: Representation) -> APIRouter:
         [items] = await orders.load_order_items(session, actor, [order.id])
         return json_response(request, rep.order(actor, order, items))
 
-    @router.post("/orders", status_code=201, responses={
-        201: {"model": order_model}, **problems(409)})
+    @router.post(
+        "/orders", status_code=201, responses={201: {"model": order_model}, **problems(409)}
+    )
     async def place_order(
-        request: Request, body: PlaceOrderIn, session: WriteSession, actor: ActorDep,
-        idempotency_key: Annotated[str | None, Header(
-            alias="Idempotency-Key",
-            description="Makes retries safe: the same key and body give the same order.",
-            json_schema_extra={"pattern": rf"^[ -~]{{1,{MAX_KEY_LENGTH}}}$"},
-        )] = None,
+        request: Request,
+        body: PlaceOrderIn,
+        session: WriteSession,
+        actor: ActorDep,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                description="Makes retries safe: the same key and body give the same order.",
+                json_schema_extra={"pattern": rf"^[ -~]{{1,{MAX_KEY_LENGTH}}}$"},
+            ),
+        ] = None,
     ) -> Response:
         """Place an order for yourself; prices come from the catalog, stock is reserved."""
         lines = [OrderLine(i.product_id, i.quantity) for i in body.items]
         with located(renames=KEY_HEADER):
             order, items = await order_writes.place_order(
-                session, actor, lines=lines, idempotency_key=idempotency_key)
+                session, actor, lines=lines, idempotency_key=idempotency_key
+            )
         return json_response(request, rep.order(actor, order, items), status=201)
 
-    @router.post("/orders/{order_id}/cancel", responses={
-        200: {"model": order_model}, **problems(409)})
+    @router.post(
+        "/orders/{order_id}/cancel", responses={200: {"model": order_model}, **problems(409)}
+    )
     async def cancel_order(
         request: Request, order_id: int, session: WriteSession, actor: ActorDep
     ) -> Response:
@@ -93,16 +108,19 @@ def orders_router(rep: Representation) -> APIRouter:
         items = await order_writes.load_items(session, order)
         return json_response(request, rep.order(actor, order, items))
 
-    @router.patch("/orders/{order_id}", responses={
-        200: {"model": order_model}, **problems(409)})
+    @router.patch("/orders/{order_id}", responses={200: {"model": order_model}, **problems(409)})
     async def update_order_status(
-        request: Request, order_id: int, body: OrderStatusIn, session: WriteSession,
+        request: Request,
+        order_id: int,
+        body: OrderStatusIn,
+        session: WriteSession,
         actor: ActorDep,
     ) -> Response:
         """Move an order along pending → paid → shipped → delivered, or cancel it (staff)."""
         with located():
             order = await order_writes.update_order_status(
-                session, actor, order_id=order_id, status=body.status)
+                session, actor, order_id=order_id, status=body.status
+            )
         items = await order_writes.load_items(session, order)
         return json_response(request, rep.order(actor, order, items))
 

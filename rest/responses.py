@@ -28,12 +28,15 @@ def json_response(request: Request, body: Any, *, status: int = 200) -> Response
 
 
 def list_response(
-    request: Request, page: Page[T], render: Callable[[T], dict[str, Any]],
+    request: Request,
+    page: Page[T],
+    render: Callable[[T], dict[str, Any]],
     extra: Iterable[tuple[str, str]] = (),
 ) -> Response:
     """``{"data": [...], "next_cursor": ...}`` with ``Link: <...>; rel="next"``."""
     return envelope_response(
-        request, {"data": [render(item) for item in page.items], "next_cursor": page.next_cursor},
+        request,
+        {"data": [render(item) for item in page.items], "next_cursor": page.next_cursor},
         extra,
     )
 

@@ -72,8 +72,7 @@ class UserOut(BaseModel):
     email: str | None = Field(None, description="Only for that user, staff and admins.")
     role: str | None = Field(None, description="Only for that user, staff and admins.")
     is_active: bool | None = Field(None, description="Only for that user, staff and admins.")
-    created_at: datetime | None = Field(None,
-                                        description="Only for that user, staff and admins.")
+    created_at: datetime | None = Field(None, description="Only for that user, staff and admins.")
 
 
 class OrderItemV1(BaseModel):

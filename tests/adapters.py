@@ -22,11 +22,20 @@ from tests.conftest import Gateway
 Outcome = tuple[Any, ...]
 
 CODES = {
-    "NOT_FOUND": "not_found", "BAD_USER_INPUT": "invalid", "FORBIDDEN": "forbidden",
-    "CONFLICT": "conflict", "UNAUTHENTICATED": "unauthenticated",
+    "NOT_FOUND": "not_found",
+    "BAD_USER_INPUT": "invalid",
+    "FORBIDDEN": "forbidden",
+    "CONFLICT": "conflict",
+    "UNAUTHENTICATED": "unauthenticated",
 }
-STATUSES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-            409: "conflict", 422: "invalid"}
+STATUSES = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "invalid",
+}
 
 
 def money_of_cents(cents: int, currency: str) -> dict[str, str]:
@@ -49,22 +58,30 @@ class Adapter:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def list_products(self, *, sort: str | None = None, limit: int | None = None,
-                            cursor: str | None = None, **filters: Any) -> Outcome:
+    async def list_products(
+        self,
+        *,
+        sort: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        **filters: Any,
+    ) -> Outcome:
         raise NotImplementedError
 
     async def get_product(self, product_id: int) -> Outcome:
         raise NotImplementedError
 
-    async def list_categories(self, *, limit: int | None = None,
-                              cursor: str | None = None) -> Outcome:
+    async def list_categories(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Outcome:
         raise NotImplementedError
 
     async def get_category(self, slug: str) -> Outcome:
         raise NotImplementedError
 
-    async def list_reviews(self, product_id: int, *, limit: int | None = None,
-                           cursor: str | None = None) -> Outcome:
+    async def list_reviews(
+        self, product_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> Outcome:
         raise NotImplementedError
 
 
@@ -75,8 +92,11 @@ class RestAdapter(Adapter):
         raise NotImplementedError
 
     async def _get(self, path: str, params: dict[str, Any]) -> Outcome:
-        params = {k: str(v).lower() if isinstance(v, bool) else v
-                  for k, v in params.items() if v is not None}
+        params = {
+            k: str(v).lower() if isinstance(v, bool) else v
+            for k, v in params.items()
+            if v is not None
+        }
         response = await self.gateway.client.get(f"/api/{self.version}{path}", params=params)
         if response.status_code == 200:
             return ("ok", response.json())
@@ -93,11 +113,19 @@ class RestAdapter(Adapter):
             return outcome
         body = outcome[1]
         assert set(body) == {"data", "next_cursor"}, body
-        return ("ok", {"items": [render(item) for item in body["data"]],
-                       "next_cursor": body["next_cursor"]})
+        return (
+            "ok",
+            {"items": [render(item) for item in body["data"]], "next_cursor": body["next_cursor"]},
+        )
 
-    async def list_products(self, *, sort: str | None = None, limit: int | None = None,
-                            cursor: str | None = None, **filters: Any) -> Outcome:
+    async def list_products(
+        self,
+        *,
+        sort: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        **filters: Any,
+    ) -> Outcome:
         params = {"sort": sort, "limit": limit, "cursor": cursor, **filters}
         return await self._list("/products", params, self._product)
 
@@ -105,18 +133,21 @@ class RestAdapter(Adapter):
         outcome = await self._get(f"/products/{product_id}", {})
         return ("ok", self._product(outcome[1])) if outcome[0] == "ok" else outcome
 
-    async def list_categories(self, *, limit: int | None = None,
-                              cursor: str | None = None) -> Outcome:
+    async def list_categories(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Outcome:
         return await self._list("/categories", {"limit": limit, "cursor": cursor}, _category)
 
     async def get_category(self, slug: str) -> Outcome:
         outcome = await self._get(f"/categories/{slug}", {})
         return ("ok", _category(outcome[1])) if outcome[0] == "ok" else outcome
 
-    async def list_reviews(self, product_id: int, *, limit: int | None = None,
-                           cursor: str | None = None) -> Outcome:
-        return await self._list(f"/products/{product_id}/reviews",
-                                {"limit": limit, "cursor": cursor}, _review)
+    async def list_reviews(
+        self, product_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> Outcome:
+        return await self._list(
+            f"/products/{product_id}/reviews", {"limit": limit, "cursor": cursor}, _review
+        )
 
 
 def _category(body: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +162,12 @@ def _review(body: dict[str, Any]) -> dict[str, Any]:
 
 def _rest_product(body: dict[str, Any], price: dict[str, str]) -> dict[str, Any]:
     assert "stock" not in body, "anonymous callers must not see stock"
-    return {**{k: body[k] for k in PRODUCT_KEYS}, "price": price,
-            "created_at": when(body["created_at"]), "updated_at": when(body["updated_at"])}
+    return {
+        **{k: body[k] for k in PRODUCT_KEYS},
+        "price": price,
+        "created_at": when(body["created_at"]),
+        "updated_at": when(body["updated_at"]),
+    }
 
 
 class RestV1(RestAdapter):
@@ -164,34 +199,57 @@ REVIEW_FIELDS = """
 """
 PAGE_INFO = "pageInfo { hasNextPage endCursor }"
 ORDER_BY = {
-    "created_at": ("CREATED_AT", "ASC"), "-created_at": ("CREATED_AT", "DESC"),
-    "price": ("PRICE", "ASC"), "-price": ("PRICE", "DESC"),
-    "name": ("NAME", "ASC"), "-name": ("NAME", "DESC"),
+    "created_at": ("CREATED_AT", "ASC"),
+    "-created_at": ("CREATED_AT", "DESC"),
+    "price": ("PRICE", "ASC"),
+    "-price": ("PRICE", "DESC"),
+    "name": ("NAME", "ASC"),
+    "-name": ("NAME", "DESC"),
 }
-FILTER_NAMES = {"category": "category", "q": "q", "min_price": "minPrice",
-                "max_price": "maxPrice", "in_stock": "inStock"}
+FILTER_NAMES = {
+    "category": "category",
+    "q": "q",
+    "min_price": "minPrice",
+    "max_price": "maxPrice",
+    "in_stock": "inStock",
+}
 
 
 def graphql_product(node: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": node["databaseId"], "sku": node["sku"], "name": node["name"],
-        "description": node["description"], "in_stock": node["inStock"],
-        "category": node["category"]["databaseId"], "is_active": node["isActive"],
-        "price": node["price"], "created_at": when(node["createdAt"]),
+        "id": node["databaseId"],
+        "sku": node["sku"],
+        "name": node["name"],
+        "description": node["description"],
+        "in_stock": node["inStock"],
+        "category": node["category"]["databaseId"],
+        "is_active": node["isActive"],
+        "price": node["price"],
+        "created_at": when(node["createdAt"]),
         "updated_at": when(node["updatedAt"]),
     }
 
 
 def graphql_category(node: dict[str, Any]) -> dict[str, Any]:
-    return {"id": node["databaseId"], "slug": node["slug"], "name": node["name"],
-            "created_at": when(node["createdAt"])}
+    return {
+        "id": node["databaseId"],
+        "slug": node["slug"],
+        "name": node["name"],
+        "created_at": when(node["createdAt"]),
+    }
 
 
 def graphql_review(node: dict[str, Any]) -> dict[str, Any]:
-    return {"id": node["databaseId"], "product": node["product"]["databaseId"],
-            "author": node["author"]["databaseId"], "author_name": node["author"]["name"],
-            "rating": node["rating"], "title": node["title"], "body": node["body"],
-            "created_at": when(node["createdAt"])}
+    return {
+        "id": node["databaseId"],
+        "product": node["product"]["databaseId"],
+        "author": node["author"]["databaseId"],
+        "author_name": node["author"]["name"],
+        "rating": node["rating"],
+        "title": node["title"],
+        "body": node["body"],
+        "created_at": when(node["createdAt"]),
+    }
 
 
 def graphql_outcome(body: dict[str, Any]) -> Outcome | None:
@@ -221,17 +279,29 @@ class GraphQLAdapter(Adapter):
     @staticmethod
     def _connection(data: dict[str, Any], render: Any) -> dict[str, Any]:
         info = data["pageInfo"]
-        return {"items": [render(edge["node"]) for edge in data["edges"]],
-                "next_cursor": info["endCursor"] if info["hasNextPage"] else None}
+        return {
+            "items": [render(edge["node"]) for edge in data["edges"]],
+            "next_cursor": info["endCursor"] if info["hasNextPage"] else None,
+        }
 
-    async def list_products(self, *, sort: str | None = None, limit: int | None = None,
-                            cursor: str | None = None, **filters: Any) -> Outcome:
+    async def list_products(
+        self,
+        *,
+        sort: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        **filters: Any,
+    ) -> Outcome:
         order_by = None
         if sort is not None:
             field, direction = ORDER_BY[sort]
             order_by = {"field": field, "direction": direction}
-        variables = {"first": limit, "after": cursor, "orderBy": order_by,
-                     "filter": {FILTER_NAMES[k]: v for k, v in filters.items()} or None}
+        variables = {
+            "first": limit,
+            "after": cursor,
+            "orderBy": order_by,
+            "filter": {FILTER_NAMES[k]: v for k, v in filters.items()} or None,
+        }
         query = f"""
             query($first: Int, $after: String, $orderBy: ProductOrder,
                   $filter: ProductFilterInput) {{
@@ -256,8 +326,9 @@ class GraphQLAdapter(Adapter):
     async def get_product_by_sku(self, sku: str) -> Outcome:
         return await self._product_by("sku", sku)
 
-    async def list_categories(self, *, limit: int | None = None,
-                              cursor: str | None = None) -> Outcome:
+    async def list_categories(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Outcome:
         query = f"""query($first: Int, $after: String) {{
             categories(first: $first, after: $after) {{
               edges {{ node {{ {CATEGORY_FIELDS} }} }} {PAGE_INFO} }} }}"""
@@ -271,8 +342,9 @@ class GraphQLAdapter(Adapter):
         outcome = await self._run(query, {"slug": slug}, "category")
         return ("ok", graphql_category(outcome[1])) if outcome[0] == "ok" else outcome
 
-    async def list_reviews(self, product_id: int, *, limit: int | None = None,
-                           cursor: str | None = None) -> Outcome:
+    async def list_reviews(
+        self, product_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> Outcome:
         query = f"""query($id: ID!, $first: Int, $after: String) {{
             product(id: $id) {{ reviews(first: $first, after: $after) {{
               edges {{ node {{ {REVIEW_FIELDS} }} }} {PAGE_INFO} }} }} }}"""
@@ -283,5 +355,8 @@ class GraphQLAdapter(Adapter):
         return ("ok", self._connection(outcome[1], graphql_review))
 
 
-ADAPTERS: dict[str, type[Adapter]] = {"rest_v1": RestV1, "rest_v2": RestV2,
-                                      "graphql": GraphQLAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {
+    "rest_v1": RestV1,
+    "rest_v2": RestV2,
+    "graphql": GraphQLAdapter,
+}

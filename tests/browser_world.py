@@ -39,8 +39,13 @@ if TYPE_CHECKING:
 BROWSER_PACKAGES = Path(__file__).resolve().parent / "browser"
 GRAPHQL_WS_UMD = BROWSER_PACKAGES / "node_modules" / "graphql-ws" / "umd" / "graphql-ws.min.js"
 CHROMIUM_ARGS = [
-    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
     # Belt and braces with the request routing below: no name resolves but loopback's.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
@@ -70,8 +75,13 @@ def graphql_ws_umd() -> Path:
         if npm is None:
             missing("npm (for tests/browser's packages)")
         assert npm is not None
-        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BROWSER_PACKAGES,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=BROWSER_PACKAGES,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if result.returncode != 0 or not GRAPHQL_WS_UMD.is_file():
             pytest.fail(f"npm ci in {BROWSER_PACKAGES} failed:\n{result.stderr[-2000:]}")
     return GRAPHQL_WS_UMD
@@ -92,8 +102,9 @@ async def services_reachable() -> bool:
 
 
 @pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory,
-               pg_databases: PostgresDatabases) -> AsyncIterator[Served]:
+async def live(
+    tmp_path_factory: pytest.TempPathFactory, pg_databases: PostgresDatabases
+) -> AsyncIterator[Served]:
     """One server for the module's tests; each test places orders of its own."""
     tmp = tmp_path_factory.mktemp("browser")
     env: dict[str, str] = {}
@@ -122,8 +133,7 @@ async def chromium() -> AsyncIterator[Browser]:
     except ImportError:
         missing("Playwright for Python (the test extra)")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable,
-                                                   args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
@@ -175,8 +185,9 @@ async def offline_page(browser: Browser) -> AsyncIterator[Page]:
 
 
 async def login(client: httpx.AsyncClient, email: str) -> str:
-    response = await client.post("/api/v1/auth/token",
-                                 data={"username": email, "password": DEMO_PASSWORD})
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": email, "password": DEMO_PASSWORD}
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
@@ -184,15 +195,21 @@ async def login(client: httpx.AsyncClient, email: str) -> str:
 async def place_order(client: httpx.AsyncClient, token: str) -> int:
     listing = await client.get("/api/v1/products?in_stock=true&limit=1")
     product_id = listing.json()["data"][0]["id"]
-    response = await client.post("/api/v1/orders", headers={"Authorization": f"Bearer {token}"},
-                                 json={"items": [{"product_id": product_id, "quantity": 1}]})
+    response = await client.post(
+        "/api/v1/orders",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"items": [{"product_id": product_id, "quantity": 1}]},
+    )
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
 
 async def set_status(client: httpx.AsyncClient, staff: str, order_id: int, status: str) -> None:
-    response = await client.patch(f"/api/v1/orders/{order_id}", json={"status": status},
-                                  headers={"Authorization": f"Bearer {staff}"})
+    response = await client.patch(
+        f"/api/v1/orders/{order_id}",
+        json={"status": status},
+        headers={"Authorization": f"Bearer {staff}"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == status
 

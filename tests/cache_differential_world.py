@@ -23,15 +23,23 @@ import orjson
 from tests.conftest import Gateway
 
 # Who reads: one or two of each visibility class (data.policy.visibility_class).
-READERS = {"anonymous": "anonymous", "customer": "authenticated",
-           "key_no_catalog": "authenticated", "staff": "catalog-full",
-           "key_catalog_read": "catalog-full"}
+READERS = {
+    "anonymous": "anonymous",
+    "customer": "authenticated",
+    "key_no_catalog": "authenticated",
+    "staff": "catalog-full",
+    "key_catalog_read": "catalog-full",
+}
 COMPARED_HEADERS = ("content-type", "link", "cache-control", "vary")
 MIN_PRICES = (10_000, 25_000)  # the min_price pages: price writes move products across them
 REST_SORTS = ("-created_at", "created_at", "price", "-price", "name", "-name")
 GQL_ORDERS: tuple[dict[str, str] | None, ...] = (
-    None, {"field": "PRICE", "direction": "ASC"}, {"field": "PRICE", "direction": "DESC"},
-    {"field": "NAME", "direction": "ASC"}, {"field": "CREATED_AT", "direction": "DESC"})
+    None,
+    {"field": "PRICE", "direction": "ASC"},
+    {"field": "PRICE", "direction": "DESC"},
+    {"field": "NAME", "direction": "ASC"},
+    {"field": "CREATED_AT", "direction": "DESC"},
+)
 PRODUCT_SELECTIONS = (
     "databaseId name price { amount currency } inStock",
     "databaseId sku name description isActive inStock updatedAt category { slug name }",
@@ -45,13 +53,17 @@ GQL_PRODUCT = "query($id: ID) {{ product(id: $id) {{ {sel} }} }}"
 GQL_PRODUCTS = (
     "query($first: Int, $after: String, $filter: ProductFilterInput, $orderBy: ProductOrder) "
     "{{ products(first: $first, after: $after, filter: $filter, orderBy: $orderBy) "
-    "{{ totalCount pageInfo {{ hasNextPage endCursor }} edges {{ cursor node {{ {sel} }} }} }} }}")
+    "{{ totalCount pageInfo {{ hasNextPage endCursor }} edges {{ cursor node {{ {sel} }} }} }} }}"
+)
 GQL_CATEGORY = (
     "query($slug: String!, $first: Int, $filter: ProductFilterInput, $orderBy: ProductOrder) "
     "{{ category(slug: $slug) {{ databaseId slug name products(first: $first, filter: $filter, "
-    "orderBy: $orderBy) {{ totalCount edges {{ node {{ {sel} }} }} }} }} }}")
-GQL_CATEGORIES = ("{ categories(first: 20) { totalCount edges { node { slug name "
-                  "products(first: 3) { totalCount edges { node { name inStock } } } } } } }")
+    "orderBy: $orderBy) {{ totalCount edges {{ node {{ {sel} }} }} }} }} }}"
+)
+GQL_CATEGORIES = (
+    "{ categories(first: 20) { totalCount edges { node { slug name "
+    "products(first: 3) { totalCount edges { node { name inStock } } } } } } }"
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +85,14 @@ class Page:
 
 
 def gql_page(family: str, query: str, variables: dict[str, Any], rng: random.Random) -> Page:
-    return Page(family, "/graphql", query, json.dumps(variables, sort_keys=True),
-                graphql_get=rng.random() < 0.2, later=variables.get("after") is not None)
+    return Page(
+        family,
+        "/graphql",
+        query,
+        json.dumps(variables, sort_keys=True),
+        graphql_get=rng.random() < 0.2,
+        later=variables.get("after") is not None,
+    )
 
 
 class Mismatch(AssertionError):
@@ -110,17 +128,22 @@ class Pair:
 
     # -- reading ----------------------------------------------------------------------
 
-    async def _send(self, gateway: Gateway, page: Page, who: str,
-                    extra: dict[str, str]) -> httpx.Response:
+    async def _send(
+        self, gateway: Gateway, page: Page, who: str, extra: dict[str, str]
+    ) -> httpx.Response:
         headers = {**self.headers[who], **extra}
         if not page.query:
             return await gateway.client.get(page.path, headers=headers)
         if page.graphql_get:
-            return await gateway.client.get("/graphql", headers=headers, params={
-                "query": page.query, "variables": page.variables})
+            return await gateway.client.get(
+                "/graphql",
+                headers=headers,
+                params={"query": page.query, "variables": page.variables},
+            )
         body = orjson.dumps({"query": page.query, "variables": json.loads(page.variables)})
-        return await gateway.client.post("/graphql", content=body, headers={
-            **headers, "Content-Type": "application/json"})
+        return await gateway.client.post(
+            "/graphql", content=body, headers={**headers, "Content-Type": "application/json"}
+        )
 
     async def read(self, page: Page, who: str) -> httpx.Response:
         """The page three times (cached, uncached, cached); the uncached answer back."""
@@ -153,31 +176,43 @@ class Pair:
         self._follow(page, who, plain)
         return plain
 
-    def _compare(self, page: Page, who: str, label: str, cached: httpx.Response,
-                 plain: httpx.Response) -> None:
+    def _compare(
+        self, page: Page, who: str, label: str, cached: httpx.Response, plain: httpx.Response
+    ) -> None:
         problems = []
         if cached.status_code != plain.status_code:
             problems.append(f"status {cached.status_code} != uncached {plain.status_code}")
         if cached.content != plain.content:
             a, b = cached.text, plain.text
-            at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-                      min(len(a), len(b)))
+            at = next(
+                (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
             start = max(0, at - 300)
-            problems.append(f"body, from character {start} (they differ at {at}):\n"
-                            f"    cached:   {a[start:at + 300]}\n"
-                            f"    uncached: {b[start:at + 300]}")
+            problems.append(
+                f"body, from character {start} (they differ at {at}):\n"
+                f"    cached:   {a[start : at + 300]}\n"
+                f"    uncached: {b[start : at + 300]}"
+            )
         for name in COMPARED_HEADERS:
             if cached.headers.get(name) != plain.headers.get(name):
-                problems.append(f"{name}: {cached.headers.get(name)!r} != "
-                                f"{plain.headers.get(name)!r}")
-        if ("etag" in cached.headers and "etag" in plain.headers
-                and cached.headers["etag"] != plain.headers["etag"]):
+                problems.append(
+                    f"{name}: {cached.headers.get(name)!r} != {plain.headers.get(name)!r}"
+                )
+        if (
+            "etag" in cached.headers
+            and "etag" in plain.headers
+            and cached.headers["etag"] != plain.headers["etag"]
+        ):
             problems.append(f"etag {cached.headers['etag']} != {plain.headers['etag']}")
         if problems:
             raise Mismatch(
                 f"{label} cached read (X-Cache: {cached.headers.get('x-cache')}) differs from "
                 f"the uncached one\n  as {who} ({READERS[who]}): {page}\n  "
-                + "\n  ".join(problems) + "\n  last steps:\n    " + "\n    ".join(self.history))
+                + "\n  ".join(problems)
+                + "\n  last steps:\n    "
+                + "\n    ".join(self.history)
+            )
 
     def _follow(self, page: Page, who: str, plain: httpx.Response) -> None:
         """Keeps the next page of a list (its cursor) among the pages to read again."""
@@ -193,8 +228,9 @@ class Pair:
             link = plain.headers.get("link")
             if not link:
                 return
-            nxt = Page(page.family, httpx.URL(link[1:link.index(">")]).raw_path.decode(),
-                       later=True)
+            nxt = Page(
+                page.family, httpx.URL(link[1 : link.index(">")]).raw_path.decode(), later=True
+            )
         self.followed.append(nxt)
         if self.rng.random() < 0.5:
             self.recent.append((nxt, who))
@@ -216,10 +252,17 @@ class Pair:
             detail += "?fields=" + rng.choice(V2_FIELDS)
         return [
             Page("rest product", detail),
-            Page("rest reviews", f"/api/{rng.choice(('v1', 'v2'))}/products/{product_id}"
-                                 f"/reviews?limit={rng.choice((3, 10))}"),
-            gql_page("gql product", GQL_PRODUCT.format(sel=rng.choice(PRODUCT_SELECTIONS)),
-                     {"id": str(product_id)}, rng),
+            Page(
+                "rest reviews",
+                f"/api/{rng.choice(('v1', 'v2'))}/products/{product_id}"
+                f"/reviews?limit={rng.choice((3, 10))}",
+            ),
+            gql_page(
+                "gql product",
+                GQL_PRODUCT.format(sel=rng.choice(PRODUCT_SELECTIONS)),
+                {"id": str(product_id)},
+                rng,
+            ),
         ]
 
     def list_pages(self, slug: str | None, price: int | None) -> list[Page]:
@@ -243,32 +286,41 @@ class Pair:
             if v == "v2" and rng.random() < 0.3:
                 params["fields"] = rng.choice(V2_FIELDS)
             pages.append(Page("rest products", f"/api/{v}/products?{urlencode(params)}"))
-            variables = {"first": params["limit"], "filter": gfilter or None,
-                         "orderBy": rng.choice(GQL_ORDERS)}
+            variables = {
+                "first": params["limit"],
+                "filter": gfilter or None,
+                "orderBy": rng.choice(GQL_ORDERS),
+            }
             sel = rng.choice(PRODUCT_SELECTIONS)
             if slug is not None and rng.random() < 0.4:
                 gfilter.pop("category", None)
                 variables.update(slug=slug, filter=gfilter or None)
-                pages.append(gql_page("gql category", GQL_CATEGORY.format(sel=sel),
-                                      variables, rng))
+                pages.append(gql_page("gql category", GQL_CATEGORY.format(sel=sel), variables, rng))
             else:
-                pages.append(gql_page("gql products", GQL_PRODUCTS.format(sel=sel),
-                                      {"after": None, **variables}, rng))
+                pages.append(
+                    gql_page(
+                        "gql products",
+                        GQL_PRODUCTS.format(sel=sel),
+                        {"after": None, **variables},
+                        rng,
+                    )
+                )
         return pages
 
     def category_pages(self, slug: str) -> list[Page]:
         v = self.rng.choice(("v1", "v2"))
-        return [Page("rest category", f"/api/{v}/categories/{slug}"),
-                Page("rest categories", f"/api/{v}/categories?limit=20"),
-                gql_page("gql categories", GQL_CATEGORIES, {}, self.rng)]
+        return [
+            Page("rest category", f"/api/{v}/categories/{slug}"),
+            Page("rest categories", f"/api/{v}/categories?limit=20"),
+            gql_page("gql categories", GQL_CATEGORIES, {}, self.rng),
+        ]
 
     def random_page(self) -> Page:
         rng = self.rng
         ids = self.product_ids()
         product = rng.choice(ids + sorted(self.catalog.gone) + [10**6])
         slug = rng.choice(sorted(self.catalog.categories.values()) + ["no-such-category"])
-        pool = (self.product_pages(product) + self.list_pages(slug, None)
-                + self.category_pages(slug))
+        pool = self.product_pages(product) + self.list_pages(slug, None) + self.category_pages(slug)
         return rng.choice(pool)
 
     def related(self, product_ids: list[int], slugs: list[str]) -> list[Page]:
@@ -277,8 +329,9 @@ class Pair:
         for product_id in product_ids:
             pages += self.product_pages(product_id)
             row = self.catalog.products.get(product_id)
-            pages += self.list_pages(self.slug_of(product_id),
-                                     None if row is None else row.price_cents)
+            pages += self.list_pages(
+                self.slug_of(product_id), None if row is None else row.price_cents
+            )
         for slug in slugs:
             pages += self.category_pages(slug)
         pages = self.rng.sample(pages, min(len(pages), 6)) + [self.random_page()]

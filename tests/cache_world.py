@@ -103,8 +103,13 @@ class CacheWorld:
         headers = {**self.headers[who], **kwargs.pop("headers", {})}
         return await self.client.get(path, headers=headers, **kwargs)
 
-    async def gql(self, query: str, variables: dict[str, Any] | None = None,
-                  who: str = "anonymous", **body: Any) -> httpx.Response:
+    async def gql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        who: str = "anonymous",
+        **body: Any,
+    ) -> httpx.Response:
         payload: dict[str, Any] = {"query": query, **body}
         if variables is not None:
             payload["variables"] = variables
@@ -115,8 +120,12 @@ class CacheWorld:
 
 def cache_settings(url: str, tmp: Path, setup: CacheSetup, **overrides: Any) -> Any:
     # A loaded CI machine can take longer than the production timeout to answer.
-    values = {"redis_url": setup.redis_url, "cache_prefix": setup.prefix,
-              "cache_redis_timeout_seconds": 5.0, **overrides}
+    values = {
+        "redis_url": setup.redis_url,
+        "cache_prefix": setup.prefix,
+        "cache_redis_timeout_seconds": 5.0,
+        **overrides,
+    }
     return make_settings(url, tmp, **values)
 
 
@@ -133,8 +142,7 @@ async def seeded_url(backend: str, tmp: Path, pg_databases: PostgresDatabases) -
     return url
 
 
-async def build_cache_world(gateway: Gateway, url: str, tmp: Path,
-                            setup: CacheSetup) -> CacheWorld:
+async def build_cache_world(gateway: Gateway, url: str, tmp: Path, setup: CacheSetup) -> CacheWorld:
     world = CacheWorld(gateway, url, tmp, setup)
     world.headers["anonymous"] = {}
     for name in ("customer", "staff", "admin"):
@@ -143,8 +151,10 @@ async def build_cache_world(gateway: Gateway, url: str, tmp: Path,
         me = await gateway.client.get("/api/v1/users/me", headers=world.headers[name])
         world.user_ids[name] = me.json()["id"]
     response = await gateway.client.post(
-        "/api/v1/api-keys", json={"name": "reader", "scopes": ["catalog:read"]},
-        headers=world.headers["admin"])
+        "/api/v1/api-keys",
+        json={"name": "reader", "scopes": ["catalog:read"]},
+        headers=world.headers["admin"],
+    )
     assert response.status_code == 201, response.text
     world.headers["key_catalog_read"] = {"X-API-Key": response.json()["key"]}
     customer = world.user_ids["customer"]
@@ -154,19 +164,34 @@ async def build_cache_world(gateway: Gateway, url: str, tmp: Path,
         last.is_active = False  # before any read: nothing cached can be stale
         world.inactive_product = last.id
         reviewed = await session.scalar(
-            select(Review.product_id).join(Product, Product.id == Review.product_id)
-            .where(Review.author_id == customer, Product.is_active.is_(True)).limit(1))
+            select(Review.product_id)
+            .join(Product, Product.id == Review.product_id)
+            .where(Review.author_id == customer, Product.is_active.is_(True))
+            .limit(1)
+        )
         if reviewed is None:
             reviewed = await session.scalar(
-                select(Product.id).where(Product.is_active.is_(True),
-                                         ~Product.id.in_(select(Review.product_id).where(
-                                             Review.author_id == customer)))
-                .order_by(Product.id).limit(1))
-            session.add(Review(product_id=reviewed, author_id=customer, rating=4,
-                               title="Solid", body="Does what it says."))
+                select(Product.id)
+                .where(
+                    Product.is_active.is_(True),
+                    ~Product.id.in_(select(Review.product_id).where(Review.author_id == customer)),
+                )
+                .order_by(Product.id)
+                .limit(1)
+            )
+            session.add(
+                Review(
+                    product_id=reviewed,
+                    author_id=customer,
+                    rating=4,
+                    title="Solid",
+                    body="Does what it says.",
+                )
+            )
         world.reviewed_product = reviewed
-        category = (await session.execute(
-            select(Category.id, Category.slug).order_by(Category.id).limit(1))).one()
+        category = (
+            await session.execute(select(Category.id, Category.slug).order_by(Category.id).limit(1))
+        ).one()
         world.category = (category.id, category.slug)
     assert world.inactive_product
     assert world.reviewed_product

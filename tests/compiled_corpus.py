@@ -14,14 +14,28 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-PRODUCT_SCALARS = ("id", "databaseId", "sku", "name", "description", "inStock", "isActive",
-                   "createdAt", "updatedAt", "averageRating", "__typename")
+PRODUCT_SCALARS = (
+    "id",
+    "databaseId",
+    "sku",
+    "name",
+    "description",
+    "inStock",
+    "isActive",
+    "createdAt",
+    "updatedAt",
+    "averageRating",
+    "__typename",
+)
 CATEGORY_SCALARS = ("id", "databaseId", "slug", "name", "createdAt", "__typename")
 REVIEW_SCALARS = ("id", "databaseId", "rating", "title", "body", "createdAt", "__typename")
 AUTHOR_FIELDS = ("id", "databaseId", "name", "__typename")
 SORT_FIELDS = ("CREATED_AT", "PRICE", "NAME")
-BAD_CURSORS = ("not-a-cursor", base64.urlsafe_b64encode(b'["reviews","-created_at",[1]]')
-               .decode().rstrip("="), "")
+BAD_CURSORS = (
+    "not-a-cursor",
+    base64.urlsafe_b64encode(b'["reviews","-created_at",[1]]').decode().rstrip("="),
+    "",
+)
 
 
 @dataclass
@@ -106,11 +120,14 @@ class Generator:
         if r.random() < 0.5:
             parts.append(f"{self.key('category')} {self.category(depth + 1)}")
         if depth < 2 and r.random() < 0.5:
-            parts.append(f"{self.key('reviews')}{self.review_args()} "
-                         f"{self.connection(lambda: self.review(depth + 1))}")
+            parts.append(
+                f"{self.key('reviews')}{self.review_args()} "
+                f"{self.connection(lambda: self.review(depth + 1))}"
+            )
         if r.random() < 0.15:
-            self.fragments.setdefault("ProductBits", "fragment ProductBits on Product "
-                                      "{ id name price { amount } }")
+            self.fragments.setdefault(
+                "ProductBits", "fragment ProductBits on Product { id name price { amount } }"
+            )
             parts.append("...ProductBits")
         if r.random() < 0.1:
             parts.append("... on Product { sku databaseId }")
@@ -124,8 +141,10 @@ class Generator:
     def category(self, depth: int) -> str:
         parts = self.pick(CATEGORY_SCALARS)
         if depth < 2 and self.r.random() < 0.3:
-            parts.append(f"{self.key('products')}{self.product_args(invalid=False)} "
-                         f"{self.connection(lambda: self.product(depth + 1))}")
+            parts.append(
+                f"{self.key('products')}{self.product_args(invalid=False)} "
+                f"{self.connection(lambda: self.product(depth + 1))}"
+            )
         self.r.shuffle(parts)
         return "{ " + " ".join(parts) + " }"
 
@@ -146,8 +165,9 @@ class Generator:
         if r.random() < 0.5:
             parts.append(self.key("totalCount"))
         if r.random() < 0.5:
-            info = self.pick(("hasNextPage", "hasPreviousPage", "startCursor", "endCursor",
-                              "__typename"))
+            info = self.pick(
+                ("hasNextPage", "hasPreviousPage", "startCursor", "endCursor", "__typename")
+            )
             parts.append(f"{self.key('pageInfo')} {{ {' '.join(info)} }}")
         if r.random() < 0.9 or not parts:
             edge = []
@@ -165,8 +185,9 @@ class Generator:
 
     # -- arguments --------------------------------------------------------------------
 
-    def page_args(self, cursors: list[str], *, backward: bool = True,
-                  invalid: bool = True) -> list[str]:
+    def page_args(
+        self, cursors: list[str], *, backward: bool = True, invalid: bool = True
+    ) -> list[str]:
         """Page arguments; ``invalid`` ones only where the resolver path answers them
         deterministically (root fields: a nested connection's loader batches siblings, so
         one bad argument fails whichever siblings share its batch)."""
@@ -204,16 +225,20 @@ class Generator:
         sort = r.choice(SORT_FIELDS)
         direction = r.choice(("ASC", "DESC"))
         ordered = r.random() < 0.5
-        sort_name = ("-" if direction == "DESC" else "") + sort.lower() if ordered \
-            else "-created_at"
+        sort_name = (
+            ("-" if direction == "DESC" else "") + sort.lower() if ordered else "-created_at"
+        )
         cursors = self.f.product_cursors.get(sort_name, [])
         if invalid and r.random() < 0.04:
             cursors = self.f.category_cursors  # a cursor of another list: Invalid
         args = self.page_args(cursors, invalid=invalid)
         if ordered:
             order = {"field": sort, "direction": direction}
-            args.append(f"orderBy: {self.var('ProductOrder', order)}" if r.random() < 0.3
-                        else f"orderBy: {{field: {sort}, direction: {direction}}}")
+            args.append(
+                f"orderBy: {self.var('ProductOrder', order)}"
+                if r.random() < 0.3
+                else f"orderBy: {{field: {sort}, direction: {direction}}}"
+            )
         filters = []
         if r.random() < 0.15:
             filters.append(f'category: "{r.choice(self.f.slugs + ["no-such-slug"])}"')
@@ -239,11 +264,15 @@ class Generator:
 
     def root(self) -> str:
         r, f = self.r, self.f
-        kind = r.choices(("products", "product", "categories", "category", "node", "nodes"),
-                         weights=(5, 3, 2, 2, 2, 1))[0]
+        kind = r.choices(
+            ("products", "product", "categories", "category", "node", "nodes"),
+            weights=(5, 3, 2, 2, 2, 1),
+        )[0]
         if kind == "products":
-            return f"{self.rkey('products')}{self.product_args()} " \
-                   f"{self.connection(lambda: self.product(0))}"
+            return (
+                f"{self.rkey('products')}{self.product_args()} "
+                f"{self.connection(lambda: self.product(0))}"
+            )
         if kind == "categories":
             args = self.page_args(f.category_cursors)
             head = f"({', '.join(args)})" if args else ""
@@ -271,10 +300,14 @@ class Generator:
 
     def node_id(self) -> str:
         r, f = self.r, self.f
-        type_name = r.choices(("Product", "Category", "Review", "Nope", "User"),
-                              weights=(5, 3, 3, 1, 1))[0]
-        pool = {"Product": f.product_ids + [f.inactive_product], "Review": f.review_ids,
-                "Category": [1, 2, 3]}.get(type_name, [1])
+        type_name = r.choices(
+            ("Product", "Category", "Review", "Nope", "User"), weights=(5, 3, 3, 1, 1)
+        )[0]
+        pool = {
+            "Product": f.product_ids + [f.inactive_product],
+            "Review": f.review_ids,
+            "Category": [1, 2, 3],
+        }.get(type_name, [1])
         return gid(type_name, r.choice(pool + [10**6]))
 
     def node_selection(self) -> str:
@@ -305,14 +338,24 @@ class Generator:
 
 
 def _filter_value(filters: list[str]) -> dict[str, Any]:
-    names = {"category": "category", "q": "q", "minPrice": "minPrice", "maxPrice": "maxPrice",
-             "inStock": "inStock"}
+    names = {
+        "category": "category",
+        "q": "q",
+        "minPrice": "minPrice",
+        "maxPrice": "maxPrice",
+        "inStock": "inStock",
+    }
     value: dict[str, Any] = {}
     for item in filters:
         name, _, raw = item.partition(": ")
         raw = raw.strip()
-        value[names[name]] = (raw.strip('"') if raw.startswith('"')
-                              else raw == "true" if raw in ("true", "false") else int(raw))
+        value[names[name]] = (
+            raw.strip('"')
+            if raw.startswith('"')
+            else raw == "true"
+            if raw in ("true", "false")
+            else int(raw)
+        )
     return value
 
 
@@ -332,30 +375,46 @@ def rest_calls(facts: Facts, count: int, seed: int = 11) -> list[RestCall]:
     sparse fieldsets, single objects that exist, are hidden, or never existed."""
     r = random.Random(seed)
     sorts = ("created_at", "-created_at", "price", "-price", "name", "-name")
-    fields = ("id", "sku", "name", "description", "price", "stock", "in_stock", "category",
-              "is_active", "created_at", "updated_at")
+    fields = (
+        "id",
+        "sku",
+        "name",
+        "description",
+        "price",
+        "stock",
+        "in_stock",
+        "category",
+        "is_active",
+        "created_at",
+        "updated_at",
+    )
     calls = []
     for _ in range(count):
         version = r.choice(("v1", "v2"))
-        kind = r.choices(("products", "product", "categories", "category", "reviews"),
-                         weights=(6, 3, 1, 1, 2))[0]
+        kind = r.choices(
+            ("products", "product", "categories", "category", "reviews"), weights=(6, 3, 1, 1, 2)
+        )[0]
         params: dict[str, str] = {}
         if r.random() < 0.6:
-            params["limit"] = str(r.choice((1, 2, 3, 5, 20, 100) if r.random() < 0.97
-                                           else (0, 101, -3)))
+            params["limit"] = str(
+                r.choice((1, 2, 3, 5, 20, 100) if r.random() < 0.97 else (0, 101, -3))
+            )
         if kind == "products":
             sort = r.choice(sorts) if r.random() < 0.6 else None
             if sort:
                 params["sort"] = sort
             if r.random() < 0.3:
                 pool = facts.product_cursors.get(sort or "-created_at", [])
-                params["cursor"] = r.choice(pool if pool and r.random() < 0.9
-                                            else list(BAD_CURSORS[:2]))
-            for name, values in (("category", facts.slugs + ["no-such-slug"]),
-                                 ("q", ["lamp", "SMART", "%", "_", "zz"]),
-                                 ("min_price", ["0", "1000", "20000"]),
-                                 ("max_price", ["500", "30000"]),
-                                 ("in_stock", ["true", "false"])):
+                params["cursor"] = r.choice(
+                    pool if pool and r.random() < 0.9 else list(BAD_CURSORS[:2])
+                )
+            for name, values in (
+                ("category", facts.slugs + ["no-such-slug"]),
+                ("q", ["lamp", "SMART", "%", "_", "zz"]),
+                ("min_price", ["0", "1000", "20000"]),
+                ("max_price", ["500", "30000"]),
+                ("in_stock", ["true", "false"]),
+            ):
                 if r.random() < 0.12:
                     params[name] = r.choice(values)
             if r.random() < 0.01:
@@ -380,8 +439,19 @@ def rest_calls(facts: Facts, count: int, seed: int = 11) -> list[RestCall]:
             if kind in ("categories", "category"):
                 chosen = r.sample(("id", "slug", "name", "created_at"), r.randint(1, 3))
             if kind == "reviews":
-                chosen = r.sample(("id", "product", "author", "author_name", "rating", "title",
-                                   "body", "created_at"), r.randint(1, 4))
+                chosen = r.sample(
+                    (
+                        "id",
+                        "product",
+                        "author",
+                        "author_name",
+                        "rating",
+                        "title",
+                        "body",
+                        "created_at",
+                    ),
+                    r.randint(1, 4),
+                )
             if r.random() < 0.05:
                 chosen.append("bogus")
             params["fields"] = ",".join(chosen)

@@ -87,14 +87,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     """Says, before any test runs, which databases and Redis this run tests against."""
     postgres = make_url(POSTGRES_URL)
     where = f"{postgres.host}:{postgres.port or 5432}"
-    redis_shown = make_url(REDIS_URL.replace("redis://", "redis+x://", 1)).render_as_string(
-        hide_password=True).replace("redis+x://", "redis://", 1)
+    redis_shown = (
+        make_url(REDIS_URL.replace("redis://", "redis+x://", 1))
+        .render_as_string(hide_password=True)
+        .replace("redis+x://", "redis://", 1)
+    )
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     return [
         "database: SQLite (embedded file, always) + PostgreSQL at "
         f"{where} ({_service_state(_postgres_reachable_now())}); "
         "each database test runs on both, file by file",
-        "redis: in-process + " f"{redis_shown} ({_service_state(_redis_reachable_now())}); "
+        "redis: in-process + "
+        f"{redis_shown} ({_service_state(_redis_reachable_now())}); "
         "cache, rate-limit and event tests run on both",
         f"chromium: {browser or 'not installed'} (the offline GraphiQL test)",
         f"this run: databases gw_test_{RUN_ID}_<n> and Redis keys {REDIS_RUN_PREFIX}*, "
@@ -168,9 +172,7 @@ async def pg_databases() -> AsyncIterator[PostgresDatabases]:
     await databases.drop_all()
 
 
-async def new_database_url(
-    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
-) -> str:
+async def new_database_url(backend: str, tmp_path: Path, pg_databases: PostgresDatabases) -> str:
     if backend == "postgresql":
         await require_postgres()
         return await pg_databases.create()
@@ -196,7 +198,9 @@ def _seeded_by_backend() -> dict[str, SeededDatabase]:
 
 @pytest.fixture(scope="session")
 async def seeded(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, pg_databases: PostgresDatabases,
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_databases: PostgresDatabases,
     _seeded_by_backend: dict[str, SeededDatabase],
 ) -> SeededDatabase:
     """A migrated database with the deterministic seed, shared by read-only tests."""
@@ -217,9 +221,7 @@ async def seeded(
 
 
 @pytest.fixture
-async def fresh(
-    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
-) -> SeededDatabase:
+async def fresh(backend: str, tmp_path: Path, pg_databases: PostgresDatabases) -> SeededDatabase:
     """A seeded database of this test's own, for tests that write."""
     url = await new_database_url(backend, tmp_path, pg_databases)
     db = Database.from_url(url)
@@ -236,8 +238,10 @@ async def fresh(
 # --- rate limits (issue 8): generous unless a test asks for strict ones; a run's own keys ---
 RATE_LIMIT_PREFIX = f"gw-test-{RUN_ID}:rl:"
 GENEROUS_LIMITS: dict[str, Any] = {
-    "rate_limit_per_minute": 1_000_000, "auth_rate_limit_per_minute": 1_000_000,
-    "login_backoff_failures": 1_000_000, "rate_limit_key_prefix": RATE_LIMIT_PREFIX,
+    "rate_limit_per_minute": 1_000_000,
+    "auth_rate_limit_per_minute": 1_000_000,
+    "login_backoff_failures": 1_000_000,
+    "rate_limit_key_prefix": RATE_LIMIT_PREFIX,
 }
 # --- end rate limits ---
 
@@ -246,7 +250,8 @@ GENEROUS_LIMITS: dict[str, Any] = {
 # queries must never answer a later run (its database is another).
 REDIS_RUN_PREFIX = f"gw-test-{RUN_ID}"
 RUN_REDIS_KEYS: dict[str, Any] = {
-    "redis_prefix": f"{REDIS_RUN_PREFIX}-ev", "cache_prefix": f"{REDIS_RUN_PREFIX}:c:",
+    "redis_prefix": f"{REDIS_RUN_PREFIX}-ev",
+    "cache_prefix": f"{REDIS_RUN_PREFIX}:c:",
     "graphql_apq_redis_prefix": f"{REDIS_RUN_PREFIX}:apq:",
 }
 
@@ -260,7 +265,7 @@ async def _delete_the_runs_redis_keys() -> AsyncIterator[None]:
     try:
         keys = [key async for key in client.scan_iter(match=REDIS_RUN_PREFIX + "*", count=1000)]
         for start in range(0, len(keys), 500):
-            await client.delete(*keys[start:start + 500])
+            await client.delete(*keys[start : start + 500])
     except (OSError, aioredis.RedisError):
         if REQUIRE_SERVICES:
             raise
@@ -269,13 +274,20 @@ async def _delete_the_runs_redis_keys() -> AsyncIterator[None]:
 
 
 def make_settings(url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"environment": "test", "database_url": url, "data_dir": tmp_path,
-                              "jwt_secret": "test-secret-" + "x" * 40, **GENEROUS_LIMITS,
-                              # A loaded CI machine is slow; tests of the time limit set theirs.
-                              "request_timeout_seconds": 120.0,
-                              # Tests read access lines as soon as the answer is back;
-                              # batching has tests of its own (test_observability).
-                              "log_flush_seconds": 0.0, **RUN_REDIS_KEYS, **overrides}
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": url,
+        "data_dir": tmp_path,
+        "jwt_secret": "test-secret-" + "x" * 40,
+        **GENEROUS_LIMITS,
+        # A loaded CI machine is slow; tests of the time limit set theirs.
+        "request_timeout_seconds": 120.0,
+        # Tests read access lines as soon as the answer is back;
+        # batching has tests of its own (test_observability).
+        "log_flush_seconds": 0.0,
+        **RUN_REDIS_KEYS,
+        **overrides,
+    }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
@@ -309,8 +321,9 @@ class Gateway:
         finally:
             event.remove(engine, "before_cursor_execute", counter)
 
-    async def graphql(self, query: str, variables: dict[str, Any] | None = None,
-                      **kwargs: Any) -> dict[str, Any]:
+    async def graphql(
+        self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         response = await self.client.post(
             "/graphql", json={"query": query, "variables": variables or {}}, **kwargs
         )

@@ -30,8 +30,11 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
 
 def token_of(base: str, who: str) -> str:
     form = urllib.parse.urlencode({"username": f"{who}@example.com", "password": DEMO_PASSWORD})
-    status, body = post(base + "/api/v1/auth/token", form.encode(),
-                        {"Content-Type": "application/x-www-form-urlencoded"})
+    status, body = post(
+        base + "/api/v1/auth/token",
+        form.encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
     if status != 200:
         sys.exit(f"docs-test: could not sign in as {who}: {status} {body!r}")
     return str(json.loads(body)["access_token"])

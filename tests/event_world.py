@@ -62,7 +62,9 @@ async def require_redis() -> None:
 
 @pytest.fixture(scope="module", params=["local", "redis"])
 async def events(
-    request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
     pg_databases: PostgresDatabases,
 ) -> AsyncIterator[World]:
     """The world of principals on a gateway with a short heartbeat, on each bus."""
@@ -77,10 +79,15 @@ async def events(
     async with db.write() as session:
         await seed(session, scale=40, demo=True)
     await db.dispose()
-    settings = make_settings(url, Path(tmp), events_heartbeat_seconds=0.3,
-                             events_queue_size=4, events_retry_ms=2500,
-                             redis_url=REDIS_URL if bus == "redis" else None,
-                             redis_prefix=f"{REDIS_PREFIX}-{backend}")
+    settings = make_settings(
+        url,
+        Path(tmp),
+        events_heartbeat_seconds=0.3,
+        events_queue_size=4,
+        events_retry_ms=2500,
+        redis_url=REDIS_URL if bus == "redis" else None,
+        redis_prefix=f"{REDIS_PREFIX}-{backend}",
+    )
     async with running_gateway(settings, backend) as gateway:
         yield await build_world(gateway)
 
@@ -95,13 +102,16 @@ class Change:
     at: datetime  # the order's ``updated_at`` in the answer: the event's ``at``
 
 
-async def place_order(world: World, principal: str = "customer", *,
-                      gateway: Gateway | None = None, quantity: int = 1) -> int:
+async def place_order(
+    world: World, principal: str = "customer", *, gateway: Gateway | None = None, quantity: int = 1
+) -> int:
     """``POST /api/v1/orders`` as ``principal``, of a product of the test's own."""
     product = await new_product(world, stock=100)
     response = await (gateway or world.gateway).client.post(
-        "/api/v1/orders", json={"items": [{"product_id": product, "quantity": quantity}]},
-        headers=world.headers[principal])
+        "/api/v1/orders",
+        json={"items": [{"product_id": product, "quantity": quantity}]},
+        headers=world.headers[principal],
+    )
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "pending"
     return int(response.json()["id"])
@@ -109,17 +119,29 @@ async def place_order(world: World, principal: str = "customer", *,
 
 async def current_status(world: World, order_id: int, gateway: Gateway | None = None) -> str:
     response = await (gateway or world.gateway).client.get(
-        f"/api/v1/orders/{order_id}", headers=world.headers["staff"])
+        f"/api/v1/orders/{order_id}", headers=world.headers["staff"]
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["status"])
 
 
-GQL_STATUS = {"CONFLICT": 409, "BAD_USER_INPUT": 422, "FORBIDDEN": 403, "NOT_FOUND": 404,
-              "UNAUTHENTICATED": 401}
+GQL_STATUS = {
+    "CONFLICT": 409,
+    "BAD_USER_INPUT": 422,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "UNAUTHENTICATED": 401,
+}
 
 
-async def move(world: World, order_id: int, status: str, *, via: str = "rest_v1",
-               gateway: Gateway | None = None) -> tuple[int, dict[str, Any]]:
+async def move(
+    world: World,
+    order_id: int,
+    status: str,
+    *,
+    via: str = "rest_v1",
+    gateway: Gateway | None = None,
+) -> tuple[int, dict[str, Any]]:
     """Asks ``via`` to move the order: staff's status change, or (``cancelled``) its
     customer's cancel. Returns the HTTP status (GraphQL's error code as one) and the
     order as ``{id, status, updated_at}``, or the problem / GraphQL error."""
@@ -134,16 +156,28 @@ async def move(world: World, order_id: int, status: str, *, via: str = "rest_v1"
         if body.get("errors"):
             return GQL_STATUS[body["errors"][0]["extensions"]["code"]], body["errors"][0]
         order = body["data"]["cancelOrder" if cancel else "updateOrderStatus"]
-        return 200, {"id": order["databaseId"], "status": order["status"],
-                     "updated_at": order["updatedAt"]}
+        return 200, {
+            "id": order["databaseId"],
+            "status": order["status"],
+            "updated_at": order["updatedAt"],
+        }
     path = f"/api/{via.removeprefix('rest_')}/orders/{order_id}"
-    response = await (gw.client.post(f"{path}/cancel", headers=headers) if cancel else
-                      gw.client.patch(path, json={"status": status}, headers=headers))
+    response = await (
+        gw.client.post(f"{path}/cancel", headers=headers)
+        if cancel
+        else gw.client.patch(path, json={"status": status}, headers=headers)
+    )
     return response.status_code, response.json()
 
 
-async def change_status(world: World, order_id: int, status: str | None = None, *,
-                        via: str = "rest_v1", gateway: Gateway | None = None) -> Change:
+async def change_status(
+    world: World,
+    order_id: int,
+    status: str | None = None,
+    *,
+    via: str = "rest_v1",
+    gateway: Gateway | None = None,
+) -> Change:
     """Moves an order on through ``via`` (``rest_v1``, ``rest_v2`` or ``graphql``): staff
     change its status (the next one unless ``status`` says); ``cancelled`` is its
     customer's cancel. Fails unless the API says it moved."""

@@ -42,9 +42,23 @@ class PrivateRedis:
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
             if self.ping():
@@ -171,8 +185,7 @@ class Readers:
 
     KINDS = ("v1", "v2", "v1-list", "gql-product", "gql-products")
 
-    def __init__(self, instances: dict[str, str], product: dict[str, Any],
-                 lanes: int = 2) -> None:
+    def __init__(self, instances: dict[str, str], product: dict[str, Any], lanes: int = 2) -> None:
         self.instances = instances
         self.product = product
         self.lanes = lanes
@@ -189,19 +202,29 @@ class Readers:
         elif kind == "v2":
             response = await client.get(f"/api/v2/products/{product['id']}")
         elif kind == "v1-list":
-            response = await client.get("/api/v1/products",
-                                        params={"q": product["name"], "limit": 100})
+            response = await client.get(
+                "/api/v1/products", params={"q": product["name"], "limit": 100}
+            )
         elif kind == "gql-product":
-            response = await client.post("/graphql", json={
-                "query": PRODUCT_GQL, "variables": {"sku": product["sku"]}})
+            response = await client.post(
+                "/graphql", json={"query": PRODUCT_GQL, "variables": {"sku": product["sku"]}}
+            )
         else:
-            response = await client.post("/graphql", json={
-                "query": PRODUCTS_GQL, "variables": {"q": product["name"]}})
+            response = await client.post(
+                "/graphql", json={"query": PRODUCTS_GQL, "variables": {"q": product["name"]}}
+            )
         cents = None
         if response.status_code // 100 == 2:
             cents = self._cents(kind, response.json())
-        seen = Read(sent, time.monotonic(), name, kind, response.status_code,
-                    response.headers.get("x-cache", ""), cents)
+        seen = Read(
+            sent,
+            time.monotonic(),
+            name,
+            kind,
+            response.status_code,
+            response.headers.get("x-cache", ""),
+            cents,
+        )
         self.reads.append(seen)
         return seen
 
@@ -217,8 +240,11 @@ class Readers:
         assert "errors" not in body, body
         if kind == "gql-product":
             return _cents(body["data"]["product"]["price"]["amount"])
-        [node] = [edge["node"] for edge in body["data"]["products"]["edges"]
-                  if edge["node"]["databaseId"] == pid]
+        [node] = [
+            edge["node"]
+            for edge in body["data"]["products"]["edges"]
+            if edge["node"]["databaseId"] == pid
+        ]
         return _cents(node["price"]["amount"])
 
     async def _lane(self, name: str, url: str, offset: int) -> None:
@@ -258,8 +284,11 @@ class Writes:
     async def change_price(self, url: str) -> int:
         cents = int(self.product["price_cents"]) + 100 * (len(self.acked) + 1)
         async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as client:
-            response = await client.patch(f"/api/v1/products/{self.product['id']}",
-                                          json={"price_cents": cents}, headers=self.auth)
+            response = await client.patch(
+                f"/api/v1/products/{self.product['id']}",
+                json={"price_cents": cents},
+                headers=self.auth,
+            )
         assert response.status_code == 200, response.text
         assert response.json()["price_cents"] == cents
         self.acked.append((time.monotonic(), cents))

@@ -55,8 +55,13 @@ def node_packages_fixture() -> Path:
         assert npm is not None
         done = subprocess.run(
             [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
-            capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False)
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+            check=False,
+        )
         if done.returncode != 0 or not installed_as_locked():
-            _unavailable(f"npm ci --prefix tests/node failed:\n{done.stdout[-2000:]}"
-                         f"\n{done.stderr[-4000:]}")
+            _unavailable(
+                f"npm ci --prefix tests/node failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+            )
     return NODE_DIR

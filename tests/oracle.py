@@ -58,19 +58,38 @@ class Catalog:
     def product_body(self, product_id: int) -> dict[str, Any]:
         """A product normalised as the adapters normalise them."""
         p = self.products[product_id]
-        return {"id": p.id, "sku": p.sku, "name": p.name, "description": p.description,
-                "in_stock": p.stock > 0, "category": p.category_id, "is_active": p.is_active,
-                "price": money_of_cents(p.price_cents, "USD"), "created_at": utc(p.created_at),
-                "updated_at": utc(p.updated_at)}
+        return {
+            "id": p.id,
+            "sku": p.sku,
+            "name": p.name,
+            "description": p.description,
+            "in_stock": p.stock > 0,
+            "category": p.category_id,
+            "is_active": p.is_active,
+            "price": money_of_cents(p.price_cents, "USD"),
+            "created_at": utc(p.created_at),
+            "updated_at": utc(p.updated_at),
+        }
 
     def review_body(self, review: Review) -> dict[str, Any]:
-        return {"id": review.id, "product": review.product_id, "author": review.author_id,
-                "author_name": self.users[review.author_id].name, "rating": review.rating,
-                "title": review.title, "body": review.body, "created_at": utc(review.created_at)}
+        return {
+            "id": review.id,
+            "product": review.product_id,
+            "author": review.author_id,
+            "author_name": self.users[review.author_id].name,
+            "rating": review.rating,
+            "title": review.title,
+            "body": review.body,
+            "created_at": utc(review.created_at),
+        }
 
     def category_body(self, category: Category) -> dict[str, Any]:
-        return {"id": category.id, "slug": category.slug, "name": category.name,
-                "created_at": utc(category.created_at)}
+        return {
+            "id": category.id,
+            "slug": category.slug,
+            "name": category.name,
+            "created_at": utc(category.created_at),
+        }
 
 
 async def ordered_ids(session: Any, columns: Sequence[Any], descending: bool) -> list[int]:
@@ -81,10 +100,16 @@ async def ordered_ids(session: Any, columns: Sequence[Any], descending: bool) ->
 async def load_catalog(gateway: Gateway) -> Catalog:
     async with gateway.app.state.db.read() as session:
         products = {p.id: p for p in (await session.scalars(select(Product))).all()}
-        categories = list((await session.scalars(
-            select(Category).order_by(Category.name, Category.id))).all())
-        reviews = list((await session.scalars(
-            select(Review).order_by(Review.created_at.desc(), Review.id.desc()))).all())
+        categories = list(
+            (await session.scalars(select(Category).order_by(Category.name, Category.id))).all()
+        )
+        reviews = list(
+            (
+                await session.scalars(
+                    select(Review).order_by(Review.created_at.desc(), Review.id.desc())
+                )
+            ).all()
+        )
         users = {u.id: u for u in (await session.scalars(select(User))).all()}
         orders = {}
         for sort in SORTS:

@@ -28,12 +28,17 @@ def find_bindir() -> Path | None:
     """The directory of ``initdb``, ``pg_ctl`` and ``pg_basebackup``, if installed."""
     candidates = [os.environ.get("GATEWAY_TEST_PG_BINDIR", "")]
     if shutil.which("pg_config"):
-        candidates.append(subprocess.run(["pg_config", "--bindir"], capture_output=True,
-                                         text=True, check=False).stdout.strip())
+        candidates.append(
+            subprocess.run(
+                ["pg_config", "--bindir"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+        )
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     for candidate in candidates:
-        if candidate and all((Path(candidate) / tool).exists()
-                             for tool in ("initdb", "pg_ctl", "pg_basebackup", "postgres")):
+        if candidate and all(
+            (Path(candidate) / tool).exists()
+            for tool in ("initdb", "pg_ctl", "pg_basebackup", "postgres")
+        ):
             return Path(candidate)
     return None
 
@@ -61,11 +66,12 @@ class Server:
         argv = list(args)
         if os.geteuid() == 0:
             argv = ["runuser", "-u", OS_USER, "--", *argv]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{done.stdout}"
-                               f"\n{done.stderr}\n{self.log_tail()}")
+            raise RuntimeError(
+                f"{args[0]} failed ({done.returncode}):\n{done.stdout}"
+                f"\n{done.stderr}\n{self.log_tail()}"
+            )
         return done
 
     def log_tail(self) -> str:
@@ -73,20 +79,38 @@ class Server:
         return log.read_text(errors="replace")[-3000:] if log.exists() else ""
 
     def start(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
-                  str(self.datadir.parent / f"{self.datadir.name}.log"), "-w", "-t", "60",
-                  "start")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.datadir.parent / f"{self.datadir.name}.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w",
-                  "stop")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
     def running(self) -> bool:
         return (self.datadir / "postmaster.pid").exists()
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        return self._run(str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
-                         "-U", "postgres", "-d", database, "-Atqc", sql).stdout.strip()
+        return self._run(
+            str(self.bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-Atqc",
+            sql,
+        ).stdout.strip()
 
 
 @dataclass
@@ -97,10 +121,12 @@ class Cluster:
 
 def _configure(datadir: Path, port: int, extra: str) -> None:
     with (datadir / "postgresql.conf").open("a") as conf:
-        conf.write(f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
-                   f"unix_socket_directories = '{datadir}'\n"
-                   "fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n"
-                   "max_connections = 60\nshared_buffers = 16MB\n" + extra)
+        conf.write(
+            f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{datadir}'\n"
+            "fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n"
+            "max_connections = 60\nshared_buffers = 16MB\n" + extra
+        )
 
 
 @contextmanager
@@ -115,20 +141,50 @@ def cluster(apply_delay: str = "2s") -> Iterator[Cluster]:
     primary = Server(bindir, root / "primary", free_port())
     replica = Server(bindir, root / "replica", free_port())
     try:
-        primary._run(str(bindir / "initdb"), "-D", str(primary.datadir), "-U", "postgres",
-                     "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
-        _configure(primary.datadir, primary.port,
-                   "wal_level = replica\nmax_wal_senders = 4\nwal_keep_size = 64MB\n")
+        primary._run(
+            str(bindir / "initdb"),
+            "-D",
+            str(primary.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        _configure(
+            primary.datadir,
+            primary.port,
+            "wal_level = replica\nmax_wal_senders = 4\nwal_keep_size = 64MB\n",
+        )
         with (primary.datadir / "pg_hba.conf").open("a") as hba:
             hba.write("\nhost replication all 127.0.0.1/32 trust\n")
         primary.start()
         primary.psql("CREATE DATABASE gateway")
-        primary._run(str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p",
-                     str(primary.port), "-U", "postgres", "-D", str(replica.datadir), "-R",
-                     "-X", "stream", "--no-sync", "-c", "fast")
-        _configure(replica.datadir, replica.port,
-                   f"hot_standby = on\nrecovery_min_apply_delay = '{apply_delay}'\n"
-                   "wal_receiver_status_interval = 1s\n")
+        primary._run(
+            str(bindir / "pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(replica.datadir),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "-c",
+            "fast",
+        )
+        _configure(
+            replica.datadir,
+            replica.port,
+            f"hot_standby = on\nrecovery_min_apply_delay = '{apply_delay}'\n"
+            "wal_receiver_status_interval = 1s\n",
+        )
         replica.start()
         yield Cluster(primary, replica)
     finally:

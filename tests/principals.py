@@ -21,8 +21,16 @@ from tests.conftest import (
     running_gateway,
 )
 
-PRINCIPALS = ("anonymous", "customer", "other_customer", "staff", "admin",
-              "key_catalog_read", "key_orders_read", "key_catalog_write")
+PRINCIPALS = (
+    "anonymous",
+    "customer",
+    "other_customer",
+    "staff",
+    "admin",
+    "key_catalog_read",
+    "key_orders_read",
+    "key_catalog_write",
+)
 
 
 @dataclass
@@ -49,19 +57,25 @@ async def build_world(gateway: Gateway) -> World:
     """Logs in the demo users, registers a second customer and makes one key per scope."""
     world = World(gateway)
     world.headers["anonymous"] = {}
-    for name, email in (("customer", "customer@example.com"), ("staff", "staff@example.com"),
-                        ("admin", "admin@example.com")):
+    for name, email in (
+        ("customer", "customer@example.com"),
+        ("staff", "staff@example.com"),
+        ("admin", "admin@example.com"),
+    ):
         tokens = await login(gateway, email, DEMO_PASSWORD)
         world.headers[name] = {"Authorization": f"Bearer {tokens['access_token']}"}
         world.refresh_tokens[name] = tokens["refresh_token"]
-    response = await gateway.client.post("/api/v1/auth/register", json={
-        "email": "other@example.com", "password": "other-password", "name": "Otto Other"})
+    response = await gateway.client.post(
+        "/api/v1/auth/register",
+        json={"email": "other@example.com", "password": "other-password", "name": "Otto Other"},
+    )
     assert response.status_code == 201, response.text
     tokens = await login(gateway, "other@example.com", "other-password")
     world.headers["other_customer"] = {"Authorization": f"Bearer {tokens['access_token']}"}
     for scope in ("catalog:read", "orders:read", "catalog:write"):
         response = await gateway.client.post(
-            "/api/v1/api-keys", json={"name": scope, "scopes": [scope]},
+            "/api/v1/api-keys",
+            json={"name": scope, "scopes": [scope]},
             headers=world.headers["admin"],
         )
         assert response.status_code == 201, response.text
@@ -73,16 +87,18 @@ async def build_world(gateway: Gateway) -> World:
     db: Database = gateway.app.state.db
     async with db.write() as session:
         world.customer_order = await session.scalar(
-            select(Order.id).where(Order.customer_id == world.user_ids["customer"]).limit(1))
-        other = Order(customer_id=world.user_ids["other_customer"], status="pending",
-                      total_cents=0)
+            select(Order.id).where(Order.customer_id == world.user_ids["customer"]).limit(1)
+        )
+        other = Order(customer_id=world.user_ids["other_customer"], status="pending", total_cents=0)
         session.add(other)
         await session.flush()
         world.other_order = other.id
         world.inactive_product = await session.scalar(
-            select(Product.id).where(Product.is_active.is_(False)).limit(1))
+            select(Product.id).where(Product.is_active.is_(False)).limit(1)
+        )
         world.active_product = await session.scalar(
-            select(Product.id).where(Product.is_active.is_(True)).limit(1))
+            select(Product.id).where(Product.is_active.is_(True)).limit(1)
+        )
     assert world.customer_order
     assert world.inactive_product
     assert world.active_product

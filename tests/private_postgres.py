@@ -45,8 +45,18 @@ class PrivatePostgres:
             user = pwd.getpwnam("postgres")
             os.chown(root, user.pw_uid, user.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
-        self._run([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
-                   "-U", "postgres", "--no-sync"])
+        self._run(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ]
+        )
 
     @property
     def url(self) -> str:
@@ -56,15 +66,27 @@ class PrivatePostgres:
         subprocess.run([*self.as_user, *argv], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=100")
-        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
-                   "-l", str(self.root / "postgres.log"), "-w", "start"])
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=100"
+        )
+        self._run(
+            [
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.root / "postgres.log"),
+                "-w",
+                "start",
+            ]
+        )
 
     def stop(self) -> None:
         """Down at once, as a crash or a lost host would take it (``immediate``)."""
-        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                   "-w", "stop"])
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
 
     def _pids(self) -> list[int]:
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
@@ -74,8 +96,9 @@ class PrivatePostgres:
                 text = Path(status).read_text()
             except OSError:
                 continue
-            ppid = next((line.split()[1] for line in text.splitlines()
-                         if line.startswith("PPid:")), "0")
+            ppid = next(
+                (line.split()[1] for line in text.splitlines() if line.startswith("PPid:")), "0"
+            )
             if int(ppid) == postmaster:
                 children.append(int(status.split("/")[2]))
         return [postmaster, *children]

@@ -30,8 +30,12 @@ def _unforeseeable(error: dict[str, Any]) -> bool:
     if loc == ["body", "category"] and msg.startswith("no category has id"):
         return True
     # An order line's product that is not for sale, or named twice (a rule across items).
-    return (len(loc) == 4 and loc[:2] == ["body", "items"] and loc[3] == "product_id"
-            and ("does not exist or is not for sale" in msg or "the same product twice" in msg))
+    return (
+        len(loc) == 4
+        and loc[:2] == ["body", "items"]
+        and loc[3] == "product_id"
+        and ("does not exist or is not for sale" in msg or "the same product twice" in msg)
+    )
 
 
 @schemathesis.check

@@ -19,11 +19,16 @@ from tests.conftest import RATE_LIMIT_PREFIX, RUN_REDIS_KEYS
 
 START_TIMEOUT = 90.0
 # Servers under test answer floods from one address; a test that wants limits sets them.
-GENEROUS_LIMITS = {"RATE_LIMIT_PER_MINUTE": "1000000", "AUTH_RATE_LIMIT_PER_MINUTE": "1000000",
-                   "LOGIN_BACKOFF_FAILURES": "1000000"}
+GENEROUS_LIMITS = {
+    "RATE_LIMIT_PER_MINUTE": "1000000",
+    "AUTH_RATE_LIMIT_PER_MINUTE": "1000000",
+    "LOGIN_BACKOFF_FAILURES": "1000000",
+}
 # The run's own Redis keys (tests.conftest deletes them at the session's end).
-RUN_KEYS = {"RATE_LIMIT_KEY_PREFIX": RATE_LIMIT_PREFIX,
-            **{name.upper(): value for name, value in RUN_REDIS_KEYS.items()}}
+RUN_KEYS = {
+    "RATE_LIMIT_KEY_PREFIX": RATE_LIMIT_PREFIX,
+    **{name.upper(): value for name, value in RUN_REDIS_KEYS.items()},
+}
 
 
 def free_port() -> int:
@@ -70,19 +75,37 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serving(args: list[str], tmp_path: Path, env: dict[str, str],
-            command: list[str] | None = None) -> Iterator[Served]:
+def serving(
+    args: list[str], tmp_path: Path, env: dict[str, str], command: list[str] | None = None
+) -> Iterator[Served]:
     """``gateway <args> --port <free>`` (or ``command``) in its own process group."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
-    full_env = {key: value for key, value in os.environ.items()
-                if not key.startswith(("DATABASE_", "REDIS_", "PROMETHEUS_"))}
-    full_env.update({"DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json",
-                     "ENVIRONMENT": "development", **GENEROUS_LIMITS, **RUN_KEYS, **env})
+    full_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "REDIS_", "PROMETHEUS_"))
+    }
+    full_env.update(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "LOG_FORMAT": "json",
+            "ENVIRONMENT": "development",
+            **GENEROUS_LIMITS,
+            **RUN_KEYS,
+            **env,
+        }
+    )
     argv = (command or [sys.executable, "-m", "gateway.cli", *args]) + ["--port", str(port)]
     with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=full_env,
-                                   cwd=tmp_path, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
     served = Served(process, port, log)
     try:
         wait_until_live(served)

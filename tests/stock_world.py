@@ -50,8 +50,7 @@ async def seeded_postgres(pg_databases: PostgresDatabases) -> str:
 @contextmanager
 def live_gateway(url: str, tmp_path: Path) -> Iterator[Served]:
     """``gateway serve`` on ``url`` and the run's Redis (its keys under the run's prefix)."""
-    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL,
-           "JWT_SECRET": "stock-clients-" + "s" * 40}
+    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL, "JWT_SECRET": "stock-clients-" + "s" * 40}
     with serving(["serve"], tmp_path, env) as served:
         yield served
 
@@ -83,8 +82,9 @@ class Generated:
         module = importlib.import_module(f"{PACKAGE}.client")
         if token is None:
             return module.Client(base_url=base_url, raise_on_unexpected_status=True)
-        return module.AuthenticatedClient(base_url=base_url, token=token,
-                                          raise_on_unexpected_status=True)
+        return module.AuthenticatedClient(
+            base_url=base_url, token=token, raise_on_unexpected_status=True
+        )
 
 
 @contextmanager
@@ -95,12 +95,31 @@ def generated_client(base_url: str, tmp_path: Path) -> Iterator[Generated]:
     spec.write_bytes(orjson.dumps(document))
     # The generator formats its output with ruff, which it looks for on PATH.
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "NO_COLOR": "1", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
     result = subprocess.run(
-        [str(Path(bin_dir) / "openapi-python-client"), "generate", "--path", str(spec),
-         "--output-path", str(tmp_path / PACKAGE), "--meta", "none", "--fail-on-warning"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False)
+        [
+            str(Path(bin_dir) / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(spec),
+            "--output-path",
+            str(tmp_path / PACKAGE),
+            "--meta",
+            "none",
+            "--fail-on-warning",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     sys.path.insert(0, str(tmp_path))
@@ -108,6 +127,7 @@ def generated_client(base_url: str, tmp_path: Path) -> Iterator[Generated]:
         yield Generated(importlib.import_module(PACKAGE), document, output)
     finally:
         sys.path.remove(str(tmp_path))
-        for name in [name for name in sys.modules
-                     if name == PACKAGE or name.startswith(PACKAGE + ".")]:
+        for name in [
+            name for name in sys.modules if name == PACKAGE or name.startswith(PACKAGE + ".")
+        ]:
             del sys.modules[name]

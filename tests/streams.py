@@ -21,12 +21,20 @@ READ_TIMEOUT = 10.0
 def _scope(kind: str, path: str, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     path, _, query = path.partition("?")
-    return {"type": kind, "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1", "scheme": "http" if kind == "http" else "ws",
-            "path": path, "raw_path": path.encode(), "query_string": query.encode(),
-            "root_path": "",
-            "headers": [(b"host", b"testserver"), *raw], "client": ("127.0.0.1", 1234),
-            "server": ("testserver", 80), **extra}
+    return {
+        "type": kind,
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "scheme": "http" if kind == "http" else "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *raw],
+        "client": ("127.0.0.1", 1234),
+        "server": ("testserver", 80),
+        **extra,
+    }
 
 
 class SSE:
@@ -96,8 +104,9 @@ def parse_block(block: str) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def open_sse(app: Any, path: str, headers: dict[str, str] | None = None
-                   ) -> AsyncIterator[SSE]:
+async def open_sse(
+    app: Any, path: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[SSE]:
     """Opens ``GET path``; on exit the client disconnects and the app must finish."""
     sse = SSE()
     scope = _scope("http", path, headers or {}, method="GET")
@@ -152,14 +161,18 @@ class ConnectionClosed(Exception):
 
 
 @asynccontextmanager
-async def open_websocket(app: Any, path: str, subprotocol: str,
-                         headers: dict[str, str] | None = None) -> AsyncIterator[WebSocket]:
+async def open_websocket(
+    app: Any, path: str, subprotocol: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[WebSocket]:
     """A WebSocket handshake to ``path``; on exit the client goes away."""
     ws = WebSocket()
     ws.to_app.put_nowait({"type": "websocket.connect"})
-    scope = _scope("websocket", path,
-                   {**(headers or {}), "sec-websocket-protocol": subprotocol},
-                   subprotocols=[subprotocol])
+    scope = _scope(
+        "websocket",
+        path,
+        {**(headers or {}), "sec-websocket-protocol": subprotocol},
+        subprotocols=[subprotocol],
+    )
 
     async def send(message: dict[str, Any]) -> None:
         ws.from_app.put_nowait(message)

@@ -14,31 +14,51 @@ REGISTER = "mutation($i: RegisterInput!) { register(input: $i) { databaseId emai
 
 async def test_sign_up_makes_customers_only(world: World) -> None:
     client = world.gateway.client
-    response = await client.post("/api/v1/auth/register", json={
-        "email": "Sally@Example.com", "password": "sally-password", "name": "Sally"})
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "Sally@Example.com", "password": "sally-password", "name": "Sally"},
+    )
     assert response.status_code == 201
     assert response.json()["role"] == "customer"
     assert response.json()["email"] == "sally@example.com"
-    smuggled = await client.post("/api/v1/auth/register", json={
-        "email": "mallory@example.com", "password": "mallory-password", "name": "M",
-        "role": "admin"})
+    smuggled = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "mallory@example.com",
+            "password": "mallory-password",
+            "name": "M",
+            "role": "admin",
+        },
+    )
     assert smuggled.status_code == 422
     assert smuggled.json()["code"] == "BAD_USER_INPUT"
-    body = await world.gateway.graphql(REGISTER, {"i": {
-        "email": "mallory@example.com", "password": "mallory-password", "name": "M",
-        "role": "admin"}})
+    body = await world.gateway.graphql(
+        REGISTER,
+        {
+            "i": {
+                "email": "mallory@example.com",
+                "password": "mallory-password",
+                "name": "M",
+                "role": "admin",
+            }
+        },
+    )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    body = await world.gateway.graphql(REGISTER, {"i": {
-        "email": "gina@example.com", "password": "gina-password", "name": "Gina"}})
+    body = await world.gateway.graphql(
+        REGISTER, {"i": {"email": "gina@example.com", "password": "gina-password", "name": "Gina"}}
+    )
     assert body["data"]["register"]["role"] == "customer"
     assert body["data"]["register"]["email"] == "gina@example.com"
 
 
-@pytest.mark.parametrize(("payload", "code"), [
-    ({"email": "customer@example.com", "password": "whatever-pass", "name": "Dup"}, 409),
-    ({"email": "not-an-email", "password": "whatever-pass", "name": "X"}, 400),
-    ({"email": "short@example.com", "password": "short", "name": "X"}, 400),
-])
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"email": "customer@example.com", "password": "whatever-pass", "name": "Dup"}, 409),
+        ({"email": "not-an-email", "password": "whatever-pass", "name": "X"}, 400),
+        ({"email": "short@example.com", "password": "short", "name": "X"}, 400),
+    ],
+)
 async def test_sign_up_errors_match_in_both_interfaces(
     world: World, payload: dict[str, str], code: int
 ) -> None:
@@ -52,15 +72,19 @@ async def test_sign_up_errors_match_in_both_interfaces(
 
 async def test_login_failures_look_alike(world: World) -> None:
     client = world.gateway.client
-    unknown = await client.post("/api/v1/auth/token", data={
-        "username": "nobody@example.com", "password": "demo-password"})
-    wrong = await client.post("/api/v1/auth/token", data={
-        "username": "customer@example.com", "password": "wrong-password"})
+    unknown = await client.post(
+        "/api/v1/auth/token", data={"username": "nobody@example.com", "password": "demo-password"}
+    )
+    wrong = await client.post(
+        "/api/v1/auth/token",
+        data={"username": "customer@example.com", "password": "wrong-password"},
+    )
     assert unknown.status_code == wrong.status_code == 401
     strip = lambda body: {k: v for k, v in body.items() if k != "request_id"}  # noqa: E731
     assert strip(unknown.json()) == strip(wrong.json())
-    mutation = "mutation($e: String!) { login(email: $e, password: \"wrong-password\") " \
-               "{ accessToken } }"
+    mutation = (
+        'mutation($e: String!) { login(email: $e, password: "wrong-password") { accessToken } }'
+    )
     a = await world.gateway.graphql(mutation, {"e": "nobody@example.com"})
     b = await world.gateway.graphql(mutation, {"e": "customer@example.com"})
     assert a["errors"][0]["message"] == b["errors"][0]["message"]
@@ -69,23 +93,28 @@ async def test_login_failures_look_alike(world: World) -> None:
 
 async def test_viewer_edits_own_profile(world: World) -> None:
     client = world.gateway.client
-    await client.post("/api/v1/auth/register", json={
-        "email": "edit@example.com", "password": "edit-password", "name": "Ed"})
+    await client.post(
+        "/api/v1/auth/register",
+        json={"email": "edit@example.com", "password": "edit-password", "name": "Ed"},
+    )
     tokens = await login(world.gateway, "edit@example.com", "edit-password")
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     response = await client.patch("/api/v1/users/me", json={"name": "Edward"}, headers=headers)
     assert response.status_code == 200
     assert response.json()["name"] == "Edward"
-    taken = await client.patch("/api/v1/users/me", json={"email": "customer@example.com"},
-                               headers=headers)
+    taken = await client.patch(
+        "/api/v1/users/me", json={"email": "customer@example.com"}, headers=headers
+    )
     # A taken address is neither taken over nor refused (that would reveal it exists).
     assert taken.status_code == 200
     assert taken.json()["email"] == "edit@example.com"
-    no_current = await client.patch("/api/v1/users/me", json={"password": "new-password-1"},
-                                    headers=headers)
+    no_current = await client.patch(
+        "/api/v1/users/me", json={"password": "new-password-1"}, headers=headers
+    )
     assert no_current.status_code == 403
     body = await world.gateway.graphql(
-        'mutation { updateViewer(input: {name: "Eddie"}) { name email } }', headers=headers)
+        'mutation { updateViewer(input: {name: "Eddie"}) { name email } }', headers=headers
+    )
     assert body["data"]["updateViewer"] == {"name": "Eddie", "email": "edit@example.com"}
     role = await client.patch("/api/v1/users/me", json={"role": "admin"}, headers=headers)
     assert role.status_code == 422
@@ -95,19 +124,22 @@ async def test_viewer_edits_own_profile(world: World) -> None:
 
 async def test_admin_changes_roles_and_it_takes_effect_at_once(world: World) -> None:
     client, admin = world.gateway.client, world.headers["admin"]
-    await client.post("/api/v1/auth/register", json={
-        "email": "promo@example.com", "password": "promo-password", "name": "Pro"})
+    await client.post(
+        "/api/v1/auth/register",
+        json={"email": "promo@example.com", "password": "promo-password", "name": "Pro"},
+    )
     tokens = await login(world.gateway, "promo@example.com", "promo-password")
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     me = (await client.get("/api/v1/users/me", headers=headers)).json()
     assert (await client.get("/api/v1/users", headers=headers)).status_code == 403
     body = await world.gateway.graphql(
         f'mutation {{ updateUser(id: "{to_global_id("User", me["id"])}", '
-        'input: {role: "staff"}) { role } }', headers=admin)
+        'input: {role: "staff"}) { role } }',
+        headers=admin,
+    )
     assert body["data"]["updateUser"]["role"] == "staff"
     assert (await client.get("/api/v1/users", headers=headers)).status_code == 200
-    bad = await client.patch(f"/api/v1/users/{me['id']}", json={"role": "overlord"},
-                             headers=admin)
+    bad = await client.patch(f"/api/v1/users/{me['id']}", json={"role": "overlord"}, headers=admin)
     assert bad.status_code == 400
 
 
@@ -134,8 +166,10 @@ def _collect(body: dict[str, Any]) -> tuple[set[int], set[str], set[int]]:
     return orders, emails, customers
 
 
-@pytest.mark.parametrize("principal", ["anonymous", "customer", "other_customer",
-                                       "key_catalog_read", "key_orders_read", "staff"])
+@pytest.mark.parametrize(
+    "principal",
+    ["anonymous", "customer", "other_customer", "key_catalog_read", "key_orders_read", "staff"],
+)
 async def test_nested_paths_show_only_what_the_principal_may_see(
     world: World, principal: str
 ) -> None:
@@ -166,7 +200,8 @@ async def test_other_customers_order_does_not_exist_by_any_id(world: World) -> N
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     mine = to_global_id("Order", world.customer_order)
     body = await world.gateway.graphql(
-        f'{{ nodes(ids: ["{other}", "{mine}"]) {{ id }} }}', headers=headers)
+        f'{{ nodes(ids: ["{other}", "{mine}"]) {{ id }} }}', headers=headers
+    )
     assert body["data"]["nodes"] == [None, {"id": mine}]
     listed = (await world.gateway.client.get("/api/v1/orders?limit=100", headers=headers)).json()
     assert world.other_order not in {o["id"] for o in listed["data"]}
@@ -177,7 +212,8 @@ async def test_nodes_are_batched(world: World) -> None:
     ids = [to_global_id("Product", i) for i in range(1, 31)]
     with world.gateway.count_statements() as counter:
         body = await world.gateway.graphql(
-            "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids})
+            "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids}
+        )
     assert len(body["data"]["nodes"]) == 30
     assert counter.count == 1
 
@@ -212,32 +248,40 @@ async def test_bodies_match_their_openapi_models(world: World, version: str) -> 
 BIG = 2**40
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status"), [
-    ("GET", f"/users/{BIG}", None, 404),
-    ("PATCH", f"/users/{BIG}", {"name": "x"}, 404),
-    ("GET", f"/orders/{BIG}", None, 404),
-    ("DELETE", f"/api-keys/{BIG}", None, 404),
-    ("POST", "/api-keys", {"name": "nul\x00", "scopes": []}, 400),
-    ("PATCH", "/users/me", {"name": "nul\x00"}, 400),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", f"/users/{BIG}", None, 404),
+        ("PATCH", f"/users/{BIG}", {"name": "x"}, 404),
+        ("GET", f"/orders/{BIG}", None, 404),
+        ("DELETE", f"/api-keys/{BIG}", None, 404),
+        ("POST", "/api-keys", {"name": "nul\x00", "scopes": []}, 400),
+        ("PATCH", "/users/me", {"name": "nul\x00"}, 400),
+    ],
+)
 async def test_unstorable_input_is_never_a_server_error(
     world: World, method: str, path: str, body: Any, status: int
 ) -> None:
     response = await world.gateway.client.request(
-        method, f"/api/v1{path}", json=body, headers=world.headers["admin"])
+        method, f"/api/v1{path}", json=body, headers=world.headers["admin"]
+    )
     assert response.status_code == status, response.text
 
 
 async def test_unstorable_credentials_are_ordinary_failures(world: World) -> None:
     client = world.gateway.client
-    response = await client.post("/api/v1/auth/register", json={
-        "email": "nul\x00@example.com", "password": "long-enough", "name": "N"})
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "nul\x00@example.com", "password": "long-enough", "name": "N"},
+    )
     assert response.status_code == 400
-    response = await client.post("/api/v1/auth/token", data={
-        "username": "nul\x00@example.com", "password": "long-enough"})
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": "nul\x00@example.com", "password": "long-enough"}
+    )
     assert response.status_code == 401
     body = await world.gateway.graphql(
-        f'{{ user(id: "{to_global_id("User", BIG)}") {{ id }} }}', headers=world.headers["admin"])
+        f'{{ user(id: "{to_global_id("User", BIG)}") {{ id }} }}', headers=world.headers["admin"]
+    )
     assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 

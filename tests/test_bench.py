@@ -15,8 +15,16 @@ import pytest
 from tests.conftest import POSTGRES_URL, REDIS_URL, require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIED = ("catalog", "detail", "category", "catalog-count", "category-count", "rest-list",
-          "rest-detail", "rest-category")
+VARIED = (
+    "catalog",
+    "detail",
+    "category",
+    "catalog-count",
+    "category-count",
+    "rest-list",
+    "rest-detail",
+    "rest-category",
+)
 SCENARIOS = (*VARIED, "cached", "health")
 FLOORED = (*VARIED, "health")
 SIGNED_IN = ("catalog", "detail", "rest-list", "rest-detail")
@@ -24,16 +32,31 @@ SIGNED_IN = ("catalog", "detail", "rest-list", "rest-detail")
 
 def run_bench(*args: str, timeout: float = 480) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args, "--postgres-url", POSTGRES_URL,
-         "--redis-url", REDIS_URL],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            *args,
+            "--postgres-url",
+            POSTGRES_URL,
+            "--redis-url",
+            REDIS_URL,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
 
 def table_rows(stdout: str) -> dict[tuple[str, str], str]:
-    return {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line
-            for line in stdout.splitlines() if line.startswith("| ")}
+    return {
+        tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line
+        for line in stdout.splitlines()
+        if line.startswith("| ")
+    }
 
 
 async def assert_cleaned_up(stdout: str, servers: int) -> None:
@@ -43,7 +66,8 @@ async def assert_cleaned_up(stdout: str, servers: int) -> None:
     connection = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""))
     try:
         assert not await connection.fetchval(
-            "SELECT count(*) FROM pg_database WHERE datname = ANY($1)", names)
+            "SELECT count(*) FROM pg_database WHERE datname = ANY($1)", names
+        )
     finally:
         await connection.close()
     pids = [int(pid) for pid in re.findall(r"started [\w-]+ \(pid (\d+)\)", stdout)]
@@ -63,8 +87,22 @@ async def require_bench_tools() -> None:
 async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> None:
     await require_bench_tools()
     results = tmp_path / "RESULTS.md"
-    done = run_bench("--scale", "50", "--duration", "2", "--rounds", "2", "--warmup", "0",
-                     "--connections", "2", "--threads", "1", "--results", str(results))
+    done = run_bench(
+        "--scale",
+        "50",
+        "--duration",
+        "2",
+        "--rounds",
+        "2",
+        "--warmup",
+        "0",
+        "--connections",
+        "2",
+        "--threads",
+        "1",
+        "--results",
+        str(results),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = table_rows(done.stdout)
     for name in SCENARIOS:
@@ -77,8 +115,11 @@ async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> 
     for name in VARIED:  # each varied run has its one-argument twin, measured beside it
         assert (f"{name} [one]", "gateway") in rows, done.stdout
         assert (f"{name} [one]", "floor") in rows, done.stdout
-        assert re.search(rf"^\| {re.escape(name)} +\| [\d,]+ +\| [\d,]+ +\| \d+\.\d\dx",
-                         done.stdout, re.MULTILINE), done.stdout
+        assert re.search(
+            rf"^\| {re.escape(name)} +\| [\d,]+ +\| [\d,]+ +\| \d+\.\d\dx",
+            done.stdout,
+            re.MULTILINE,
+        ), done.stdout
     assert done.stdout.count("round 2: floor") == len(FLOORED) + len(VARIED), done.stdout
     # A customer's token and a partner's key read the same pages, in the same rounds,
     # each divided by the anonymous reads.
@@ -91,8 +132,11 @@ async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> 
     assert done.stdout.count("x anonymous)") == 2 * 2 * len(SIGNED_IN) * 2, done.stdout
     # Varied runs really vary: many requests, and distinct answers among a sample of them.
     for name in ("detail", "rest-detail", "catalog", "rest-list"):
-        found = re.search(rf"bench:   {name}: ([\d,]+) distinct requests; a sample of (\d+) "
-                          r"gave (\d+) distinct answers", done.stdout)
+        found = re.search(
+            rf"bench:   {name}: ([\d,]+) distinct requests; a sample of (\d+) "
+            r"gave (\d+) distinct answers",
+            done.stdout,
+        )
         assert found, done.stdout
         assert int(found[1].replace(",", "")) > 10
         assert int(found[3]) > 1, found[0]
@@ -112,10 +156,28 @@ async def test_bench_smoke_runs_every_scenario_and_cleans_up(tmp_path: Path) -> 
 async def test_bench_two_scales_print_each_page_at_both(tmp_path: Path) -> None:
     await require_bench_tools()
     results = tmp_path / "RESULTS.md"
-    done = run_bench("--scale", "60,120", "--duration", "1", "--rounds", "1", "--warmup", "0",
-                     "--connections", "2", "--threads", "1", "--arguments", "varied",
-                     "--signed-in", "no", "--only", "detail,catalog-count,category-count",
-                     "--results", str(results))
+    done = run_bench(
+        "--scale",
+        "60,120",
+        "--duration",
+        "1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--connections",
+        "2",
+        "--threads",
+        "1",
+        "--arguments",
+        "varied",
+        "--signed-in",
+        "no",
+        "--only",
+        "detail,catalog-count,category-count",
+        "--results",
+        str(results),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "seeding 60 products" in done.stdout
     assert "seeding 120 products" in done.stdout
@@ -124,8 +186,9 @@ async def test_bench_two_scales_print_each_page_at_both(tmp_path: Path) -> None:
     assert re.search(r"\| 60 req/s +\| 120 req/s +\| 120 vs 60 ", scales), scales
     for name in ("detail", "catalog-count", "category-count"):
         for server in ("floor", "gateway"):
-            assert re.search(r"\| [\d,]+ +\| [\d,]+ +\| \d+\.\d\dx +\|$",
-                             rows[name, server]), rows[name, server]
+            assert re.search(r"\| [\d,]+ +\| [\d,]+ +\| \d+\.\d\dx +\|$", rows[name, server]), rows[
+                name, server
+            ]
     text = results.read_text()
     assert "## 60 products" in text
     assert "## 120 products" in text
@@ -134,12 +197,26 @@ async def test_bench_two_scales_print_each_page_at_both(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-async def test_bench_mixed_reads_while_orders_and_price_changes_stream_in(
-        tmp_path: Path) -> None:
+async def test_bench_mixed_reads_while_orders_and_price_changes_stream_in(tmp_path: Path) -> None:
     await require_bench_tools()
-    done = run_bench("--mixed", "--scale", "80", "--duration", "1", "--rounds", "1",
-                     "--warmup", "1", "--connections", "2", "--threads", "1",
-                     "--only", "detail,rest-detail", "--no-record")
+    done = run_bench(
+        "--mixed",
+        "--scale",
+        "80",
+        "--duration",
+        "1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "1",
+        "--connections",
+        "2",
+        "--threads",
+        "1",
+        "--only",
+        "detail,rest-detail",
+        "--no-record",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = table_rows(done.stdout)
     assert "| no writes req/s | hit rate | with writes req/s | hit rate |" in done.stdout

@@ -47,8 +47,14 @@ async def test_every_cached_rest_route_hits(cache_world: CacheWorld) -> None:
     product = cache_world.reviewed_product
     slug = cache_world.category[1]
     for version in ("v1", "v2"):
-        for path in ("/products", f"/products/{product}", f"/products/{product}/reviews",
-                     "/categories", f"/categories/{slug}", "/products?fields=id,name"):
+        for path in (
+            "/products",
+            f"/products/{product}",
+            f"/products/{product}/reviews",
+            "/categories",
+            f"/categories/{slug}",
+            "/products?fields=id,name",
+        ):
             url = f"/api/{version}{path}"
             first, second = await cache_world.rest(url), await cache_world.rest(url)
             assert first.status_code == 200, (url, first.text)
@@ -72,8 +78,9 @@ async def test_if_none_match_gives_304_on_miss_and_on_hit(cache_world: CacheWorl
     again = await cache_world.rest("/api/v2/categories")
     assert (again.status_code, again.headers["x-cache"]) == (200, "HIT")
     assert again.json()["data"]
-    weak = await cache_world.rest("/api/v2/categories",
-                                  headers={"If-None-Match": f'"x", W/{again.headers["etag"]}'})
+    weak = await cache_world.rest(
+        "/api/v2/categories", headers={"If-None-Match": f'"x", W/{again.headers["etag"]}'}
+    )
     assert (weak.status_code, weak.headers["x-cache"]) == (304, "HIT")
 
 
@@ -102,11 +109,13 @@ async def test_cached_graphql_is_byte_identical_to_uncached(cache_world: CacheWo
     await cache_world.gql(CATALOG_PAGE, {"first": 5})
     hit = await cache_world.gql(CATALOG_PAGE, {"first": 5})
     assert hit.headers["x-cache"] == "HIT"
-    settings = cache_settings(cache_world.url, cache_world.tmp, cache_world.setup,
-                              cache_enabled=False)
+    settings = cache_settings(
+        cache_world.url, cache_world.tmp, cache_world.setup, cache_enabled=False
+    )
     async with running_gateway(settings, cache_world.gateway.backend) as plain:
         response = await plain.client.post(
-            "/graphql", json={"query": CATALOG_PAGE, "variables": {"first": 5}})
+            "/graphql", json={"query": CATALOG_PAGE, "variables": {"first": 5}}
+        )
         rest = await plain.client.get("/api/v1/products?limit=7")
     assert response.headers["x-cache"] == "BYPASS"
     assert response.content == hit.content
@@ -130,14 +139,17 @@ async def test_visibility_classes_never_share_entries(cache_world: CacheWorld) -
         response = await cache_world.gql(FULL_CATALOG, who=who)
         assert response.headers["x-cache"] == "MISS", who
         body = response.json()
-        assert {e["node"]["databaseId"] for e in body["data"]["products"]["edges"]} \
-            .isdisjoint({inactive}), who
+        assert {e["node"]["databaseId"] for e in body["data"]["products"]["edges"]}.isdisjoint(
+            {inactive}
+        ), who
         assert {e["extensions"]["code"] for e in body["errors"]} == {"FORBIDDEN"}
         # Answers with errors carry a request id: never stored, never replayed.
         again = await cache_world.gql(FULL_CATALOG, who=who)
         assert again.headers["x-cache"] == "MISS", who
-        assert again.json()["errors"][0]["extensions"]["request_id"] \
+        assert (
+            again.json()["errors"][0]["extensions"]["request_id"]
             != body["errors"][0]["extensions"]["request_id"]
+        )
     # REST: staff's list has stock and inactive rows, and is never served to the others.
     url = "/api/v1/products?limit=100"
     staff_rest = await cache_world.rest(url, who="staff")
@@ -155,8 +167,7 @@ async def test_visibility_classes_never_share_entries(cache_world: CacheWorld) -
     assert (await cache_world.rest(url, who="admin")).headers["x-cache"] == "HIT"
     gone = await cache_world.rest(f"/api/v1/products/{inactive}")
     assert gone.status_code == 404
-    assert (await cache_world.rest(f"/api/v1/products/{inactive}", who="staff")
-            ).status_code == 200
+    assert (await cache_world.rest(f"/api/v1/products/{inactive}", who="staff")).status_code == 200
 
 
 PRIVATE_QUERIES = [
@@ -195,18 +206,22 @@ async def test_mutations_private_rest_and_failed_credentials_bypass(
         response = await cache_world.rest(path, who="customer")
         assert (response.status_code, response.headers["x-cache"]) == (200, "BYPASS"), path
     mutation = await cache_world.client.post(
-        "/graphql", json={"query": 'mutation { updateViewer(input: {name: "Cleo"}) { name } }'},
-        headers=cache_world.headers["customer"])
+        "/graphql",
+        json={"query": 'mutation { updateViewer(input: {name: "Cleo"}) { name } }'},
+        headers=cache_world.headers["customer"],
+    )
     assert mutation.headers["x-cache"] == "BYPASS"
-    patch = await cache_world.client.patch("/api/v1/users/me", json={"name": "Cleo"},
-                                           headers=cache_world.headers["customer"])
+    patch = await cache_world.client.patch(
+        "/api/v1/users/me", json={"name": "Cleo"}, headers=cache_world.headers["customer"]
+    )
     assert (patch.status_code, patch.headers["x-cache"]) == (200, "BYPASS")
     await cache_world.rest("/api/v1/products")
     bad = {"Authorization": "Bearer not-a-token"}
     refused = await cache_world.rest("/api/v1/products", headers=bad)
     assert (refused.status_code, refused.headers["x-cache"]) == (401, "BYPASS")
     refused_gql = await cache_world.client.post(
-        "/graphql", json={"query": "{ categories { totalCount } }"}, headers=bad)
+        "/graphql", json={"query": "{ categories { totalCount } }"}, headers=bad
+    )
     assert refused_gql.headers["x-cache"] == "BYPASS"
     assert refused_gql.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     # Not found, bad input and other non-200 answers are never stored.
@@ -227,8 +242,11 @@ async def test_cache_metrics_count_by_interface(cache_world: CacheWorld) -> None
     await cache_world.gql("{ categories { totalCount } }")
     await cache_world.gql("{ viewer { name } }", who="customer")
     text = (await cache_world.client.get("/metrics")).text
-    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-              for line in text.splitlines() if line.startswith("gateway_cache_")}
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_cache_")
+    }
     assert values['gateway_cache_hits_total{interface="rest"}'] == 1
     assert values['gateway_cache_misses_total{interface="rest"}'] >= 1
     assert values['gateway_cache_hits_total{interface="graphql"}'] == 2

@@ -17,8 +17,11 @@ PAGE = "/api/v2/products?limit=5&sort=name"
 async def _entry_keys(world: CacheWorld) -> list[bytes]:
     client = aioredis.from_url(REDIS_URL)
     try:
-        return [key async for key in client.scan_iter(match=world.setup.prefix + "r:*")
-                if not key.endswith(b":lock")]
+        return [
+            key
+            async for key in client.scan_iter(match=world.setup.prefix + "r:*")
+            if not key.endswith(b":lock")
+        ]
     finally:
         await client.aclose()
 
@@ -76,9 +79,11 @@ def test_copies_stay_within_their_byte_budget() -> None:
 async def test_a_copy_in_use_is_the_last_to_be_dropped(cache_setup: CacheSetup) -> None:
     entry = Entry(200, (), b"x" * 90)
     size = len(entry.encode())
-    store = RedisStore(REDIS_URL, cache_setup.prefix, timeout=5, retry_seconds=1,
-                       copies_max_bytes=size * 8)
+    store = RedisStore(
+        REDIS_URL, cache_setup.prefix, timeout=5, retry_seconds=1, copies_max_bytes=size * 8
+    )
     try:
+
         async def read(base: str) -> Entry | None:
             stamp, found = await store.lookup(base, ["catalog"])
             if found is None:

@@ -59,8 +59,11 @@ class Fleet:
         """Every instance has answered every kind of read from the cache with the newest
         price, asked after ``since``."""
         newest = self.writes.acked[-1][1]
-        hits = {(r.instance, r.kind) for r in self.readers.reads
-                if r.sent > since and r.x_cache == "HIT" and r.cents == newest}
+        hits = {
+            (r.instance, r.kind)
+            for r in self.readers.reads
+            if r.sent > since and r.x_cache == "HIT" and r.cents == newest
+        }
         return hits >= {(name, kind) for name in self.urls for kind in Readers.KINDS}
 
     async def change_and_recover(self, via: str) -> None:
@@ -71,8 +74,11 @@ class Fleet:
 
 def no_hit_between(reads: list[Read], start: float, end: float, instances: set[str]) -> list[Read]:
     """HITs sent after ``start`` and answered before ``end`` by these instances."""
-    return [r for r in reads if r.instance in instances and r.sent > start and r.got < end
-            and r.x_cache == "HIT"]
+    return [
+        r
+        for r in reads
+        if r.instance in instances and r.sent > start and r.got < end and r.x_cache == "HIT"
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -84,14 +90,23 @@ async def fleet(tmp_path: Path, pg_databases: PostgresDatabases) -> AsyncIterato
         base = {"DATABASE_URL": url, "CACHE_PREFIX": "gw:", **FAST_FAILURE}
         with contextlib.ExitStack() as stack:
             # Started off the loop: the proxy lives in it and must keep pumping.
-            a, b = await asyncio.gather(*(
-                asyncio.to_thread(stack.enter_context, serving(
-                    ["serve"], tmp_path, {**base, "REDIS_URL": redis_url}))
-                for redis_url in (proxy.url, redis.url)))
+            a, b = await asyncio.gather(
+                *(
+                    asyncio.to_thread(
+                        stack.enter_context,
+                        serving(["serve"], tmp_path, {**base, "REDIS_URL": redis_url}),
+                    )
+                    for redis_url in (proxy.url, redis.url)
+                )
+            )
             urls = {"a": a.url, "b": b.url}
             async with httpx.AsyncClient(base_url=a.url, timeout=TIMEOUT) as client:
-                token = (await client.post("/api/v1/auth/token", data={
-                    "username": "staff@example.com", "password": DEMO_PASSWORD})).json()
+                token = (
+                    await client.post(
+                        "/api/v1/auth/token",
+                        data={"username": "staff@example.com", "password": DEMO_PASSWORD},
+                    )
+                ).json()
                 listing = await client.get("/api/v1/products?limit=1&sort=name")
             product = listing.json()["data"][0]
             readers = Readers(urls, product)
@@ -106,13 +121,17 @@ async def fleet(tmp_path: Path, pg_databases: PostgresDatabases) -> AsyncIterato
             assert stale_reads(readers.reads, world.writes.acked) == []
             kinds = {r.x_cache for r in readers.reads}
             assert kinds <= {"HIT", "MISS", "BYPASS"}, kinds
-            assert all(r.status == 200 for r in readers.reads), \
-                sorted({(r.instance, r.kind, r.status) for r in readers.reads if r.status != 200})
+            assert all(r.status == 200 for r in readers.reads), sorted(
+                {(r.instance, r.kind, r.status) for r in readers.reads if r.status != 200}
+            )
 
 
 def metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    )
 
 
 async def test_two_instances_on_one_redis_see_each_others_writes(
@@ -171,8 +190,13 @@ async def test_a_frozen_redis_is_bypassed_and_nothing_stale_follows_it(
         newest = world.writes.acked[-1]
 
         async def b_hits_the_new_price() -> bool:
-            return any(r.instance == "b" and r.sent > newest[0] and r.x_cache == "HIT"
-                       and r.cents == newest[1] for r in world.readers.reads)
+            return any(
+                r.instance == "b"
+                and r.sent > newest[0]
+                and r.x_cache == "HIT"
+                and r.cents == newest[1]
+                for r in world.readers.reads
+            )
 
         await until(b_hits_the_new_price, "b's cache in use after the thaw")
         world.readers.idle = set()
@@ -193,9 +217,11 @@ async def test_an_instance_cut_off_from_redis_still_invalidates_the_others(
 
         async def b_serves_the_new_price_from_the_cache() -> bool:
             newest = world.writes.acked[-1][1]
-            return {r.kind for r in world.readers.reads if r.instance == "b"
-                    and r.sent > since and r.x_cache == "HIT" and r.cents == newest} \
-                == set(Readers.KINDS)
+            return {
+                r.kind
+                for r in world.readers.reads
+                if r.instance == "b" and r.sent > since and r.x_cache == "HIT" and r.cents == newest
+            } == set(Readers.KINDS)
 
         await until(b_serves_the_new_price_from_the_cache, "b's cache in use during the cut")
         a_metrics, b_metrics = await world.metrics("a"), await world.metrics("b")

@@ -25,7 +25,7 @@ SHAREABLE = [
     "{ a: products(first: 1) { totalCount } b: products(first: 2) { totalCount } }",
 ]
 PRIVATE = [
-    "mutation { logout(refreshToken: \"x\") }",
+    'mutation { logout(refreshToken: "x") }',
     "subscription { orderUpdated(id: 1) { status } }",
     "{ viewer { name } }",
     "{ products { edges { node { reviews { edges { node { author { email } } } } } } } }",
@@ -34,10 +34,10 @@ PRIVATE = [
     "{ products { edges { node { reviews { edges { node { author { orders { totalCount } } "
     "} } } } } } }",
     "{ product(id: 1) { name } orders { totalCount } }",
-    "{ node(id: \"x\") { id } }",
-    "{ nodes(ids: [\"x\"]) { id } }",
+    '{ node(id: "x") { id } }',
+    '{ nodes(ids: ["x"]) { id } }',
     "{ __schema { types { name } } }",
-    "{ __type(name: \"User\") { name } }",
+    '{ __type(name: "User") { name } }',
     "query { ...F } fragment F on Query { viewer { name } }",
     "query { ...F } fragment F on Query { ...F }",
     "query { products { edges { node { ...X } } } } fragment X on Product { ...X }",

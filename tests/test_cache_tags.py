@@ -17,13 +17,17 @@ from sqlalchemy import select
 from data.models import Product
 from tests.cache_world import CacheWorld
 
-DETAIL = ("query Detail($id: ID!) { product(id: $id) { databaseId name inStock updatedAt "
-          "price { amount } category { name } } }")
+DETAIL = (
+    "query Detail($id: ID!) { product(id: $id) { databaseId name inStock updatedAt "
+    "price { amount } category { name } } }"
+)
 STAFF_DETAIL = "query StaffDetail($id: ID!) { product(id: $id) { databaseId stock inStock } }"
 PAGE = "{ products(first: 100) { edges { node { databaseId name inStock } } } }"
 STAFF_PAGE = "{ products(first: 100) { edges { node { databaseId stock } } } }"
-WIDE = ("query Wide($id: ID!) { product(id: $id) { name category { products(first: 100) "
-        "{ edges { node { databaseId name } } } } } }")
+WIDE = (
+    "query Wide($id: ID!) { product(id: $id) { name category { products(first: 100) "
+    "{ edges { node { databaseId name } } } } } }"
+)
 
 
 class Reads:
@@ -65,8 +69,12 @@ def reads_for(world: CacheWorld, a: int, b: int) -> Reads:
         "customer gql a": ("gql", "customer", DETAIL, a),
         "customer rest a": ("rest", "customer", "/api/v2/products/{}", a),
         "anon page": ("gql", "anonymous", PAGE, None),
-        "anon rest list": ("rest", "anonymous",
-                           "/api/v2/products?limit=100&fields=id,name,in_stock", None),
+        "anon rest list": (
+            "rest",
+            "anonymous",
+            "/api/v2/products?limit=100&fields=id,name,in_stock",
+            None,
+        ),
         "staff gql a": ("gql", "staff", STAFF_DETAIL, a),
         "staff rest a": ("rest", "staff", "/api/v1/products/{}", a),
         "staff rest b": ("rest", "staff", "/api/v1/products/{}", b),
@@ -83,12 +91,17 @@ async def two_products(world: CacheWorld, stock: int) -> tuple[int, int]:
     (set before any read)."""
     async with world.db.write() as session:
         first = await session.scalar(
-            select(Product).where(Product.is_active.is_(True)).order_by(Product.id).limit(1))
+            select(Product).where(Product.is_active.is_(True)).order_by(Product.id).limit(1)
+        )
         assert first is not None
-        found = (await session.scalars(
-            select(Product).where(Product.is_active.is_(True),
-                                  Product.category_id == first.category_id)
-            .order_by(Product.id).limit(2))).all()
+        found = (
+            await session.scalars(
+                select(Product)
+                .where(Product.is_active.is_(True), Product.category_id == first.category_id)
+                .order_by(Product.id)
+                .limit(2)
+            )
+        ).all()
         assert len(found) == 2
         for product in found:
             product.stock = stock
@@ -97,8 +110,10 @@ async def two_products(world: CacheWorld, stock: int) -> tuple[int, int]:
 
 async def order(world: CacheWorld, product: int, quantity: int) -> int:
     response = await world.client.post(
-        "/api/v1/orders", json={"items": [{"product_id": product, "quantity": quantity}]},
-        headers=world.headers["customer"])
+        "/api/v1/orders",
+        json={"items": [{"product_id": product, "quantity": quantity}]},
+        headers=world.headers["customer"],
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -108,12 +123,22 @@ def field(text: str, name: str) -> Any:
 
 
 async def test_an_order_that_leaves_stock_changes_only_what_stock_readers_see(
-        cache_world: CacheWorld) -> None:
+    cache_world: CacheWorld,
+) -> None:
     a, b = await two_products(cache_world, stock=3)
     reads = reads_for(cache_world, a, b)
-    kept = ("anon rest a", "anon rest v2 a", "anon gql a", "customer gql a", "customer rest a",
-            "anon page", "anon rest list", "staff gql a without stock", "staff rest b",
-            "anon wide b")
+    kept = (
+        "anon rest a",
+        "anon rest v2 a",
+        "anon gql a",
+        "customer gql a",
+        "customer rest a",
+        "anon page",
+        "anon rest list",
+        "staff gql a without stock",
+        "staff rest b",
+        "anon wide b",
+    )
     moved = ("staff gql a", "staff rest a", "staff page")
     before = await reads.warm(*kept, *moved, "key rest a")
 
@@ -130,15 +155,24 @@ async def test_an_order_that_leaves_stock_changes_only_what_stock_readers_see(
     assert field((await reads.get("staff gql a"))[1], "stock") == 2
     # Stock moves are not edits of the listing.
     assert field(before["anon gql a"], "updatedAt") == field(
-        (await reads.get("anon gql a"))[1], "updatedAt")
+        (await reads.get("anon gql a"))[1], "updatedAt"
+    )
 
 
 async def test_the_last_item_flips_in_stock_for_everyone_and_a_cancel_flips_it_back(
-        cache_world: CacheWorld) -> None:
+    cache_world: CacheWorld,
+) -> None:
     a, b = await two_products(cache_world, stock=2)
     reads = reads_for(cache_world, a, b)
-    mine = ("anon rest a", "anon gql a", "customer gql a", "anon page", "anon rest list",
-            "staff gql a", "key rest a")
+    mine = (
+        "anon rest a",
+        "anon gql a",
+        "customer gql a",
+        "anon page",
+        "anon rest list",
+        "staff gql a",
+        "key rest a",
+    )
     others = ("anon rest b", "anon gql b", "staff rest b")
     before = await reads.warm(*mine, *others)
 
@@ -152,8 +186,9 @@ async def test_the_last_item_flips_in_stock_for_everyone_and_a_cancel_flips_it_b
     assert field((await reads.get("anon gql a"))[1], "inStock") is False
 
     await reads.warm(*mine)
-    response = await cache_world.client.post(f"/api/v1/orders/{order_id}/cancel",
-                                             headers=cache_world.headers["customer"])
+    response = await cache_world.client.post(
+        f"/api/v1/orders/{order_id}/cancel", headers=cache_world.headers["customer"]
+    )
     assert response.status_code == 200, response.text
     for name in mine:
         x_cache, body = await reads.get(name)
@@ -164,17 +199,27 @@ async def test_the_last_item_flips_in_stock_for_everyone_and_a_cancel_flips_it_b
 
 
 async def test_a_price_change_spares_other_products_pages_but_not_lists(
-        cache_world: CacheWorld) -> None:
+    cache_world: CacheWorld,
+) -> None:
     a, b = await two_products(cache_world, stock=5)
     reads = reads_for(cache_world, a, b)
-    changed = ("anon rest a", "anon rest v2 a", "anon gql a", "customer gql a",
-               "anon page", "staff rest a", "anon wide b")
+    changed = (
+        "anon rest a",
+        "anon rest v2 a",
+        "anon gql a",
+        "customer gql a",
+        "anon page",
+        "staff rest a",
+        "anon wide b",
+    )
     spared = ("anon rest b", "anon gql b", "staff rest b")
     before = await reads.warm(*changed, *spared)
 
     response = await cache_world.client.patch(
-        f"/api/v1/products/{a}", json={"price_cents": 123_456, "name": "Renamed A"},
-        headers=cache_world.headers["staff"])
+        f"/api/v1/products/{a}",
+        json={"price_cents": 123_456, "name": "Renamed A"},
+        headers=cache_world.headers["staff"],
+    )
     assert response.status_code == 200, response.text
 
     for name in changed:
@@ -193,7 +238,8 @@ async def test_a_staff_stock_edit_is_seen_by_stock_readers_only(cache_world: Cac
     moved = ("staff gql a", "staff rest a", "staff page")
     before = await reads.warm(*kept, *moved)
     response = await cache_world.client.patch(
-        f"/api/v2/products/{a}", json={"stock": 7}, headers=cache_world.headers["staff"])
+        f"/api/v2/products/{a}", json={"stock": 7}, headers=cache_world.headers["staff"]
+    )
     assert response.status_code == 200, response.text
     for name in kept:
         assert await reads.get(name) == ("HIT", before[name]), name
@@ -211,8 +257,10 @@ async def test_a_category_rename_reaches_every_product_page(cache_world: CacheWo
     listed = await cache_world.rest("/api/v1/categories?limit=100")
     slug = next(c["slug"] for c in listed.json()["data"] if c["id"] == category_id)
     response = await cache_world.client.patch(
-        f"/api/v1/categories/{slug}", json={"name": "Renamed Category"},
-        headers=cache_world.headers["staff"])
+        f"/api/v1/categories/{slug}",
+        json={"name": "Renamed Category"},
+        headers=cache_world.headers["staff"],
+    )
     assert response.status_code == 200, response.text
     x_cache, body = await reads.get("anon gql a")
     assert x_cache == "MISS"
@@ -222,15 +270,23 @@ async def test_a_category_rename_reaches_every_product_page(cache_world: CacheWo
 
 
 async def test_a_new_product_joins_the_lists_and_its_deletion_drops_its_pages(
-        cache_world: CacheWorld) -> None:
+    cache_world: CacheWorld,
+) -> None:
     a, b = await two_products(cache_world, stock=5)
     reads = reads_for(cache_world, a, b)
     category = (await cache_world.rest(f"/api/v1/products/{a}")).json()["category"]
     before = await reads.warm("anon page", "anon rest b")
     created = await cache_world.client.post(
-        "/api/v1/products", json={"sku": "TAG-NEW-1", "name": "Brand New", "price_cents": 500,
-                                  "category": category, "stock": 4},
-        headers=cache_world.headers["staff"])
+        "/api/v1/products",
+        json={
+            "sku": "TAG-NEW-1",
+            "name": "Brand New",
+            "price_cents": 500,
+            "category": category,
+            "stock": 4,
+        },
+        headers=cache_world.headers["staff"],
+    )
     assert created.status_code == 201, created.text
     new = created.json()["id"]
     x_cache, body = await reads.get("anon page")
@@ -241,8 +297,9 @@ async def test_a_new_product_joins_the_lists_and_its_deletion_drops_its_pages(
     reads.plan["anon rest new"] = ("rest", "anonymous", "/api/v1/products/{}", new)
     reads.plan["anon gql new"] = ("gql", "anonymous", DETAIL, new)
     await reads.warm("anon rest new", "anon gql new", "anon page")
-    deleted = await cache_world.client.delete(f"/api/v1/products/{new}",
-                                              headers=cache_world.headers["staff"])
+    deleted = await cache_world.client.delete(
+        f"/api/v1/products/{new}", headers=cache_world.headers["staff"]
+    )
     assert deleted.status_code == 204, deleted.text
     assert (await cache_world.rest(f"/api/v1/products/{new}")).status_code == 404
     gone = await cache_world.gql(DETAIL, {"id": str(new)})

@@ -47,18 +47,25 @@ async def _gql(world: CacheWorld, query: str) -> Seen:
 
 # -- reads that must change -----------------------------------------------------------
 
+
 def rest_reviews(version: str) -> Read:
     return lambda w: _rest(w, f"/api/{version}/products/{w.reviewed_product}/reviews?limit=100")
 
 
 async def gql_reviews(w: CacheWorld) -> Seen:
-    return await _gql(w, f'{{ product(id: "{w.reviewed_product}") {{ reviews(first: 100) '
-                         "{ edges { node { author { name } } } } } }")
+    return await _gql(
+        w,
+        f'{{ product(id: "{w.reviewed_product}") {{ reviews(first: 100) '
+        "{ edges { node { author { name } } } } } }",
+    )
 
 
 async def gql_author_in_page(w: CacheWorld) -> Seen:
-    return await _gql(w, "{ products(first: 100) { edges { node { reviews(first: 10) "
-                         "{ edges { node { author { name } } } } } } } }")
+    return await _gql(
+        w,
+        "{ products(first: 100) { edges { node { reviews(first: 10) "
+        "{ edges { node { author { name } } } } } } } }",
+    )
 
 
 def rest_product(version: str) -> Read:
@@ -94,46 +101,75 @@ async def gql_product_category(w: CacheWorld) -> Seen:
 
 
 async def gql_review_titles(w: CacheWorld) -> Seen:
-    return await _gql(w, f'{{ product(id: "{w.reviewed_product}") {{ averageRating '
-                         "reviews(first: 10) { edges { node { title } } } } }")
+    return await _gql(
+        w,
+        f'{{ product(id: "{w.reviewed_product}") {{ averageRating '
+        "reviews(first: 10) { edges { node { title } } } } }",
+    )
 
 
 REVIEW_READS: tuple[Read, ...] = (rest_reviews("v1"), rest_reviews("v2"), gql_review_titles)
-AUTHOR_READS: tuple[Read, ...] = (rest_reviews("v1"), rest_reviews("v2"), gql_reviews,
-                                  gql_author_in_page)
-PRODUCT_READS: tuple[Read, ...] = (rest_product("v1"), rest_product("v2"), rest_product_list,
-                                   gql_product, gql_product_list)
-CATEGORY_READS: tuple[Read, ...] = (rest_category("v1"), rest_category("v2"),
-                                    rest_category_list, gql_category, gql_product_category)
+AUTHOR_READS: tuple[Read, ...] = (
+    rest_reviews("v1"),
+    rest_reviews("v2"),
+    gql_reviews,
+    gql_author_in_page,
+)
+PRODUCT_READS: tuple[Read, ...] = (
+    rest_product("v1"),
+    rest_product("v2"),
+    rest_product_list,
+    gql_product,
+    gql_product_list,
+)
+CATEGORY_READS: tuple[Read, ...] = (
+    rest_category("v1"),
+    rest_category("v2"),
+    rest_category_list,
+    gql_category,
+    gql_product_category,
+)
 
 
 # -- writes ---------------------------------------------------------------------------
 
+
 async def rest_patch_me(w: CacheWorld, marker: str) -> None:
-    response = await w.client.patch("/api/v1/users/me", json={"name": marker},
-                                    headers=w.headers["customer"])
+    response = await w.client.patch(
+        "/api/v1/users/me", json={"name": marker}, headers=w.headers["customer"]
+    )
     assert response.status_code == 200, response.text
 
 
 async def gql_update_viewer(w: CacheWorld, marker: str) -> None:
-    response = await w.client.post("/graphql", json={
-        "query": "mutation($n: String!) { updateViewer(input: {name: $n}) { name } }",
-        "variables": {"n": marker}}, headers=w.headers["customer"])
+    response = await w.client.post(
+        "/graphql",
+        json={
+            "query": "mutation($n: String!) { updateViewer(input: {name: $n}) { name } }",
+            "variables": {"n": marker},
+        },
+        headers=w.headers["customer"],
+    )
     assert response.json()["data"]["updateViewer"]["name"] == marker, response.text
 
 
 async def rest_admin_patch_user(w: CacheWorld, marker: str) -> None:
-    response = await w.client.patch(f"/api/v2/users/{w.user_ids['customer']}",
-                                    json={"name": marker}, headers=w.headers["admin"])
+    response = await w.client.patch(
+        f"/api/v2/users/{w.user_ids['customer']}", json={"name": marker}, headers=w.headers["admin"]
+    )
     assert response.status_code == 200, response.text
 
 
 async def gql_update_user(w: CacheWorld, marker: str) -> None:
-    response = await w.client.post("/graphql", json={
-        "query": "mutation($id: ID!, $n: String!) { updateUser(id: $id, input: {name: $n}) "
-                 "{ name } }",
-        "variables": {"id": to_global_id("User", w.user_ids["customer"]), "n": marker}},
-        headers=w.headers["admin"])
+    response = await w.client.post(
+        "/graphql",
+        json={
+            "query": "mutation($id: ID!, $n: String!) { updateUser(id: $id, input: {name: $n}) "
+            "{ name } }",
+            "variables": {"id": to_global_id("User", w.user_ids["customer"]), "n": marker},
+        },
+        headers=w.headers["admin"],
+    )
     assert response.json()["data"]["updateUser"]["name"] == marker, response.text
 
 
@@ -159,8 +195,9 @@ async def _api(w: CacheWorld, who: str, method: str, path: str, body: dict[str, 
 
 
 async def _mutate(w: CacheWorld, who: str, query: str, variables: dict[str, object]) -> None:
-    response = await w.client.post("/graphql", json={"query": query, "variables": variables},
-                                   headers=w.headers[who])
+    response = await w.client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=w.headers[who]
+    )
     assert "errors" not in response.json(), response.text
 
 
@@ -169,8 +206,12 @@ async def rest_patch_product(w: CacheWorld, marker: str) -> None:
 
 
 async def gql_update_product(w: CacheWorld, marker: str) -> None:
-    await _mutate(w, "staff", "mutation($id: ID!, $n: String!) { updateProduct(id: $id, "
-                  "input: {name: $n}) { name } }", {"id": str(w.reviewed_product), "n": marker})
+    await _mutate(
+        w,
+        "staff",
+        "mutation($id: ID!, $n: String!) { updateProduct(id: $id, input: {name: $n}) { name } }",
+        {"id": str(w.reviewed_product), "n": marker},
+    )
 
 
 async def rest_patch_category(w: CacheWorld, marker: str) -> None:
@@ -178,15 +219,22 @@ async def rest_patch_category(w: CacheWorld, marker: str) -> None:
 
 
 async def gql_update_category(w: CacheWorld, marker: str) -> None:
-    await _mutate(w, "admin", "mutation($s: String!, $n: String!) { updateCategory(slug: $s, "
-                  "input: {name: $n}) { name } }", {"s": w.category[1], "n": marker})
+    await _mutate(
+        w,
+        "admin",
+        "mutation($s: String!, $n: String!) { updateCategory(slug: $s, "
+        "input: {name: $n}) { name } }",
+        {"s": w.category[1], "n": marker},
+    )
 
 
 async def _customer_review(w: CacheWorld) -> int:
     async with w.db.read() as session:
-        review = await session.scalar(select(Review.id).where(
-            Review.author_id == w.user_ids["customer"],
-            Review.product_id == w.reviewed_product))
+        review = await session.scalar(
+            select(Review.id).where(
+                Review.author_id == w.user_ids["customer"], Review.product_id == w.reviewed_product
+            )
+        )
     assert review is not None
     return review
 
@@ -198,29 +246,44 @@ async def rest_patch_review(w: CacheWorld, marker: str) -> None:
 
 async def gql_update_review(w: CacheWorld, marker: str) -> None:
     review = await _customer_review(w)
-    await _mutate(w, "customer", "mutation($id: ID!, $t: String!) { updateReview(id: $id, "
-                  "input: {title: $t}) { title } }",
-                  {"id": to_global_id("Review", review), "t": marker})
+    await _mutate(
+        w,
+        "customer",
+        "mutation($id: ID!, $t: String!) { updateReview(id: $id, input: {title: $t}) { title } }",
+        {"id": to_global_id("Review", review), "t": marker},
+    )
 
 
 async def _clear_review_by(w: CacheWorld, who: str) -> None:
     """The seed may have given this author a review of the product: one per author."""
     async with w.db.write() as session:
-        await session.execute(delete(Review).where(Review.author_id == w.user_ids[who],
-                                                   Review.product_id == w.reviewed_product))
+        await session.execute(
+            delete(Review).where(
+                Review.author_id == w.user_ids[who], Review.product_id == w.reviewed_product
+            )
+        )
 
 
 async def rest_post_review(w: CacheWorld, marker: str) -> None:
     await _clear_review_by(w, "staff")
-    await _api(w, "staff", "POST", f"/api/v2/products/{w.reviewed_product}/reviews",
-               {"rating": 5, "title": marker})
+    await _api(
+        w,
+        "staff",
+        "POST",
+        f"/api/v2/products/{w.reviewed_product}/reviews",
+        {"rating": 5, "title": marker},
+    )
 
 
 async def gql_create_review(w: CacheWorld, marker: str) -> None:
     await _clear_review_by(w, "admin")
-    await _mutate(w, "admin", "mutation($p: ID!, $t: String!) { createReview(input: "
-                  "{productId: $p, rating: 1, title: $t}) { title } }",
-                  {"p": to_global_id("Product", w.reviewed_product), "t": marker})
+    await _mutate(
+        w,
+        "admin",
+        "mutation($p: ID!, $t: String!) { createReview(input: "
+        "{productId: $p, rating: 1, title: $t}) { title } }",
+        {"p": to_global_id("Product", w.reviewed_product), "t": marker},
+    )
 
 
 @dataclass(frozen=True)
@@ -245,8 +308,7 @@ WRITES = [
     Write("rest admin PATCH /users/{id} name", rest_admin_patch_user, AUTHOR_READS),
     Write("graphql updateUser name", gql_update_user, AUTHOR_READS),
     Write("service product rename + product_changed", service_rename_product, PRODUCT_READS),
-    Write("service category rename + category_changed", service_rename_category,
-          CATEGORY_READS),
+    Write("service category rename + category_changed", service_rename_category, CATEGORY_READS),
 ]
 
 
@@ -277,19 +339,21 @@ async def test_an_order_shows_in_cached_stock_at_once(cache_world: CacheWorld) -
     async def stock() -> tuple[int, int, str]:
         rest = await cache_world.rest(f"/api/v1/products/{product}", who="staff")
         gql = await cache_world.gql(f'{{ product(id: "{product}") {{ stock }} }}', who="staff")
-        return rest.json()["stock"], gql.json()["data"]["product"]["stock"], gql.headers[
-            "x-cache"]
+        return rest.json()["stock"], gql.json()["data"]["product"]["stock"], gql.headers["x-cache"]
 
     await stock()
     assert (await stock()) == (5, 5, "HIT")
     placed = await cache_world.client.post(
-        "/api/v1/orders", json={"items": [{"product_id": product, "quantity": 2}]},
-        headers=cache_world.headers["customer"])
+        "/api/v1/orders",
+        json={"items": [{"product_id": product, "quantity": 2}]},
+        headers=cache_world.headers["customer"],
+    )
     assert placed.status_code == 201, placed.text
     assert (await stock()) == (3, 3, "MISS")
     assert (await stock())[2] == "HIT"
     cancelled = await cache_world.client.post(
-        f"/api/v2/orders/{placed.json()['id']}/cancel", headers=cache_world.headers["customer"])
+        f"/api/v2/orders/{placed.json()['id']}/cancel", headers=cache_world.headers["customer"]
+    )
     assert cancelled.status_code == 200, cancelled.text
     assert (await stock()) == (5, 5, "MISS")
 
@@ -313,8 +377,10 @@ async def test_deactivating_a_product_hides_it_at_once(cache_world: CacheWorld) 
 
 
 async def test_concurrent_misses_run_the_query_once(cache_world: CacheWorld) -> None:
-    query = ("query($n: Int!) { products(first: $n) { edges { node { name "
-             "category { name } reviews(first: 3) { edges { node { author { name } } } } } } } }")
+    query = (
+        "query($n: Int!) { products(first: $n) { edges { node { name "
+        "category { name } reviews(first: 3) { edges { node { author { name } } } } } } } }"
+    )
     gateway = cache_world.gateway
     with gateway.count_statements() as one:
         first = await cache_world.gql(query, {"n": 3})
@@ -333,8 +399,9 @@ async def test_workers_share_entries_writes_and_recompute_locks(
 ) -> None:
     settings = cache_settings(cache_world.url, cache_world.tmp, cache_world.setup)
     async with running_gateway(settings, cache_world.gateway.backend) as other_gw:
-        other = await build_cache_world(other_gw, cache_world.url, cache_world.tmp,
-                                        cache_world.setup)
+        other = await build_cache_world(
+            other_gw, cache_world.url, cache_world.tmp, cache_world.setup
+        )
         # One worker's miss is the other's hit.
         await cache_world.rest("/api/v1/categories")
         assert (await other.rest("/api/v1/categories")).headers["x-cache"] == "HIT"
@@ -349,8 +416,9 @@ async def test_workers_share_entries_writes_and_recompute_locks(
         with cache_world.gateway.count_statements() as one:
             await cache_world.gql(query, {"n": 2})
         with cache_world.gateway.count_statements() as a, other_gw.count_statements() as b:
-            responses = await asyncio.gather(*(
-                (cache_world if i % 2 else other).gql(query, {"n": 4}) for i in range(8)))
+            responses = await asyncio.gather(
+                *((cache_world if i % 2 else other).gql(query, {"n": 4}) for i in range(8))
+            )
         assert a.count + b.count == one.count, [r.headers["x-cache"] for r in responses]
         assert sorted(r.headers["x-cache"] for r in responses) == ["HIT"] * 7 + ["MISS"]
 
@@ -358,8 +426,9 @@ async def test_workers_share_entries_writes_and_recompute_locks(
 @pytest.mark.parametrize("cache_setup", ["memory"], indirect=True)
 async def test_redis_down_bypasses_and_answers_correctly(cache_world: CacheWorld) -> None:
     # The world's own gateway is not used: this one's Redis is a closed port.
-    settings = cache_settings(cache_world.url, cache_world.tmp, cache_world.setup,
-                              redis_url="redis://127.0.0.1:1/0")
+    settings = cache_settings(
+        cache_world.url, cache_world.tmp, cache_world.setup, redis_url="redis://127.0.0.1:1/0"
+    )
     async with running_gateway(settings, cache_world.gateway.backend) as gw:
         down = await build_cache_world(gw, cache_world.url, cache_world.tmp, cache_world.setup)
         began = time.monotonic()
@@ -389,13 +458,19 @@ async def test_a_redis_that_never_answers_costs_one_timeout_then_bypasses(
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    settings = cache_settings(cache_world.url, cache_world.tmp, cache_world.setup,
-                              redis_url=f"redis://127.0.0.1:{port}/0",
-                              cache_redis_timeout_seconds=0.3, rate_limit_enabled=False)
+    settings = cache_settings(
+        cache_world.url,
+        cache_world.tmp,
+        cache_world.setup,
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        cache_redis_timeout_seconds=0.3,
+        rate_limit_enabled=False,
+    )
     try:
         async with running_gateway(settings, cache_world.gateway.backend) as gw:
-            silent_world = await build_cache_world(gw, cache_world.url, cache_world.tmp,
-                                                   cache_world.setup)
+            silent_world = await build_cache_world(
+                gw, cache_world.url, cache_world.tmp, cache_world.setup
+            )
             began = time.monotonic()
             first = await silent_world.rest("/api/v1/products?limit=3")
             waited = time.monotonic() - began

@@ -52,8 +52,7 @@ def filters_of(catalog: Catalog) -> dict[str, dict[str, Any]]:
         "max_price": {"max_price": 10_000},
         "in_stock": {"in_stock": True},
         "out_of_stock": {"in_stock": False},
-        "combined": {"category": slug, "min_price": 1_000, "max_price": 40_000,
-                     "in_stock": True},
+        "combined": {"category": slug, "min_price": 1_000, "max_price": 40_000, "in_stock": True},
     }
 
 
@@ -75,8 +74,9 @@ class Case:
     expect: Callable[[Catalog], Outcome]
 
 
-def product_list_case(name: str, sort: str | None, limit: int | None,
-                      filters: Callable[[Catalog], dict[str, Any]]) -> Case:
+def product_list_case(
+    name: str, sort: str | None, limit: int | None, filters: Callable[[Catalog], dict[str, Any]]
+) -> Case:
     async def run(a: Adapter, c: Catalog) -> Outcome:
         return await a.list_products(sort=sort, limit=limit, **filters(c))
 
@@ -100,47 +100,96 @@ CASES = [
     product_list_case("products_default", None, None, _no_filters),
     *(product_list_case(f"products_sort_{s}", s, 100, _no_filters) for s in SORTS),
     product_list_case("products_sort_price_page", "price", 7, _no_filters),
-    *(product_list_case(f"products_filter_{f}", "name", 100, _filter(f))
-      for f in ("category", "q", "q_upper_case", "min_price", "max_price",
-                "in_stock", "out_of_stock", "combined")),
+    *(
+        product_list_case(f"products_filter_{f}", "name", 100, _filter(f))
+        for f in (
+            "category",
+            "q",
+            "q_upper_case",
+            "min_price",
+            "max_price",
+            "in_stock",
+            "out_of_stock",
+            "combined",
+        )
+    ),
     product_list_case("products_q_is_literal", None, None, lambda c: {"q": "%a_"}),
-    Case("product_by_id",
-         lambda a, c: a.get_product(c.active_ids()[3]),
-         lambda c: ("ok", c.product_body(c.active_ids()[3]))),
+    Case(
+        "product_by_id",
+        lambda a, c: a.get_product(c.active_ids()[3]),
+        lambda c: ("ok", c.product_body(c.active_ids()[3])),
+    ),
     Case("product_unknown", lambda a, c: a.get_product(UNKNOWN_ID), lambda c: ("not_found",)),
-    Case("product_inactive", lambda a, c: a.get_product(inactive_product(c)),
-         lambda c: ("not_found",)),
-    Case("categories", lambda a, c: a.list_categories(limit=100),
-         lambda c: listing([c.category_body(x) for x in c.categories], False)),
-    Case("categories_page", lambda a, c: a.list_categories(limit=2),
-         lambda c: listing([c.category_body(x) for x in c.categories[:2]], True)),
-    Case("category_by_slug", lambda a, c: a.get_category(c.categories[2].slug),
-         lambda c: ("ok", c.category_body(c.categories[2]))),
-    Case("category_unknown", lambda a, c: a.get_category("no-such-category"),
-         lambda c: ("not_found",)),
-    Case("reviews", lambda a, c: a.list_reviews(busiest_product(c), limit=2),
-         lambda c: listing([c.review_body(r) for r in c.reviews_of(busiest_product(c))[:2]],
-                           True)),
-    Case("reviews_all", lambda a, c: a.list_reviews(busiest_product(c)),
-         lambda c: listing([c.review_body(r) for r in c.reviews_of(busiest_product(c))],
-                           False)),
-    Case("reviews_unknown_product", lambda a, c: a.list_reviews(UNKNOWN_ID),
-         lambda c: ("not_found",)),
-    Case("reviews_inactive_product", lambda a, c: a.list_reviews(inactive_product(c)),
-         lambda c: ("not_found",)),
-    Case("tampered_cursor", lambda a, c: a.list_products(cursor="bm90LWEtY3Vyc29y"),
-         lambda c: ("invalid",)),
-    Case("tampered_review_cursor",
-         lambda a, c: a.list_reviews(busiest_product(c), cursor="garbage!"),
-         lambda c: ("invalid",)),
+    Case(
+        "product_inactive",
+        lambda a, c: a.get_product(inactive_product(c)),
+        lambda c: ("not_found",),
+    ),
+    Case(
+        "categories",
+        lambda a, c: a.list_categories(limit=100),
+        lambda c: listing([c.category_body(x) for x in c.categories], False),
+    ),
+    Case(
+        "categories_page",
+        lambda a, c: a.list_categories(limit=2),
+        lambda c: listing([c.category_body(x) for x in c.categories[:2]], True),
+    ),
+    Case(
+        "category_by_slug",
+        lambda a, c: a.get_category(c.categories[2].slug),
+        lambda c: ("ok", c.category_body(c.categories[2])),
+    ),
+    Case(
+        "category_unknown",
+        lambda a, c: a.get_category("no-such-category"),
+        lambda c: ("not_found",),
+    ),
+    Case(
+        "reviews",
+        lambda a, c: a.list_reviews(busiest_product(c), limit=2),
+        lambda c: listing([c.review_body(r) for r in c.reviews_of(busiest_product(c))[:2]], True),
+    ),
+    Case(
+        "reviews_all",
+        lambda a, c: a.list_reviews(busiest_product(c)),
+        lambda c: listing([c.review_body(r) for r in c.reviews_of(busiest_product(c))], False),
+    ),
+    Case(
+        "reviews_unknown_product", lambda a, c: a.list_reviews(UNKNOWN_ID), lambda c: ("not_found",)
+    ),
+    Case(
+        "reviews_inactive_product",
+        lambda a, c: a.list_reviews(inactive_product(c)),
+        lambda c: ("not_found",),
+    ),
+    Case(
+        "tampered_cursor",
+        lambda a, c: a.list_products(cursor="bm90LWEtY3Vyc29y"),
+        lambda c: ("invalid",),
+    ),
+    Case(
+        "tampered_review_cursor",
+        lambda a, c: a.list_reviews(busiest_product(c), cursor="garbage!"),
+        lambda c: ("invalid",),
+    ),
     Case("limit_over_100", lambda a, c: a.list_products(limit=101), lambda c: ("invalid",)),
     Case("limit_negative", lambda a, c: a.list_products(limit=-1), lambda c: ("invalid",)),
-    Case("categories_tampered_cursor", lambda a, c: a.list_categories(cursor="e30"),
-         lambda c: ("invalid",)),
-    Case("categories_limit_over_100", lambda a, c: a.list_categories(limit=101),
-         lambda c: ("invalid",)),
-    Case("reviews_limit_over_100", lambda a, c: a.list_reviews(busiest_product(c), limit=101),
-         lambda c: ("invalid",)),
+    Case(
+        "categories_tampered_cursor",
+        lambda a, c: a.list_categories(cursor="e30"),
+        lambda c: ("invalid",),
+    ),
+    Case(
+        "categories_limit_over_100",
+        lambda a, c: a.list_categories(limit=101),
+        lambda c: ("invalid",),
+    ),
+    Case(
+        "reviews_limit_over_100",
+        lambda a, c: a.list_reviews(busiest_product(c), limit=101),
+        lambda c: ("invalid",),
+    ),
 ]
 CASE_IDS = [case.name for case in CASES]
 
@@ -169,12 +218,12 @@ async def test_next_page_agrees(adapter: Adapter, catalog: Catalog) -> None:
     """The second page, reached with each interface's own cursor."""
     first = await adapter.list_products(sort="-price", limit=5)
     assert first[0] == "ok"
-    second = await adapter.list_products(sort="-price", limit=5,
-                                         cursor=first[1]["next_cursor"])
+    second = await adapter.list_products(sort="-price", limit=5, cursor=first[1]["next_cursor"])
     assert [p["id"] for p in second[1]["items"]] == catalog.active_ids("-price")[5:10]
     reviews = await adapter.list_reviews(busiest_product(catalog), limit=2)
-    rest = await adapter.list_reviews(busiest_product(catalog), limit=2,
-                                      cursor=reviews[1]["next_cursor"])
+    rest = await adapter.list_reviews(
+        busiest_product(catalog), limit=2, cursor=reviews[1]["next_cursor"]
+    )
     expected = catalog.reviews_of(busiest_product(catalog))[2:4]
     assert [r["id"] for r in rest[1]["items"]] == [r.id for r in expected]
 
@@ -198,7 +247,8 @@ async def test_price_is_the_same_money_everywhere(gateway: Gateway, catalog: Cat
     v2 = (await gateway.client.get(f"/api/v2/products/{product_id}")).json()
     body = await gateway.graphql(
         "query($id: ID!) { product(id: $id) { price { amount currency } } }",
-        {"id": str(product_id)})
+        {"id": str(product_id)},
+    )
     assert (v1["price_cents"], v1["currency"]) == (cents, "USD")
     amount = f"{cents // 100}.{cents % 100:02d}"
     assert v2["price"] == {"amount": amount, "currency": "USD"}

@@ -44,23 +44,26 @@ async def test_category_lifecycle(world: World, interface: str) -> None:
     assert await w.create_category(world, interface, "admin", slug, "Again") == ("conflict", [])
 
     renamed = unique("cat")
-    outcome, body = await w.update_category(world, interface, "key_catalog_write", slug,
-                                            slug=renamed, name="Tabletop")
+    outcome, body = await w.update_category(
+        world, interface, "key_catalog_write", slug, slug=renamed, name="Tabletop"
+    )
     assert outcome == "ok", body
     assert (body["slug"], body["name"]) == (renamed, "Tabletop")
     assert await category_row(world, slug) is None
     other = unique("cat")
     assert (await w.create_category(world, interface, "staff", other, "Other"))[0] == "ok"
     assert (await w.update_category(world, interface, "staff", other, slug=renamed))[0] == (
-        "conflict")
+        "conflict"
+    )
 
     product = await new_product(world)
     async with db_of(world).write() as session:
         (await session.get(Product, product)).category_id = row.id  # type: ignore[union-attr]
     outcome, _ = await w.delete_category(world, interface, "staff", renamed)
     assert outcome == "conflict"
-    status = await world.gateway.client.delete(f"/api/v1/categories/{renamed}",
-                                               headers=world.headers["staff"])
+    status = await world.gateway.client.delete(
+        f"/api/v1/categories/{renamed}", headers=world.headers["staff"]
+    )
     assert "deactivate" in status.json()["detail"]
     assert (await w.delete_category(world, interface, "staff", other))[0] == "ok"
     assert await category_row(world, other) is None
@@ -79,32 +82,58 @@ async def test_bad_slugs_are_refused(world: World, interface: str, slug: str) ->
 @pytest.mark.parametrize("interface", INTERFACES)
 async def test_product_lifecycle(world: World, interface: str) -> None:
     async with db_of(world).read() as session:
-        category, second = (await session.scalars(
-            select(Category.id).order_by(Category.id).limit(2))).all()
+        category, second = (
+            await session.scalars(select(Category.id).order_by(Category.id).limit(2))
+        ).all()
     sku = unique("SKU")
-    outcome, body = await w.create_product(world, interface, "staff", sku=sku,
-                                           category=category, cents=1999, stock=7,
-                                           isActive=False, description="A fine thing")
+    outcome, body = await w.create_product(
+        world,
+        interface,
+        "staff",
+        sku=sku,
+        category=category,
+        cents=1999,
+        stock=7,
+        isActive=False,
+        description="A fine thing",
+    )
     assert outcome == "ok", body
     assert body["price"] == {"amount": "19.99", "currency": "USD"}
     assert (body["sku"], body["is_active"], body["category"]) == (sku, False, category)
     row = await product_row(world, body["id"])
     assert row is not None
     assert (row.price_cents, row.stock, row.is_active, row.description) == (
-        1999, 7, False, "A fine thing")
+        1999,
+        7,
+        False,
+        "A fine thing",
+    )
     product_id = body["id"]
     assert (await w.create_product(world, interface, "admin", sku=sku, category=category))[0] == (
-        "conflict")
+        "conflict"
+    )
 
-    outcome, body = await w.update_product(world, interface, "key_catalog_write", product_id,
-                                           cents=250, stock=0, isActive=True, name="Renamed",
-                                           categoryId=second if interface != "graphql"
-                                           else str(second))
+    outcome, body = await w.update_product(
+        world,
+        interface,
+        "key_catalog_write",
+        product_id,
+        cents=250,
+        stock=0,
+        isActive=True,
+        name="Renamed",
+        categoryId=second if interface != "graphql" else str(second),
+    )
     assert outcome == "ok", body
     row = await product_row(world, product_id)
     assert row is not None
     assert (row.price_cents, row.stock, row.is_active, row.name, row.category_id) == (
-        250, 0, True, "Renamed", second)
+        250,
+        0,
+        True,
+        "Renamed",
+        second,
+    )
     public = await world.gateway.client.get(f"/api/v2/products/{product_id}")
     assert public.json()["price"]["amount"] == "2.50"
 
@@ -116,11 +145,13 @@ async def test_product_lifecycle(world: World, interface: str) -> None:
 @pytest.mark.parametrize("interface", INTERFACES)
 async def test_an_ordered_product_is_deactivated_not_deleted(world: World, interface: str) -> None:
     product = await new_product(world)
-    assert (await place(world, "rest_v1", "customer", [{"product_id": product,
-                                                        "quantity": 1}]))[0] == 201
+    assert (await place(world, "rest_v1", "customer", [{"product_id": product, "quantity": 1}]))[
+        0
+    ] == 201
     assert (await w.delete_product(world, interface, "staff", product))[0] == "conflict"
-    response = await world.gateway.client.delete(f"/api/v1/products/{product}",
-                                                 headers=world.headers["staff"])
+    response = await world.gateway.client.delete(
+        f"/api/v1/products/{product}", headers=world.headers["staff"]
+    )
     assert "deactivate" in response.json()["detail"]
     assert (await w.update_product(world, interface, "staff", product, isActive=False))[0] == "ok"
     assert (await world.gateway.client.get(f"/api/v1/products/{product}")).status_code == 404
@@ -129,41 +160,58 @@ async def test_an_ordered_product_is_deactivated_not_deleted(world: World, inter
 @pytest.mark.parametrize("interface", INTERFACES)
 async def test_bad_product_fields_are_refused(world: World, interface: str) -> None:
     product = await new_product(world, stock=5)
-    for changes in ({"stock": -1}, {"stock": 2**31}, {"name": ""}, {"name": "x" * 201},
-                    {"sku": "has space"}, {"description": "nul\x00"}, {"categoryId": 999_999}):
+    for changes in (
+        {"stock": -1},
+        {"stock": 2**31},
+        {"name": ""},
+        {"name": "x" * 201},
+        {"sku": "has space"},
+        {"description": "nul\x00"},
+        {"categoryId": 999_999},
+    ):
         if interface == "graphql" and changes.get("stock") == 2**31:
             continue  # not an Int at all: refused before it reaches the resolver (below)
         outcome, _ = await w.update_product(world, interface, "staff", product, **changes)
         assert outcome == "invalid", changes
-    for cents_body in ({"amount": "1.999", "currency": "USD"}, {"amount": "-1", "currency": "USD"},
-                       {"amount": "1", "currency": "EUR"}, {"amount": "99999999999",
-                                                            "currency": "USD"}):
+    for cents_body in (
+        {"amount": "1.999", "currency": "USD"},
+        {"amount": "-1", "currency": "USD"},
+        {"amount": "1", "currency": "EUR"},
+        {"amount": "99999999999", "currency": "USD"},
+    ):
         if interface == "rest_v1":
             body = {"price_cents": -1}
             response = await world.gateway.client.patch(
-                f"/api/v1/products/{product}", json=body, headers=world.headers["staff"])
+                f"/api/v1/products/{product}", json=body, headers=world.headers["staff"]
+            )
             assert response.status_code == 422
             continue
         if interface == "rest_v2":
             response = await world.gateway.client.patch(
-                f"/api/v2/products/{product}", json={"price": cents_body},
-                headers=world.headers["staff"])
+                f"/api/v2/products/{product}",
+                json={"price": cents_body},
+                headers=world.headers["staff"],
+            )
             assert response.status_code == 422, cents_body
             assert response.json()["errors"][0]["loc"][:2] == ["body", "price"]
         else:
             body = await world.gateway.graphql(
                 """mutation($id: ID!, $p: MoneyInput!) {
                     updateProduct(id: $id, input: {price: $p}) { id } }""",
-                {"id": str(product), "p": cents_body}, headers=world.headers["staff"])
+                {"id": str(product), "p": cents_body},
+                headers=world.headers["staff"],
+            )
             assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
             assert body["errors"][0]["extensions"]["errors"][0]["loc"][:2] == ["input", "price"]
     body = await world.gateway.graphql(
         f'mutation {{ updateProduct(id: "{product}", input: {{stock: 2147483648}}) {{ id }} }}',
-        headers=world.headers["staff"])
+        headers=world.headers["staff"],
+    )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     for field in ("id", "created_at", "updated_at", "price"):
         response = await world.gateway.client.patch(
-            f"/api/v1/products/{product}", json={field: 1}, headers=world.headers["staff"])
+            f"/api/v1/products/{product}", json={field: 1}, headers=world.headers["staff"]
+        )
         assert response.status_code == 422, field
     row = await product_row(world, product)
     assert row is not None
@@ -175,9 +223,9 @@ async def test_racing_creates_of_one_sku_give_one_product(world: World, interfac
     async with db_of(world).read() as session:
         category = await session.scalar(select(Category.id).limit(1))
     sku = unique("RACE")
-    results = await asyncio.gather(*(
-        w.create_product(world, interface, "staff", sku=sku, category=category)
-        for _ in range(6)))
+    results = await asyncio.gather(
+        *(w.create_product(world, interface, "staff", sku=sku, category=category) for _ in range(6))
+    )
     assert sorted(outcome for outcome, _ in results) == ["conflict"] * 5 + ["ok"]
 
 
@@ -190,20 +238,25 @@ async def test_the_same_writes_leave_the_same_rows_in_every_interface(world: Wor
     shapes = []
     for interface in INTERFACES:
         sku = unique("PAR")
-        outcome, created = await w.create_product(world, interface, "staff", sku=sku,
-                                                  category=category, cents=12345, stock=3)
+        outcome, created = await w.create_product(
+            world, interface, "staff", sku=sku, category=category, cents=12345, stock=3
+        )
         assert outcome == "ok"
-        outcome, updated = await w.update_product(world, interface, "staff", created["id"],
-                                                  cents=500, name="Parity")
+        outcome, updated = await w.update_product(
+            world, interface, "staff", created["id"], cents=500, name="Parity"
+        )
         assert outcome == "ok"
         row = await product_row(world, created["id"])
         assert row is not None
-        shapes.append((
-            {k: created[k] for k in SHARED},
-            {k: updated[k] for k in SHARED},
-            (row.name, row.price_cents, row.stock, row.is_active, row.category_id),
-            await w.create_product(world, interface, "staff", sku=sku, category=category),
-            await w.create_product(world, interface, "customer", sku=unique("X"),
-                                   category=category),
-        ))
+        shapes.append(
+            (
+                {k: created[k] for k in SHARED},
+                {k: updated[k] for k in SHARED},
+                (row.name, row.price_cents, row.stock, row.is_active, row.category_id),
+                await w.create_product(world, interface, "staff", sku=sku, category=category),
+                await w.create_product(
+                    world, interface, "customer", sku=unique("X"), category=category
+                ),
+            )
+        )
     assert shapes[0] == shapes[1] == shapes[2]

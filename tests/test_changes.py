@@ -30,7 +30,8 @@ async def test_rest_write_commits_and_announces_before_the_response_starts(world
     gateway.app.middleware_stack = watch
     try:
         response = await gateway.client.patch(
-            "/api/v1/users/me", json={"name": "Cleo Renamed"}, headers=world.headers["customer"])
+            "/api/v1/users/me", json={"name": "Cleo Renamed"}, headers=world.headers["customer"]
+        )
     finally:
         gateway.app.middleware_stack = inner
         gateway.app.state.db._commit_listeners.remove(listener)
@@ -49,7 +50,8 @@ async def test_a_refused_write_announces_nothing(world: World) -> None:
     gateway.app.state.db.on_commit(listener)
     try:
         response = await gateway.client.patch(
-            "/api/v1/users/me", json={"name": ""}, headers=world.headers["customer"])
+            "/api/v1/users/me", json={"name": ""}, headers=world.headers["customer"]
+        )
     finally:
         gateway.app.state.db._commit_listeners.remove(listener)
     assert response.status_code == 400, response.text

@@ -23,15 +23,20 @@ ROOT = Path(__file__).resolve().parent.parent
 async def gateway_cli(
     *args: str, url: str | None = None, cwd: Path
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "DATABASE_READ_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_READ_URL")}
     env.update(ENVIRONMENT="development", DATA_DIR=str(cwd / "var"))
     if url is not None:
         env["DATABASE_URL"] = url
     # cwd is a directory of the test's own, so no developer's .env file is read.
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "gateway.cli", *args], env=env, cwd=cwd,
-        capture_output=True, text=True, timeout=300, check=False,
+        subprocess.run,
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -41,16 +46,21 @@ async def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     try:
         async with db.read() as session:
             return {
-                table.name: [tuple(row) for row in (await session.execute(
-                    table.select().order_by(*table.primary_key.columns))).all()]
+                table.name: [
+                    tuple(row)
+                    for row in (
+                        await session.execute(table.select().order_by(*table.primary_key.columns))
+                    ).all()
+                ]
                 for table in Base.metadata.sorted_tables
             }
     finally:
         await db.dispose()
 
 
-async def test_seed_is_deterministic(backend: str, tmp_path: Path,
-                                     pg_databases: PostgresDatabases) -> None:
+async def test_seed_is_deterministic(
+    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
+) -> None:
     dumps = []
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
@@ -61,8 +71,7 @@ async def test_seed_is_deterministic(backend: str, tmp_path: Path,
         dumps.append(await dump(url))
     first, second = dumps
     assert len(first["products"]) == 50
-    assert all(first[name] for name in ("users", "categories", "reviews", "orders",
-                                        "order_items"))
+    assert all(first[name] for name in ("users", "categories", "reviews", "orders", "order_items"))
     assert first == second
 
 
@@ -81,8 +90,9 @@ async def test_seed_max_reviews_sets_reviews_per_product(tmp_path: Path) -> None
     for most in ("0", "5", "10"):
         (tmp_path / most).mkdir()
         url = f"sqlite+aiosqlite:///{tmp_path / most / 'gw.sqlite3'}"
-        done = await gateway_cli("seed", "--scale", "40", "--max-reviews", most, url=url,
-                                 cwd=tmp_path / most)
+        done = await gateway_cli(
+            "seed", "--scale", "40", "--max-reviews", most, url=url, cwd=tmp_path / most
+        )
         assert done.returncode == 0, done.stderr
         rows = await dump(url)
         counts[most] = len(rows["reviews"])
@@ -94,12 +104,23 @@ async def test_seed_max_reviews_sets_reviews_per_product(tmp_path: Path) -> None
     assert counts["5"] < counts["10"]
 
 
-async def test_create_user_stores_an_argon2_hash(backend: str, tmp_path: Path,
-                                                 pg_databases: PostgresDatabases) -> None:
+async def test_create_user_stores_an_argon2_hash(
+    backend: str, tmp_path: Path, pg_databases: PostgresDatabases
+) -> None:
     url = await new_database_url(backend, tmp_path, pg_databases)
-    result = await gateway_cli("create-user", "--email", "Root@Example.com", "--password",
-                               "a-long-enough-password", "--role", "admin", "--name", "Root",
-                               url=url, cwd=tmp_path)
+    result = await gateway_cli(
+        "create-user",
+        "--email",
+        "Root@Example.com",
+        "--password",
+        "a-long-enough-password",
+        "--role",
+        "admin",
+        "--name",
+        "Root",
+        url=url,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     db = Database.from_url(url)
     try:
@@ -109,20 +130,32 @@ async def test_create_user_stores_an_argon2_hash(backend: str, tmp_path: Path,
     finally:
         await db.dispose()
     assert (user.email, user.name, user.role, user.is_active) == (
-        "root@example.com", "Root", "admin", True)
+        "root@example.com",
+        "Root",
+        "admin",
+        True,
+    )
     assert user.password_hash.startswith("$argon2id$")
     assert "a-long-enough-password" not in user.password_hash
     assert verify_password(user.password_hash, "a-long-enough-password")
     assert not verify_password(user.password_hash, "wrong-password")
-    taken = await gateway_cli("create-user", "--email", "root@example.com", "--password",
-                              "another-long-password", url=url, cwd=tmp_path)
+    taken = await gateway_cli(
+        "create-user",
+        "--email",
+        "root@example.com",
+        "--password",
+        "another-long-password",
+        url=url,
+        cwd=tmp_path,
+    )
     assert taken.returncode != 0
     assert "already exists" in taken.stderr
 
 
 async def test_export_schema_check_passes_with_the_committed_file(tmp_path: Path) -> None:
-    result = await gateway_cli("export-schema", "--check", "--output",
-                               str(ROOT / "schema.graphql"), cwd=tmp_path)
+    result = await gateway_cli(
+        "export-schema", "--check", "--output", str(ROOT / "schema.graphql"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
 
 

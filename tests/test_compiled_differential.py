@@ -21,13 +21,17 @@ COMPILED_PREFIX = "/* compiled */ "
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 # What clients send: nothing, the legacy type, the new type, the spec's recommendation.
 ACCEPTS: tuple[dict[str, str], ...] = (
-    {}, {"Accept": "application/json"}, {"Accept": GRAPHQL_RESPONSE},
-    {"Accept": f"{GRAPHQL_RESPONSE}; charset=utf-8, application/json; charset=utf-8"})
+    {},
+    {"Accept": "application/json"},
+    {"Accept": GRAPHQL_RESPONSE},
+    {"Accept": f"{GRAPHQL_RESPONSE}; charset=utf-8, application/json; charset=utf-8"},
+)
 
 
 def accept_for(i: int) -> dict[str, str]:
     """Every ``Accept`` meets every principal as ``i`` counts up."""
     return ACCEPTS[(i // len(PRINCIPALS)) % len(ACCEPTS)]
+
 
 CATALOG_PAGE = """query Catalog {
   products(first: 20) { edges { node {
@@ -57,8 +61,10 @@ async def _facts(gateway: Gateway, headers: dict[str, str], inactive: int) -> Fa
     for field in ("CREATED_AT", "PRICE", "NAME"):
         for direction in ("ASC", "DESC"):
             name = ("-" if direction == "DESC" else "") + field.lower()
-            data = await q(f"{{ products(first: 8, orderBy: {{field: {field}, "
-                           f"direction: {direction}}}) {{ edges {{ cursor }} }} }}")
+            data = await q(
+                f"{{ products(first: 8, orderBy: {{field: {field}, "
+                f"direction: {direction}}}) {{ edges {{ cursor }} }} }}"
+            )
             cursors[name] = [e["cursor"] for e in data["products"]["edges"]]
     data = await q("""{ products(first: 60) { edges { node { databaseId sku
         reviews(first: 5) { edges { cursor node { databaseId } } } } } }
@@ -66,7 +72,8 @@ async def _facts(gateway: Gateway, headers: dict[str, str], inactive: int) -> Fa
     products = [e["node"] for e in data["products"]["edges"]]
     reviews = [e for p in products for e in p["reviews"]["edges"]]
     return Facts(
-        product_ids=[p["databaseId"] for p in products[:30]], inactive_product=inactive,
+        product_ids=[p["databaseId"] for p in products[:30]],
+        inactive_product=inactive,
         skus=[p["sku"] for p in products[:10]],
         slugs=[e["node"]["slug"] for e in data["categories"]["edges"]],
         review_ids=[e["node"]["databaseId"] for e in reviews[:30]],
@@ -76,8 +83,9 @@ async def _facts(gateway: Gateway, headers: dict[str, str], inactive: int) -> Fa
     )
 
 
-async def _both(pair: Pair, method: str, url: str, headers: dict[str, str],
-                **kwargs: Any) -> tuple[Any, Any, bool]:
+async def _both(
+    pair: Pair, method: str, url: str, headers: dict[str, str], **kwargs: Any
+) -> tuple[Any, Any, bool]:
     """Both answers, and whether the compiled app answered with one compiled statement.
 
     A compiled statement followed by others is a fallback after the statement ran: only
@@ -96,7 +104,10 @@ async def _both(pair: Pair, method: str, url: str, headers: dict[str, str],
     ran = attempted and at[0] == counter.count - 1
     if attempted and not ran:
         assert resolved.status_code == 404 or b'"NOT_FOUND"' in resolved.content, (
-            url, kwargs, resolved.content[:500])
+            url,
+            kwargs,
+            resolved.content[:500],
+        )
     return compiled, resolved, ran
 
 
@@ -107,8 +118,9 @@ def _same(compiled: Any, resolved: Any) -> str | None:
     if compiled.status_code != resolved.status_code:
         return f"status {compiled.status_code} != {resolved.status_code}"
     if compiled.content != resolved.content:
-        return (f"body\n  compiled {compiled.content[:1500]!r}\n"
-                f"  resolved {resolved.content[:1500]!r}")
+        return (
+            f"body\n  compiled {compiled.content[:1500]!r}\n  resolved {resolved.content[:1500]!r}"
+        )
     return None
 
 
@@ -120,8 +132,9 @@ async def test_generated_rest_corpus_is_byte_identical(pair: Pair) -> None:
     calls = rest_calls(facts, REST_REQUESTS)
     for i, call in enumerate(calls):
         who = PRINCIPALS[i % len(PRINCIPALS)]
-        compiled, resolved, ran = await _both(pair, "GET", call.path, world.headers[who],
-                                              params=call.params)
+        compiled, resolved, ran = await _both(
+            pair, "GET", call.path, world.headers[who], params=call.params
+        )
         compiled_runs += ran
         problem = _same(compiled, resolved)
         if problem:
@@ -140,14 +153,20 @@ async def test_generated_graphql_corpus_is_byte_identical(pair: Pair) -> None:
         # Principals rotate, so every kind meets every kind of shape.
         for who in (PRINCIPALS[i % len(PRINCIPALS)],):
             compiled, resolved, ran = await _both(
-                pair, "POST", "/graphql", {**world.headers[who], **accept_for(i)},
-                json={"query": doc.query, "variables": doc.variables})
+                pair,
+                "POST",
+                "/graphql",
+                {**world.headers[who], **accept_for(i)},
+                json={"query": doc.query, "variables": doc.variables},
+            )
             runs += 1
             compiled_runs += ran
             problem = _same(compiled, resolved)
             if problem:
-                failures.append(f"#{i} as {who} {accept_for(i)}: {problem}\n"
-                                f"  query {doc.query}\n  variables {doc.variables}")
+                failures.append(
+                    f"#{i} as {who} {accept_for(i)}: {problem}\n"
+                    f"  query {doc.query}\n  variables {doc.variables}"
+                )
     assert not failures, f"{len(failures)} of {runs} differ:\n" + "\n\n".join(failures[:5])
     # The corpus must exercise the compiler, not only the fallback.
     assert compiled_runs > runs / 2, (compiled_runs, runs)
@@ -183,8 +202,11 @@ async def test_catalog_and_detail_pages_run_one_statement(pair: Pair, who: str) 
 @pytest.mark.parametrize("who", PRINCIPALS)
 async def test_rest_list_and_detail_run_one_statement(pair: Pair, who: str) -> None:
     headers = {**pair.world.headers[who], "X-Request-ID": "rest"}
-    for path in ("/api/v2/products?limit=20", f"/api/v1/products/{pair.world.active_product}",
-                 "/api/v1/products?limit=5&sort=price"):
+    for path in (
+        "/api/v2/products?limit=20",
+        f"/api/v1/products/{pair.world.active_product}",
+        "/api/v1/products?limit=5&sort=price",
+    ):
         with pair.compiled.count_statements() as on:
             compiled = await pair.compiled.client.get(path, headers=headers)
         resolved = await pair.resolved.client.get(path, headers=headers)
@@ -201,15 +223,20 @@ async def test_rest_list_and_detail_run_one_statement(pair: Pair, who: str) -> N
 
 FALLBACKS = {
     # A field rule that is an error: null plus FORBIDDEN, only the resolver path says so.
-    "stock as anonymous": ('{ products(first: 2) { edges { node { name stock } } } }', {}),
-    "private author field": ("{ products(first: 3) { edges { node { reviews(first: 2) "
-                             "{ edges { node { author { name email } } } } } } } }", {}),
+    "stock as anonymous": ("{ products(first: 2) { edges { node { name stock } } } }", {}),
+    "private author field": (
+        "{ products(first: 3) { edges { node { reviews(first: 2) "
+        "{ edges { node { author { name email } } } } } } } }",
+        {},
+    ),
     "not found": ('{ product(sku: "SKU-NONE") { name } }', {}),
     "bad cursor": ('{ products(first: 2, after: "nope") { totalCount } }', {}),
     "account field": ("{ viewer { name } }", {}),
     "introspection": ("{ __schema { queryType { name } } }", {}),
-    "mutation": ('mutation { login(email: "customer@example.com", password: "wrong") '
-                 "{ accessToken } }", {}),
+    "mutation": (
+        'mutation { login(email: "customer@example.com", password: "wrong") { accessToken } }',
+        {},
+    ),
     # Refused before execution: a 400 under application/graphql-response+json.
     "parse error": ("{ products(first: 2) {", {}),
     "variable coercion": ("query($id: ID!) { product(id: $id) { name } }", {"id": None}),
@@ -219,8 +246,9 @@ FALLBACKS = {
 @pytest.mark.postgres
 @pytest.mark.parametrize("accept", ["application/json", GRAPHQL_RESPONSE])
 @pytest.mark.parametrize("case", sorted(FALLBACKS))
-async def test_what_the_compiler_does_not_cover_falls_back(pair: Pair, case: str,
-                                                           accept: str) -> None:
+async def test_what_the_compiler_does_not_cover_falls_back(
+    pair: Pair, case: str, accept: str
+) -> None:
     query, variables = FALLBACKS[case]
     body = {"query": query, "variables": variables}
     headers = {"X-Request-ID": "fallback", "Accept": accept}

@@ -74,17 +74,24 @@ async def test_repeats_of_a_generated_corpus_are_byte_identical(
         # The plan remembered under one Accept is answered under another too.
         other = ACCEPTS[2] if accept_for(i).get("Accept") != GRAPHQL_RESPONSE else ACCEPTS[1]
         body = {"query": doc.query, "variables": doc.variables}
-        for attempt, accept in (("first", accept_for(i)), ("repeat", accept_for(i)),
-                                ("other type", other)):
-            resolved = await pair.resolved.client.post("/graphql", json=body,
-                                                       headers={**headers, **accept})
-            got = await pair.compiled.client.post("/graphql", json=body,
-                                                  headers={**headers, **accept})
+        for attempt, accept in (
+            ("first", accept_for(i)),
+            ("repeat", accept_for(i)),
+            ("other type", other),
+        ):
+            resolved = await pair.resolved.client.post(
+                "/graphql", json=body, headers={**headers, **accept}
+            )
+            got = await pair.compiled.client.post(
+                "/graphql", json=body, headers={**headers, **accept}
+            )
             runs += 1
             problem = _differs(got, resolved)
             if problem:
-                failures.append(f"#{i} {attempt} as {who} {accept}: {problem}\n"
-                                f"  query {doc.query}\n  variables {doc.variables}")
+                failures.append(
+                    f"#{i} {attempt} as {who} {accept}: {problem}\n"
+                    f"  query {doc.query}\n  variables {doc.variables}"
+                )
     assert not failures, f"{len(failures)} of {runs} differ:\n" + "\n\n".join(failures[:5])
     # Most documents compile, so most repeats must have come from the lane.
     assert len(lane_answers) > DOCUMENTS, len(lane_answers)
@@ -111,25 +118,32 @@ async def test_a_repeat_is_answered_without_fastapi_routing_or_strawberry(
     assert again.headers["x-content-type-options"] == "nosniff"  # the stack still ran
     assert [s.startswith("/* compiled */") for s in counter.statements][-1:] == [True]
     assert again.headers["content-type"] == "application/json"
-    typed = await pair.compiled.client.post("/graphql", json=page, headers={
-        **headers, "Accept": GRAPHQL_RESPONSE})
+    typed = await pair.compiled.client.post(
+        "/graphql", json=page, headers={**headers, "Accept": GRAPHQL_RESPONSE}
+    )
     assert typed.status_code == 200
     assert typed.content == first.content
     assert typed.headers["content-type"] == f"{GRAPHQL_RESPONSE}; charset=utf-8"
     # Accepting neither type is the (here broken) pipeline's 406 to answer.
-    neither = await pair.compiled.client.post("/graphql", json=page, headers={
-        **headers, "Accept": "text/html"})
+    neither = await pair.compiled.client.post(
+        "/graphql", json=page, headers={**headers, "Accept": "text/html"}
+    )
     assert neither.status_code == 500
     # A document never answered before goes to the (here broken) pipeline.
-    other = await pair.compiled.client.post("/graphql", headers=headers, json={
-        "query": "{ categories(first: 2) { edges { node { slug } } } }"})
+    other = await pair.compiled.client.post(
+        "/graphql",
+        headers=headers,
+        json={"query": "{ categories(first: 2) { edges { node { slug } } } }"},
+    )
     assert other.status_code == 500
 
 
 LEFT_TO_THE_PIPELINE = {
     "bad token": ({"Authorization": "Bearer not-a-token"}, {}),
-    "persisted query extension": ({}, {"extensions": {"persistedQuery": {
-        "version": 1, "sha256Hash": "0" * 64}}}),
+    "persisted query extension": (
+        {},
+        {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}},
+    ),
     "unknown body field": ({}, {"debug": True}),
     "text content type": ({"Content-Type": "text/plain"}, {}),
     "accepts neither media type": ({"Accept": "text/html"}, {}),
@@ -163,11 +177,14 @@ async def test_a_product_gone_since_is_the_pipelines_not_found(
     gid = base64.b64encode(f"Product:{product}".encode()).decode()
     page = {"query": PRODUCT_PAGE, "variables": {"id": gid}}
     headers = {"X-Request-ID": "gone"}
-    assert b'"errors"' not in (await pair.compiled.client.post(
-        "/graphql", json=page, headers=headers)).content
+    assert (
+        b'"errors"'
+        not in (await pair.compiled.client.post("/graphql", json=page, headers=headers)).content
+    )
     admin = world.headers["admin"]
-    hide = await pair.compiled.client.patch(f"/api/v1/products/{product}", headers=admin,
-                                            json={"is_active": False})
+    hide = await pair.compiled.client.patch(
+        f"/api/v1/products/{product}", headers=admin, json={"is_active": False}
+    )
     assert hide.status_code == 200, hide.text
     try:
         lane_answers.clear()
@@ -177,8 +194,9 @@ async def test_a_product_gone_since_is_the_pipelines_not_found(
         assert _differs(got, want) is None
         assert lane_answers == []  # the statement ran, found nothing, and stood aside
     finally:
-        show = await pair.compiled.client.patch(f"/api/v1/products/{product}", headers=admin,
-                                                json={"is_active": True})
+        show = await pair.compiled.client.patch(
+            f"/api/v1/products/{product}", headers=admin, json={"is_active": True}
+        )
         assert show.status_code == 200
 
 
@@ -228,8 +246,7 @@ async def test_repeats_of_generated_rest_reads_are_byte_identical(
             runs += 1
             problem = _rest_differs(got, want)
             if problem:
-                failures.append(f"#{i} {attempt} GET {call.path} {call.params} as {who}: "
-                                f"{problem}")
+                failures.append(f"#{i} {attempt} GET {call.path} {call.params} as {who}: {problem}")
     assert not failures, f"{len(failures)} of {runs} differ:\n" + "\n\n".join(failures[:5])
     assert len(rest_lane_answers) > len(calls) / 3, len(rest_lane_answers)
 
@@ -247,7 +264,8 @@ async def test_a_rest_repeat_keeps_etag_revalidation_and_link(
     assert again.headers["link"] == first.headers["link"]
     assert again.headers["x-request-id"]
     not_modified = await pair.compiled.client.get(
-        path, headers={"If-None-Match": first.headers["etag"]})
+        path, headers={"If-None-Match": first.headers["etag"]}
+    )
     assert not_modified.status_code == 304
     assert not_modified.content == b""
     # Another host is another Link: not the remembered answer's.

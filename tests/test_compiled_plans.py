@@ -35,28 +35,33 @@ ROUNDS = 48  # requests per principal and interface
 
 DOCUMENTS = {
     "detail": "query D($id: ID!) { product(id: $id) { id databaseId name price { amount } "
-              "inStock reviews(first: 2) { edges { cursor node { rating } } } } }",
+    "inStock reviews(first: 2) { edges { cursor node { rating } } } } }",
     "sku": "query S($sku: String) { product(sku: $sku) { id sku name } }",
     "category": "query C($slug: String!, $first: Int) { category(slug: $slug) { name "
-                "products(first: $first) { edges { node { name } } "
-                "pageInfo { hasNextPage endCursor } } } }",
+    "products(first: $first) { edges { node { name } } "
+    "pageInfo { hasNextPage endCursor } } } }",
     "list": "query L($first: Int, $after: String, $orderBy: ProductOrder, "
-            "$filter: ProductFilterInput) { products(first: $first, after: $after, "
-            "orderBy: $orderBy, filter: $filter) { totalCount edges { cursor node { "
-            "databaseId name price { amount } } } pageInfo { hasNextPage hasPreviousPage "
-            "startCursor endCursor } } }",
+    "$filter: ProductFilterInput) { products(first: $first, after: $after, "
+    "orderBy: $orderBy, filter: $filter) { totalCount edges { cursor node { "
+    "databaseId name price { amount } } } pageInfo { hasNextPage hasPreviousPage "
+    "startCursor endCursor } } }",
     "inline": "query M($min: Int, $q: String, $cat: String, $last: Int, $before: String) { "
-              "products(last: $last, before: $before, filter: {minPrice: $min, q: $q, "
-              "category: $cat}) { edges { cursor node { name } } } }",
+    "products(last: $last, before: $before, filter: {minPrice: $min, q: $q, "
+    "category: $cat}) { edges { cursor node { name } } } }",
     "reviews": "query R($id: ID!, $after: String) { product(id: $id) { reviews(first: 2, "
-               "after: $after) { edges { cursor node { title } } pageInfo { hasNextPage } } } }",
+    "after: $after) { edges { cursor node { title } } pageInfo { hasNextPage } } } }",
     "include": "query K($id: ID!, $with: Boolean!) { product(id: $id) { name "
-               "reviews(first: 1) @include(if: $with) { edges { node { rating } } } } }",
+    "reviews(first: 1) @include(if: $with) { edges { node { rating } } } } }",
     "node": "query N($id: ID!) { node(id: $id) { id ... on Product { name } } }",
 }
-SORTS = {"-created_at": ("CREATED_AT", "DESC"), "created_at": ("CREATED_AT", "ASC"),
-         "price": ("PRICE", "ASC"), "-price": ("PRICE", "DESC"), "name": ("NAME", "ASC"),
-         "-name": ("NAME", "DESC")}
+SORTS = {
+    "-created_at": ("CREATED_AT", "DESC"),
+    "created_at": ("CREATED_AT", "ASC"),
+    "price": ("PRICE", "ASC"),
+    "-price": ("PRICE", "DESC"),
+    "name": ("NAME", "ASC"),
+    "-name": ("NAME", "DESC"),
+}
 
 
 def gid(type_name: str, database_id: int) -> str:
@@ -71,9 +76,19 @@ class Draw:
 
     def product_id(self) -> Any:
         r, f = self.r, self.f
-        return r.choice([gid("Product", r.choice(f.product_ids))] * 6 + [
-            gid("Product", f.inactive_product), gid("Product", 10**6), gid("Product", 2**40),
-            str(r.choice(f.product_ids)), gid("Category", 1), "zz", "", 7])
+        return r.choice(
+            [gid("Product", r.choice(f.product_ids))] * 6
+            + [
+                gid("Product", f.inactive_product),
+                gid("Product", 10**6),
+                gid("Product", 2**40),
+                str(r.choice(f.product_ids)),
+                gid("Category", 1),
+                "zz",
+                "",
+                7,
+            ]
+        )
 
     def cursor(self, sort: str) -> Any:
         r, f = self.r, self.f
@@ -109,19 +124,35 @@ class Draw:
             if r.random() < 0.6:
                 chosen["after"] = self.cursor(sort)
             if r.random() < 0.6:
-                chosen["filter"] = {k: v for k, v in (
-                    ("minPrice", self.price()), ("maxPrice", self.price()),
-                    ("category", self.slug()), ("q", self.q()),
-                    ("inStock", r.choice([True, False, None]))) if r.random() < 0.4}
+                chosen["filter"] = {
+                    k: v
+                    for k, v in (
+                        ("minPrice", self.price()),
+                        ("maxPrice", self.price()),
+                        ("category", self.slug()),
+                        ("q", self.q()),
+                        ("inStock", r.choice([True, False, None])),
+                    )
+                    if r.random() < 0.4
+                }
             return chosen
         if name == "inline":
-            return {k: v for k, v in (("min", self.price()), ("q", self.q()),
-                                      ("cat", self.slug()), ("last", r.choice([None, 1, 3])),
-                                      ("before", self.cursor("-created_at")))
-                    if r.random() < 0.6}
+            return {
+                k: v
+                for k, v in (
+                    ("min", self.price()),
+                    ("q", self.q()),
+                    ("cat", self.slug()),
+                    ("last", r.choice([None, 1, 3])),
+                    ("before", self.cursor("-created_at")),
+                )
+                if r.random() < 0.6
+            }
         if name == "reviews":
-            return {"id": self.product_id(),
-                    "after": r.choice(self.f.review_cursors + [None, None, "bad"])}
+            return {
+                "id": self.product_id(),
+                "after": r.choice(self.f.review_cursors + [None, None, "bad"]),
+            }
         return {"id": self.product_id(), "with": r.random() < 0.5}
 
     def rest(self) -> tuple[str, dict[str, str] | str]:
@@ -129,8 +160,10 @@ class Draw:
         version = r.choice(("v1", "v2"))
         kind = r.choice(("product", "product", "list", "list", "list", "category", "reviews"))
         if kind == "product":
-            pid = r.choice([str(r.choice(f.product_ids))] * 5 + [
-                str(f.inactive_product), "1000000", "007", "abc", "-1", "99999999999"])
+            pid = r.choice(
+                [str(r.choice(f.product_ids))] * 5
+                + [str(f.inactive_product), "1000000", "007", "abc", "-1", "99999999999"]
+            )
             fields = {"fields": "id,name,price"} if r.random() < 0.3 else {}
             return f"/api/{version}/products/{pid}", fields
         if kind == "category":
@@ -143,12 +176,15 @@ class Draw:
         if r.random() < 0.8:
             params["sort"] = sort
         for name, values in (
-                ("limit", ["2", "5", "5", "0", "101", "x"]),
-                ("cursor", [self.cursor(sort if "sort" in params else "-created_at") or ""]),
-                ("min_price", ["0", "1000", "20000", "20000", "-1", "007", "x", "99999999999"]),
-                ("max_price", ["500", "30000"]), ("category", [*f.slugs, "no-such-slug"]),
-                ("q", ["", "a", "lamp", "%", "x" * 201]), ("in_stock", ["true", "false", "1"]),
-                ("fields", ["id,name", "id,price,stock", "bogus"])):
+            ("limit", ["2", "5", "5", "0", "101", "x"]),
+            ("cursor", [self.cursor(sort if "sort" in params else "-created_at") or ""]),
+            ("min_price", ["0", "1000", "20000", "20000", "-1", "007", "x", "99999999999"]),
+            ("max_price", ["500", "30000"]),
+            ("category", [*f.slugs, "no-such-slug"]),
+            ("q", ["", "a", "lamp", "%", "x" * 201]),
+            ("in_stock", ["true", "false", "1"]),
+            ("fields", ["id,name", "id,price,stock", "bogus"]),
+        ):
             if r.random() < 0.3:
                 params[name] = r.choice(values)
         if r.random() < 0.05:  # a parameter given twice: FastAPI's reading decides
@@ -202,8 +238,9 @@ async def test_graphql_shapes_over_drawn_values_are_byte_identical(
             problem = _differs(got, want)
             if problem:
                 failures.append(f"{name} as {who} {body['variables']!r}: {problem}")
-    assert not failures, (f"seed {SEED}: {len(failures)} of {runs} differ:\n"
-                          + "\n\n".join(failures[:5]))
+    assert not failures, f"seed {SEED}: {len(failures)} of {runs} differ:\n" + "\n\n".join(
+        failures[:5]
+    )
     # Many requests found the plan of their shape, made by an earlier one with other values
     # (the others are first requests of a shape, errors, or not found: the pipeline's).
     assert len(lane_answers) > runs / 6, (SEED, len(lane_answers), runs)
@@ -233,8 +270,9 @@ async def test_rest_shapes_over_drawn_values_are_byte_identical(pair: Pair) -> N
             problem = _differs(got, want)
             if problem:
                 failures.append(f"GET {path} {params!r} as {who}: {problem}")
-    assert not failures, (f"seed {SEED + 1}: {len(failures)} of {runs} differ:\n"
-                          + "\n\n".join(failures[:5]))
+    assert not failures, f"seed {SEED + 1}: {len(failures)} of {runs} differ:\n" + "\n\n".join(
+        failures[:5]
+    )
     assert plans.hits - hits_before > runs / 4, (SEED + 1, plans.hits - hits_before, runs)
     assert set(statements) <= {1}, statements  # one statement per answer, never more
 

@@ -62,8 +62,7 @@ async def type_query(page: Page, text: str) -> None:
     await type_into(page, ".graphiql-query-editor", text)
     # GraphiQL parses the editor 100 ms after the last edit, then stores the text: run
     # before that and it would run the previous document.
-    await page.wait_for_function("(q) => localStorage.getItem('graphiql:query') === q",
-                                 arg=text)
+    await page.wait_for_function("(q) => localStorage.getItem('graphiql:query') === q", arg=text)
 
 
 def result_json(text: str) -> Any:
@@ -74,11 +73,11 @@ def result_json(text: str) -> Any:
 # --- GraphiQL ----------------------------------------------------------------------
 
 
-async def test_graphiql_loads_the_schema_and_runs_a_query(live: Served,
-                                                         chromium: Browser) -> None:
+async def test_graphiql_loads_the_schema_and_runs_a_query(live: Served, chromium: Browser) -> None:
     async with httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as client:
-        fields = await client.post("/graphql", json={
-            "query": '{ __type(name: "Query") { fields { name } } }'})
+        fields = await client.post(
+            "/graphql", json={"query": '{ __type(name: "Query") { fields { name } } }'}
+        )
         query_fields = {f["name"] for f in fields.json()["data"]["__type"]["fields"]}
         product = (await client.get("/api/v1/products?limit=3")).json()["data"][2]
     assert {"products", "product", "categories", "viewer"} <= query_fields
@@ -96,13 +95,19 @@ async def test_graphiql_loads_the_schema_and_runs_a_query(live: Served,
         await expect(names).to_have_count(len(query_fields))
         assert set(await names.all_inner_texts()) == query_fields
 
-        await type_query(page, f'{{ product(sku: "{product["sku"]}") '
-                               "{ databaseId sku name } }")
+        await type_query(page, f'{{ product(sku: "{product["sku"]}") {{ databaseId sku name }} }}')
         await page.get_by_role("button", name="Execute query (Ctrl-Enter)").click()
         result = page.locator(".result-window")
         await expect(result).to_contain_text(product["name"])
-        assert result_json(await result.inner_text()) == {"data": {"product": {
-            "databaseId": product["id"], "sku": product["sku"], "name": product["name"]}}}
+        assert result_json(await result.inner_text()) == {
+            "data": {
+                "product": {
+                    "databaseId": product["id"],
+                    "sku": product["sku"],
+                    "name": product["name"],
+                }
+            }
+        }
 
 
 async def test_graphiql_runs_a_subscription(live: Served, chromium: Browser) -> None:
@@ -116,11 +121,17 @@ async def test_graphiql_runs_a_subscription(live: Served, chromium: Browser) -> 
             await page.route_web_socket("**/graphql", probe_after_subscribe(following))
             await page.goto(live.url + "/graphql")
             await page.locator('.graphiql-editor-tools button[data-name="headers"]').click()
-            await type_into(page, ".graphiql-editor-tool .graphiql-editor:not(.hidden)",
-                            json.dumps({"Authorization": f"Bearer {customer}"}))
-            await type_query(page, "subscription { orderUpdated(id: "
-                                   f'"{to_global_id("Order", order_id)}") '
-                                   "{ databaseId status } }")
+            await type_into(
+                page,
+                ".graphiql-editor-tool .graphiql-editor:not(.hidden)",
+                json.dumps({"Authorization": f"Bearer {customer}"}),
+            )
+            await type_query(
+                page,
+                "subscription { orderUpdated(id: "
+                f'"{to_global_id("Order", order_id)}") '
+                "{ databaseId status } }",
+            )
             await page.get_by_role("button", name="Execute query (Ctrl-Enter)").click()
             await wait(following)  # the server follows the order: change it
 
@@ -128,7 +139,8 @@ async def test_graphiql_runs_a_subscription(live: Served, chromium: Browser) -> 
             result = page.locator(".result-window")
             await expect(result).to_contain_text('"paid"')
             assert result_json(await result.inner_text()) == {
-                "data": {"orderUpdated": {"databaseId": order_id, "status": "paid"}}}
+                "data": {"orderUpdated": {"databaseId": order_id, "status": "paid"}}
+            }
 
 
 def probe_after_subscribe(following: asyncio.Future[None]) -> Any:
@@ -143,8 +155,15 @@ def probe_after_subscribe(following: asyncio.Future[None]) -> Any:
         def from_page(message: str | bytes) -> None:
             server.send(message)
             if json.loads(message).get("type") == "subscribe":
-                server.send(json.dumps({"id": "probe", "type": "subscribe", "payload": {
-                    "query": FOLLOW, "variables": {"id": NO_SUCH_ORDER}}}))
+                server.send(
+                    json.dumps(
+                        {
+                            "id": "probe",
+                            "type": "subscribe",
+                            "payload": {"query": FOLLOW, "variables": {"id": NO_SUCH_ORDER}},
+                        }
+                    )
+                )
 
         def from_server(message: str | bytes) -> None:
             assert isinstance(message, str), "a binary frame"
@@ -202,8 +221,9 @@ SUBSCRIBE = """async ({url, token, query, id, probe}) => {
 }"""
 
 
-async def test_the_graphql_ws_library_receives_an_order_event(live: Served,
-                                                              chromium: Browser) -> None:
+async def test_the_graphql_ws_library_receives_an_order_event(
+    live: Served, chromium: Browser
+) -> None:
     async with httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as client:
         customer = await login(client, "customer@example.com")
         staff = await login(client, "staff@example.com")
@@ -213,17 +233,24 @@ async def test_the_graphql_ws_library_receives_an_order_event(live: Served,
             await client_page(page, live)
             frames: list[Any] = []
             page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
-            refused = await page.evaluate(SUBSCRIBE, {
-                "url": live.url.replace("http://", "ws://") + "/graphql", "token": customer,
-                "query": FOLLOW, "id": to_global_id("Order", order_id),
-                "probe": NO_SUCH_ORDER})
+            refused = await page.evaluate(
+                SUBSCRIBE,
+                {
+                    "url": live.url.replace("http://", "ws://") + "/graphql",
+                    "token": customer,
+                    "query": FOLLOW,
+                    "id": to_global_id("Order", order_id),
+                    "probe": NO_SUCH_ORDER,
+                },
+            )
             assert isinstance(refused, list), refused
             assert [r["errors"][0]["extensions"]["code"] for r in refused] == ["NOT_FOUND"]
 
             await set_status(client, staff, order_id, "paid")
             await page.wait_for_function("() => window.heard.length > 0")
             assert await page.evaluate("window.heard") == [
-                {"data": {"orderUpdated": {"databaseId": order_id, "status": "paid"}}}]
+                {"data": {"orderUpdated": {"databaseId": order_id, "status": "paid"}}}
+            ]
             assert frames
             assert all(isinstance(frame, str) for frame in frames)
 
@@ -241,8 +268,9 @@ EVENT_SOURCE = """(path) => new Promise((resolve, reject) => {
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
-async def test_an_event_source_follows_an_order(live: Served, chromium: Browser,
-                                                version: str) -> None:
+async def test_an_event_source_follows_an_order(
+    live: Served, chromium: Browser, version: str
+) -> None:
     async with httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as client:
         customer = await login(client, "customer@example.com")
         staff = await login(client, "staff@example.com")
@@ -256,22 +284,26 @@ async def test_an_event_source_follows_an_order(live: Served, chromium: Browser,
             await set_status(client, staff, order_id, "paid")
             await page.wait_for_function("() => window.heard.length > 0")
             heard = await page.evaluate("window.source.close(), window.heard")
-            assert [(e["id"], e["data"]["order_id"], e["data"]["previous_status"],
-                     e["data"]["status"]) for e in heard] == [
-                (f"{order_id}:paid", order_id, "pending", "paid")]
+            assert [
+                (e["id"], e["data"]["order_id"], e["data"]["previous_status"], e["data"]["status"])
+                for e in heard
+            ] == [(f"{order_id}:paid", order_id, "pending", "paid")]
 
 
 # --- Swagger UI ------------------------------------------------------------------------
 
 
-async def test_swagger_ui_lists_every_operation_and_runs_one(live: Served,
-                                                            chromium: Browser) -> None:
+async def test_swagger_ui_lists_every_operation_and_runs_one(
+    live: Served, chromium: Browser
+) -> None:
     async with httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as client:
         document = (await client.get("/openapi.json")).json()
         first_page = (await client.get("/api/v1/products")).json()["data"]
-    operations = {(method.upper(), path): len(operation.get("tags", [])) or 1
-                  for path, item in document["paths"].items()
-                  for method, operation in item.items()}
+    operations = {
+        (method.upper(), path): len(operation.get("tags", [])) or 1
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
     assert ("GET", "/api/v1/products") in operations
 
     async with offline_page(chromium) as page:
@@ -286,8 +318,9 @@ async def test_swagger_ui_lists_every_operation_and_runs_one(live: Served,
             block.querySelector('.opblock-summary-path').dataset.path])""")
         assert {tuple(pair) for pair in shown} == set(operations)
 
-        products = page.locator(".opblock-get", has=page.locator(
-            '.opblock-summary-path[data-path="/api/v1/products"]'))
+        products = page.locator(
+            ".opblock-get", has=page.locator('.opblock-summary-path[data-path="/api/v1/products"]')
+        )
         await products.locator(".opblock-summary-control").click()
         await products.get_by_role("button", name="Try it out").click()
         await products.get_by_role("button", name="Execute").click()

@@ -116,6 +116,7 @@ async def test_rest_bodies_match_the_documented_models(
 
 # -- migrations ---------------------------------------------------------------------------
 
+
 async def test_migrations_match_the_models_and_go_down_again(
     backend: str, tmp_path: Path, pg_databases: PostgresDatabases
 ) -> None:
@@ -124,8 +125,11 @@ async def test_migrations_match_the_models_and_go_down_again(
     db = Database.from_url(url)
     try:
         async with db.engine.connect() as conn:
-            diff = await conn.run_sync(lambda sync: compare_metadata(
-                MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata))
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                )
+            )
             tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         assert diff == []
         assert set(Base.metadata.tables) <= tables
@@ -171,6 +175,8 @@ def test_imports_flow_one_way(package: str) -> None:
 
 def test_import_guard_sees_every_kind_of_import(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text("import fastapi.routing\nfrom strawberry import type as t\n"
-                     "def f():\n    from rest import api\n")
+    probe.write_text(
+        "import fastapi.routing\nfrom strawberry import type as t\n"
+        "def f():\n    from rest import api\n"
+    )
     assert imported_roots(probe) == {"fastapi", "strawberry", "rest"}

@@ -13,8 +13,14 @@ from gateway.limits import RequestLimitsMiddleware
 
 
 def _scope(path: str) -> Scope:
-    return {"type": "http", "method": "GET", "path": path, "headers": [],
-            "query_string": b"", "state": {}}
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": [],
+        "query_string": b"",
+        "state": {},
+    }
 
 
 async def _app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -44,8 +50,9 @@ async def _call(middleware: RequestLimitsMiddleware, path: str) -> tuple[int, by
 
 
 async def test_only_the_slow_requests_among_many_are_stopped() -> None:
-    middleware = RequestLimitsMiddleware(_app, max_body_bytes=10, max_query_string_bytes=10,
-                                         timeout_seconds=0.2)
+    middleware = RequestLimitsMiddleware(
+        _app, max_body_bytes=10, max_query_string_bytes=10, timeout_seconds=0.2
+    )
     paths = ["/slow" if i % 3 == 0 else "/fast" for i in range(30)] + ["/stream"]
     began = time.monotonic()
     results = await asyncio.gather(*(_call(middleware, path) for path in paths))
@@ -63,8 +70,9 @@ async def test_only_the_slow_requests_among_many_are_stopped() -> None:
 
 
 async def test_a_finished_request_is_never_cancelled_later() -> None:
-    middleware = RequestLimitsMiddleware(_app, max_body_bytes=10, max_query_string_bytes=10,
-                                         timeout_seconds=0.05)
+    middleware = RequestLimitsMiddleware(
+        _app, max_body_bytes=10, max_query_string_bytes=10, timeout_seconds=0.05
+    )
     assert await _call(middleware, "/fast") == (200, b"ok")
     await asyncio.sleep(0.2)  # past the deadline the request had: this task goes on
     status, _ = await _call(middleware, "/slow")  # and the next request has its own
@@ -72,8 +80,9 @@ async def test_a_finished_request_is_never_cancelled_later() -> None:
 
 
 async def test_a_cancellation_that_is_not_the_deadline_goes_through() -> None:
-    middleware = RequestLimitsMiddleware(_app, max_body_bytes=10, max_query_string_bytes=10,
-                                         timeout_seconds=30)
+    middleware = RequestLimitsMiddleware(
+        _app, max_body_bytes=10, max_query_string_bytes=10, timeout_seconds=30
+    )
     task = asyncio.ensure_future(_call(middleware, "/slow"))
     await asyncio.sleep(0.05)
     task.cancel()
@@ -88,6 +97,7 @@ async def test_a_cancellation_that_is_not_the_deadline_goes_through() -> None:
 
 async def test_a_body_without_framing_headers_is_still_counted_over_http_2() -> None:
     """HTTP/1 has no body without Content-Length or Transfer-Encoding; HTTP/2 does."""
+
     async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         body = b""
         while True:
@@ -98,10 +108,13 @@ async def test_a_body_without_framing_headers_is_still_counted_over_http_2() -> 
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
 
-    middleware = RequestLimitsMiddleware(echo, max_body_bytes=10, max_query_string_bytes=10,
-                                         timeout_seconds=5)
-    chunks = [{"type": "http.request", "body": b"x" * 8, "more_body": True},
-              {"type": "http.request", "body": b"x" * 8, "more_body": False}]
+    middleware = RequestLimitsMiddleware(
+        echo, max_body_bytes=10, max_query_string_bytes=10, timeout_seconds=5
+    )
+    chunks = [
+        {"type": "http.request", "body": b"x" * 8, "more_body": True},
+        {"type": "http.request", "body": b"x" * 8, "more_body": False},
+    ]
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -110,6 +123,5 @@ async def test_a_body_without_framing_headers_is_still_counted_over_http_2() -> 
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await middleware({**_scope("/upload"), "method": "POST", "http_version": "2"},
-                     receive, send)
+    await middleware({**_scope("/upload"), "method": "POST", "http_version": "2"}, receive, send)
     assert sent[0]["status"] == 413

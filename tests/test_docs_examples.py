@@ -72,8 +72,12 @@ def parse_marker(example: Example, text: str) -> None:
     else:
         raise ValueError(f"{example.where}: unknown example marker {text!r}")
     shell_only = example.expect_status or example.contains
-    if example.lang == "graphql" and shell_only or example.lang in SHELL and (
-            example.who or example.expect_error):
+    if (
+        example.lang == "graphql"
+        and shell_only
+        or example.lang in SHELL
+        and (example.who or example.expect_error)
+    ):
         raise ValueError(f"{example.where}: marker {text!r} does not apply to {example.lang}")
 
 
@@ -170,8 +174,11 @@ def test_the_pages_have_examples_and_every_marker_is_known() -> None:
 
 
 # Pages with a block in a language that runs (markers are checked in the test, not here).
-PAGES_WITH_CODE = [page for page in PAGES if re.search(
-    r"^```(?:sh|bash|console|graphql)\b", page.read_text(encoding="utf-8"), re.M)]
+PAGES_WITH_CODE = [
+    page
+    for page in PAGES
+    if re.search(r"^```(?:sh|bash|console|graphql)\b", page.read_text(encoding="utf-8"), re.M)
+]
 
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda page: page.name)
@@ -186,8 +193,14 @@ def test_examples_run_against_a_fresh_demo_server(page: Path, tmp_path: Path) ->
         # python3 in the examples is the suite's own (any Python 3 would do).
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
         env = {**os.environ, "PATH": path}
-        done = subprocess.run(["bash", "-c", script], cwd=workdir, env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     output = done.stdout
     started = re.findall(r"^@@docs-example (\S+)$", output, re.M)
     finished = re.findall(r"^@@docs-example-done (\S+)$", output, re.M)

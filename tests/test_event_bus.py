@@ -25,8 +25,9 @@ def event(order_id: int, status: str = "paid", previous: str | None = "pending")
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
     if request.param == "redis":
         await require_redis()
-    made = create_bus(REDIS_URL if request.param == "redis" else None,
-                      prefix=f"{REDIS_PREFIX}-bus", queue_size=3)
+    made = create_bus(
+        REDIS_URL if request.param == "redis" else None, prefix=f"{REDIS_PREFIX}-bus", queue_size=3
+    )
     assert isinstance(made, RedisBus if request.param == "redis" else LocalBus)
     await made.start()
     try:
@@ -155,8 +156,9 @@ async def test_losing_the_redis_connection_ends_streams_and_listening_resumes() 
     try:
         before = bus.subscribe(1)
         clients = await admin.client_list()
-        ours = [c for c in clients if c.get("name") == f"{prefix}:events"
-                and "P" in c.get("flags", "")]
+        ours = [
+            c for c in clients if c.get("name") == f"{prefix}:events" and "P" in c.get("flags", "")
+        ]
         assert len(ours) == 1, clients
         await admin.client_kill_filter(_id=ours[0]["id"])
         assert await asyncio.wait_for(anext(before, None), 10) is None

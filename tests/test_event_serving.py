@@ -28,8 +28,9 @@ TIMEOUT = 15.0
 
 
 async def login(client: httpx.AsyncClient, email: str) -> str:
-    response = await client.post("/api/v1/auth/token",
-                                 data={"username": email, "password": DEMO_PASSWORD})
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": email, "password": DEMO_PASSWORD}
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
@@ -57,8 +58,9 @@ async def place_order(client: httpx.AsyncClient, auth: dict[str, str]) -> int:
     """``POST /api/v1/orders`` of one of the catalog's products in stock."""
     listing = await client.get("/api/v1/products?in_stock=true&limit=1")
     product_id = listing.json()["data"][0]["id"]
-    response = await client.post("/api/v1/orders", headers=auth,
-                                 json={"items": [{"product_id": product_id, "quantity": 1}]})
+    response = await client.post(
+        "/api/v1/orders", headers=auth, json={"items": [{"product_id": product_id, "quantity": 1}]}
+    )
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
@@ -71,23 +73,35 @@ async def recv_json(ws: ClientConnection) -> Any:
 
 
 async def ws_subscribe(url: str, token: str, order_id: int) -> ClientConnection:
-    ws = await connect(url.replace("http", "ws") + "/graphql",
-                       subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
-    await ws.send(orjson.dumps({"type": "connection_init",
-                                "payload": {"Authorization": f"Bearer {token}"}}).decode())
+    ws = await connect(
+        url.replace("http", "ws") + "/graphql", subprotocols=["graphql-transport-ws"]
+    )  # type: ignore[list-item]
+    await ws.send(
+        orjson.dumps(
+            {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        ).decode()
+    )
     ack = await recv_json(ws)
     assert ack["type"] == "connection_ack"
     for op, ident in (("1", order_id), ("probe", 2**31 - 1)):
-        await ws.send(orjson.dumps({"id": op, "type": "subscribe", "payload": {
-            "query": "subscription($id: ID!) { orderUpdated(id: $id) { status } }",
-            "variables": {"id": to_global_id("Order", ident)}}}).decode())
+        await ws.send(
+            orjson.dumps(
+                {
+                    "id": op,
+                    "type": "subscribe",
+                    "payload": {
+                        "query": "subscription($id: ID!) { orderUpdated(id: $id) { status } }",
+                        "variables": {"id": to_global_id("Order", ident)},
+                    },
+                }
+            ).decode()
+        )
     # The probe (no such order) is answered once it has looked: by then the first
     # subscription, started before it, holds its place on the bus.
     refused = await recv_json(ws)
     assert refused["id"] == "probe"
     assert refused["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
-    assert await recv_json(ws) == {
-        "id": "probe", "type": "complete"}
+    assert await recv_json(ws) == {"id": "probe", "type": "complete"}
     return ws
 
 
@@ -97,8 +111,10 @@ async def test_a_change_reaches_subscribers_on_two_server_processes(tmp_path: Pa
     env = {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix}
     # One data directory: both servers share the embedded database and signing secret.
     with serving(["serve"], tmp_path, env) as a, serving(["serve"], tmp_path, env) as b:
-        async with httpx.AsyncClient(base_url=a.url, timeout=TIMEOUT) as client_a, \
-                httpx.AsyncClient(base_url=b.url, timeout=TIMEOUT) as client_b:
+        async with (
+            httpx.AsyncClient(base_url=a.url, timeout=TIMEOUT) as client_a,
+            httpx.AsyncClient(base_url=b.url, timeout=TIMEOUT) as client_b,
+        ):
             token = await login(client_a, "customer@example.com")
             auth = {"Authorization": f"Bearer {token}"}
             staff = {"Authorization": f"Bearer {await login(client_b, 'staff@example.com')}"}
@@ -106,19 +122,22 @@ async def test_a_change_reaches_subscribers_on_two_server_processes(tmp_path: Pa
             ws = await ws_subscribe(b.url, token, order_id)
             try:
                 path = f"/api/v1/orders/{order_id}/events"
-                async with client_a.stream("GET", path, headers=auth) as on_a, \
-                        client_b.stream("GET", path.replace("v1", "v2"), headers=auth) as on_b:
+                async with (
+                    client_a.stream("GET", path, headers=auth) as on_a,
+                    client_b.stream("GET", path.replace("v1", "v2"), headers=auth) as on_b,
+                ):
                     assert on_a.status_code == on_b.status_code == 200
                     streams = [sse_blocks(on_a), sse_blocks(on_b)]
                     for blocks in streams:  # retry advice first: subscribed
-                        assert (await asyncio.wait_for(anext(blocks), TIMEOUT)).startswith(
-                            "retry:")
+                        assert (await asyncio.wait_for(anext(blocks), TIMEOUT)).startswith("retry:")
                     # Staff pay it through B; its customer cancels it through A.
-                    paid = await client_b.patch(f"/api/v1/orders/{order_id}",
-                                                json={"status": "paid"}, headers=staff)
+                    paid = await client_b.patch(
+                        f"/api/v1/orders/{order_id}", json={"status": "paid"}, headers=staff
+                    )
                     assert paid.status_code == 200, paid.text
-                    cancelled = await client_a.post(f"/api/v2/orders/{order_id}/cancel",
-                                                    headers=auth)
+                    cancelled = await client_a.post(
+                        f"/api/v2/orders/{order_id}/cancel", headers=auth
+                    )
                     assert cancelled.status_code == 200, cancelled.text
                     sent = [("pending", "paid"), ("paid", "cancelled")]
                     for blocks in streams:

@@ -32,8 +32,9 @@ def credential(world: World, principal: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def connected(world: World, payload: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None) -> AsyncIterator[WebSocket]:
+async def connected(
+    world: World, payload: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> AsyncIterator[WebSocket]:
     async with open_websocket(world.gateway.app, "/graphql", PROTOCOL, headers) as ws:
         await ws.send_json({"type": "connection_init", "payload": payload or {}})
         yield ws
@@ -41,8 +42,13 @@ async def connected(world: World, payload: dict[str, Any] | None = None,
 
 async def subscribe(ws: WebSocket, order_id: int | str, op: str = "1") -> None:
     ident = order_id if isinstance(order_id, str) else to_global_id("Order", order_id)
-    await ws.send_json({"id": op, "type": "subscribe",
-                        "payload": {"query": ORDER_UPDATED, "variables": {"id": ident}}})
+    await ws.send_json(
+        {
+            "id": op,
+            "type": "subscribe",
+            "payload": {"query": ORDER_UPDATED, "variables": {"id": ident}},
+        }
+    )
 
 
 async def next_payload(ws: WebSocket) -> dict[str, Any]:
@@ -74,10 +80,12 @@ async def test_subscribers_get_the_order_at_each_change(events: World, principal
         await wait_for(lambda: subscribers(events) == 0, "the unsubscription")
 
 
-@pytest.mark.parametrize("principal", ["other_customer", "anonymous", "key_catalog_read",
-                                       "key_catalog_write"])
-async def test_an_order_you_may_not_follow_ends_with_not_found(events: World,
-                                                               principal: str) -> None:
+@pytest.mark.parametrize(
+    "principal", ["other_customer", "anonymous", "key_catalog_read", "key_catalog_write"]
+)
+async def test_an_order_you_may_not_follow_ends_with_not_found(
+    events: World, principal: str
+) -> None:
     async with connected(events, credential(events, principal)) as ws:
         assert (await ws.receive_json())["type"] == "connection_ack"
         await subscribe(ws, events.customer_order)
@@ -101,14 +109,18 @@ async def test_a_missing_order_and_a_bad_id_are_errors(events: World) -> None:
     assert subscribers(events) == 0
 
 
-@pytest.mark.parametrize("payload", [
-    {"Authorization": "Bearer not-a-token"},
-    {"Authorization": "Basic abc"},
-    {"X-API-Key": "gw_nope_nope"},
-    {"Authorization": 42},
-])
-async def test_a_bad_credential_closes_the_socket_4403(events: World,
-                                                       payload: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic abc"},
+        {"X-API-Key": "gw_nope_nope"},
+        {"Authorization": 42},
+    ],
+)
+async def test_a_bad_credential_closes_the_socket_4403(
+    events: World, payload: dict[str, Any]
+) -> None:
     async with connected(events, payload) as ws:
         with pytest.raises(ConnectionClosed) as closed:
             await ws.receive_json()
@@ -157,7 +169,8 @@ async def test_queries_still_work_over_http_after_the_change(events: World) -> N
     body = await events.gateway.graphql(
         "query($id: ID!) { order(id: $id) { status } }",
         {"id": to_global_id("Order", events.customer_order)},
-        headers=events.headers["customer"])
+        headers=events.headers["customer"],
+    )
     assert body["data"]["order"]["status"]
 
 
@@ -167,13 +180,15 @@ async def test_app_shutdown_completes_open_subscriptions_and_streams(
     """A second app on the same database: its shutdown ends what it has open, cleanly."""
     settings = events.gateway.app.state.settings.model_copy(update={"data_dir": tmp_path})
     stack = contextlib.AsyncExitStack()
-    gateway = await stack.enter_async_context(
-        running_gateway(settings, events.gateway.backend))
+    gateway = await stack.enter_async_context(running_gateway(settings, events.gateway.backend))
     bus = gateway.app.state.events
     order_id = events.customer_order
-    async with open_sse(gateway.app, f"/api/v1/orders/{order_id}/events",
-                        events.headers["customer"]) as sse, \
-            open_websocket(gateway.app, "/graphql", PROTOCOL) as ws:
+    async with (
+        open_sse(
+            gateway.app, f"/api/v1/orders/{order_id}/events", events.headers["customer"]
+        ) as sse,
+        open_websocket(gateway.app, "/graphql", PROTOCOL) as ws,
+    ):
         await ws.send_json({"type": "connection_init", "payload": credential(events, "staff")})
         assert (await ws.receive_json())["type"] == "connection_ack"
         await subscribe(ws, order_id)

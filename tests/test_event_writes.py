@@ -66,8 +66,9 @@ async def following_next_orders(world: World) -> AsyncIterator[dict[str, Subscri
 async def test_placing_an_order_publishes_it_as_pending(events: World, interface: str) -> None:
     product = await new_product(events)
     async with following_next_orders(events) as following:
-        status, body = await place(events, interface, "customer",
-                                   [{"product_id": product, "quantity": 2}])
+        status, body = await place(
+            events, interface, "customer", [{"product_id": product, "quantity": 2}]
+        )
         assert status == 201, body
         order_id = order_id_of(interface, body)
         placed = await next_event(following[order_id])
@@ -124,12 +125,16 @@ async def test_five_concurrent_cancels_publish_one_event(events: World, interfac
     order_id = await place_order(events, quantity=3)
     bus = events.gateway.app.state.events
     async with bus.subscribe(order_id) as subscription:
-        answers = await asyncio.gather(*(move(events, order_id, "cancelled", via=interface)
-                                         for _ in range(5)))
+        answers = await asyncio.gather(
+            *(move(events, order_id, "cancelled", via=interface) for _ in range(5))
+        )
         assert sorted(code for code, _ in answers) == [200, 409, 409, 409, 409], answers
         event = await next_change(subscription)
         assert (event.order_id, event.previous_status, event.status) == (
-            order_id, "pending", "cancelled")
+            order_id,
+            "pending",
+            "cancelled",
+        )
         # Every cancel has answered, so each publish is done; a change published after
         # them, once heard, proves no second cancel event is on its way.
         later = await place_order(events)

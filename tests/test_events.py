@@ -32,18 +32,25 @@ async def test_sse_sends_each_change_as_an_event(events: World, version: str) ->
         assert sse.headers["x-request-id"]
         assert await sse.next_message() == "retry: 2500"
         # Staff's PATCH in this version, then the customer's cancelOrder.
-        sent = [await change_status(events, order_id, via=f"rest_{version}"),
-                await change_status(events, order_id, "cancelled", via="graphql")]
+        sent = [
+            await change_status(events, order_id, via=f"rest_{version}"),
+            await change_status(events, order_id, "cancelled", via="graphql"),
+        ]
         assert [(c.previous_status, c.status) for c in sent] == [
-            ("pending", "paid"), ("paid", "cancelled")]
+            ("pending", "paid"),
+            ("paid", "cancelled"),
+        ]
         for event in sent:
             got = await sse.next_event()
             assert got is not None
             assert got["event"] == "order.updated"
             assert got["id"] == f"{order_id}:{event.status}"
-            assert got["json"] == {"order_id": order_id, "status": event.status,
-                                   "previous_status": event.previous_status,
-                                   "at": got["json"]["at"]}
+            assert got["json"] == {
+                "order_id": order_id,
+                "status": event.status,
+                "previous_status": event.previous_status,
+                "at": got["json"]["at"],
+            }
             assert datetime.fromisoformat(got["json"]["at"]) == event.at
     await wait_for(lambda: subscribers(events) == 0, "the stream to unsubscribe")
 
@@ -62,17 +69,23 @@ async def test_sse_streams_only_the_orders_own_events(events: World) -> None:
         assert got["json"]["status"] == mine.status
 
 
-@pytest.mark.parametrize(("principal", "status", "code"), [
-    ("customer", 200, None), ("staff", 200, None), ("admin", 200, None),
-    ("key_orders_read", 200, None),
-    # Everyone else: the order does not exist for them, whoever they are.
-    ("other_customer", 404, "NOT_FOUND"),
-    ("anonymous", 404, "NOT_FOUND"),
-    ("key_catalog_read", 404, "NOT_FOUND"),
-    ("key_catalog_write", 404, "NOT_FOUND"),
-])
-async def test_who_may_open_the_stream(events: World, principal: str, status: int,
-                                       code: str | None) -> None:
+@pytest.mark.parametrize(
+    ("principal", "status", "code"),
+    [
+        ("customer", 200, None),
+        ("staff", 200, None),
+        ("admin", 200, None),
+        ("key_orders_read", 200, None),
+        # Everyone else: the order does not exist for them, whoever they are.
+        ("other_customer", 404, "NOT_FOUND"),
+        ("anonymous", 404, "NOT_FOUND"),
+        ("key_catalog_read", 404, "NOT_FOUND"),
+        ("key_catalog_write", 404, "NOT_FOUND"),
+    ],
+)
+async def test_who_may_open_the_stream(
+    events: World, principal: str, status: int, code: str | None
+) -> None:
     path = f"/api/v2/orders/{events.customer_order}/events"
     async with open_sse(events.gateway.app, path, events.headers[principal]) as sse:
         assert sse.status == status
@@ -88,9 +101,13 @@ async def test_who_may_open_the_stream(events: World, principal: str, status: in
     await wait_for(lambda: subscribers(events) == 0, "the stream to unsubscribe")
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Bearer not-a-token"}, {"X-API-Key": "gw_nope_nope"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer not-a-token"},
+        {"X-API-Key": "gw_nope_nope"},
+    ],
+)
 async def test_a_bad_credential_is_401_not_404(events: World, headers: dict[str, str]) -> None:
     """Identity errors are not "may not open": the caller learns its credential failed."""
     path = f"/api/v1/orders/{events.customer_order}/events"
@@ -106,18 +123,21 @@ def bearer(events: World, principal: str) -> str:
     return events.headers[principal]["Authorization"].removeprefix("Bearer ")
 
 
-@pytest.mark.parametrize(("query_from", "headers_of", "status", "code"), [
-    ("customer", "anonymous", 200, None),
-    ("staff", "anonymous", 200, None),
-    # The token is the caller's, checked as in a header: others' orders do not exist.
-    ("other_customer", "anonymous", 404, "NOT_FOUND"),
-    (None, "anonymous", 404, "NOT_FOUND"),
-    ("not-a-token", "anonymous", 401, "UNAUTHENTICATED"),
-    ("key_orders_read", "anonymous", 401, "UNAUTHENTICATED"),  # an access token, not a key
-    # One credential a request (RFC 6750): a header and the parameter together are refused.
-    ("customer", "customer", 401, "UNAUTHENTICATED"),
-    ("customer", "key_orders_read", 401, "UNAUTHENTICATED"),
-])
+@pytest.mark.parametrize(
+    ("query_from", "headers_of", "status", "code"),
+    [
+        ("customer", "anonymous", 200, None),
+        ("staff", "anonymous", 200, None),
+        # The token is the caller's, checked as in a header: others' orders do not exist.
+        ("other_customer", "anonymous", 404, "NOT_FOUND"),
+        (None, "anonymous", 404, "NOT_FOUND"),
+        ("not-a-token", "anonymous", 401, "UNAUTHENTICATED"),
+        ("key_orders_read", "anonymous", 401, "UNAUTHENTICATED"),  # an access token, not a key
+        # One credential a request (RFC 6750): a header and the parameter together are refused.
+        ("customer", "customer", 401, "UNAUTHENTICATED"),
+        ("customer", "key_orders_read", 401, "UNAUTHENTICATED"),
+    ],
+)
 async def test_the_stream_takes_the_access_token_as_a_query_parameter(
     events: World, query_from: str | None, headers_of: str, status: int, code: str | None
 ) -> None:
@@ -150,9 +170,11 @@ async def test_the_stream_takes_the_access_token_as_a_query_parameter(
 
 
 async def test_a_missing_order_is_404_and_bad_ids_are_422(events: World) -> None:
-    for path, status in (("/api/v1/orders/999999/events", 404),
-                         ("/api/v1/orders/99999999999999999999/events", 404),
-                         ("/api/v1/orders/abc/events", 422)):
+    for path, status in (
+        ("/api/v1/orders/999999/events", 404),
+        ("/api/v1/orders/99999999999999999999/events", 404),
+        ("/api/v1/orders/abc/events", 422),
+    ):
         async with open_sse(events.gateway.app, path, events.headers["admin"]) as sse:
             assert sse.status == status, path
     assert subscribers(events) == 0
@@ -191,7 +213,8 @@ async def test_a_stuck_client_does_not_hold_up_others(events: World, tmp_path: P
     (``EVENTS_QUEUE_SIZE=1``), so one order's three real changes overflow it.
     """
     settings = events.gateway.app.state.settings.model_copy(
-        update={"events_queue_size": 1, "data_dir": tmp_path})
+        update={"events_queue_size": 1, "data_dir": tmp_path}
+    )
     async with running_gateway(settings, events.gateway.backend) as gateway:
         app = gateway.app
         bus = app.state.events
@@ -212,13 +235,23 @@ async def test_a_stuck_client_does_not_hold_up_others(events: World, tmp_path: P
             await stuck_released.wait()
             return {"type": "http.disconnect"}
 
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-                 "http_version": "1.1", "method": "GET", "scheme": "http", "path": path,
-                 "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"testserver"),
-                             *((k.lower().encode(), v.encode())
-                               for k, v in events.headers["customer"].items())],
-                 "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                *((k.lower().encode(), v.encode()) for k, v in events.headers["customer"].items()),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
         stuck = asyncio.create_task(app(scope, stuck_receive, stuck_send))
         try:
             await asyncio.wait_for(started.wait(), 10)
@@ -233,8 +266,7 @@ async def test_a_stuck_client_does_not_hold_up_others(events: World, tmp_path: P
                     assert got["json"]["status"] == event.status
                 assert event.status == "delivered"
                 # The stuck stream was ended; the fast one is still here.
-                await wait_for(lambda: bus.subscriber_count == 1,
-                               "the stuck stream to be dropped")
+                await wait_for(lambda: bus.subscriber_count == 1, "the stuck stream to be dropped")
         finally:
             stuck_released.set()
             await asyncio.wait_for(stuck, 10)

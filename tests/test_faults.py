@@ -23,9 +23,15 @@ from tests.private_postgres import PrivatePostgres
 from tests.serving import Served, serving
 
 HEALTH_TIMEOUT = 2.0
-SETTINGS = {"HEALTH_TIMEOUT_SECONDS": str(HEALTH_TIMEOUT), "REQUEST_TIMEOUT_SECONDS": "6",
-            "DB_CONNECT_TIMEOUT_SECONDS": "2", "DB_COMMAND_TIMEOUT_SECONDS": "3",
-            "DB_POOL_SIZE": "4", "DB_POOL_TIMEOUT": "3", "CACHE_ENABLED": "false"}
+SETTINGS = {
+    "HEALTH_TIMEOUT_SECONDS": str(HEALTH_TIMEOUT),
+    "REQUEST_TIMEOUT_SECONDS": "6",
+    "DB_CONNECT_TIMEOUT_SECONDS": "2",
+    "DB_COMMAND_TIMEOUT_SECONDS": "3",
+    "DB_POOL_SIZE": "4",
+    "DB_POOL_TIMEOUT": "3",
+    "CACHE_ENABLED": "false",
+}
 
 
 @pytest.fixture
@@ -84,8 +90,9 @@ class Load:
             key = uuid.uuid4().hex
             body = {"items": [{"product_id": 1, "quantity": 1}]}
             for _ in range(20):  # retried with the same key until answered for sure
-                response = await client.post("/api/v1/orders", json=body, headers={
-                    **self.headers, "Idempotency-Key": key})
+                response = await client.post(
+                    "/api/v1/orders", json=body, headers={**self.headers, "Idempotency-Key": key}
+                )
                 self._note("POST /orders", response)
                 if response.status_code == 201:
                     self.acknowledged.append(response.json()["id"])
@@ -97,8 +104,12 @@ class Load:
 
     async def graphql(self, client: httpx.AsyncClient) -> None:
         while self.running:
-            self._note("graphql", await client.post("/graphql", json={
-                "query": "{ products(first: 3) { edges { node { name } } } }"}))
+            self._note(
+                "graphql",
+                await client.post(
+                    "/graphql", json={"query": "{ products(first: 3) { edges { node { name } } } }"}
+                ),
+            )
             await asyncio.sleep(0.05)
 
     def _note(self, what: str, response: httpx.Response) -> None:
@@ -110,8 +121,9 @@ class Load:
 
 
 async def _login(client: httpx.AsyncClient) -> str:
-    response = await client.post("/api/v1/auth/token", data={
-        "username": "customer@example.com", "password": DEMO_PASSWORD})
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": "customer@example.com", "password": DEMO_PASSWORD}
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
@@ -145,13 +157,18 @@ async def _until_ready(client: httpx.AsyncClient, seconds: float) -> float:
     raise AssertionError(f"not serving again {seconds}s after the database came back")
 
 
-async def test_database_lost_and_back_under_load(cluster: PrivatePostgres,
-                                                 server: Served) -> None:
+async def test_database_lost_and_back_under_load(cluster: PrivatePostgres, server: Served) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         load = Load(server, await _login(client))
-        tasks = [asyncio.create_task(job) for job in (
-            load.reader(client, "/api/v1/products"), load.reader(client, "/api/v2/products/1"),
-            load.graphql(client), *(load.writer(client) for _ in range(4)))]
+        tasks = [
+            asyncio.create_task(job)
+            for job in (
+                load.reader(client, "/api/v1/products"),
+                load.reader(client, "/api/v2/products/1"),
+                load.graphql(client),
+                *(load.writer(client) for _ in range(4)),
+            )
+        ]
         await asyncio.sleep(1.0)
         cluster.stop()
         await asyncio.sleep(3.0)
@@ -173,19 +190,27 @@ async def test_database_lost_and_back_under_load(cluster: PrivatePostgres,
     assert found == set(load.acknowledged)  # no acknowledged write missing
 
 
-async def test_database_frozen_is_503_within_the_time_limit(cluster: PrivatePostgres,
-                                                            server: Served) -> None:
+async def test_database_frozen_is_503_within_the_time_limit(
+    cluster: PrivatePostgres, server: Served
+) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         load = Load(server, await _login(client))
-        tasks = [asyncio.create_task(job) for job in (
-            load.reader(client, "/api/v1/products"), load.graphql(client),
-            load.writer(client), load.writer(client))]
+        tasks = [
+            asyncio.create_task(job)
+            for job in (
+                load.reader(client, "/api/v1/products"),
+                load.graphql(client),
+                load.writer(client),
+                load.writer(client),
+            )
+        ]
         await asyncio.sleep(1.0)
         cluster.freeze()
         try:
             # Readiness answers within its timeout (an overrunning check is abandoned).
-            async with httpx.AsyncClient(base_url=server.url,
-                                         timeout=HEALTH_TIMEOUT + 1.5) as probe:
+            async with httpx.AsyncClient(
+                base_url=server.url, timeout=HEALTH_TIMEOUT + 1.5
+            ) as probe:
                 for _ in range(3):
                     ready = await probe.get("/health/ready")
                     assert ready.status_code == 503

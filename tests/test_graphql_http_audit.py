@@ -24,8 +24,13 @@ WATERSHED = {"22EB", "865D", "556A", "D586", "51FE", "74FF", "5E5B", "86EE"}
 
 async def run_audit(node_dir: Path, url: str) -> list[dict[str, Any]]:
     process = await asyncio.create_subprocess_exec(
-        "node", str(node_dir / "graphql_http_audit.mjs"), url, cwd=node_dir,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "node",
+        str(node_dir / "graphql_http_audit.mjs"),
+        url,
+        cwd=node_dir,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(process.communicate(), AUDIT_TIMEOUT)
     except TimeoutError:
@@ -50,7 +55,9 @@ async def test_the_graphql_over_http_audit_passes_without_a_warning(
         for attempt in ("first", "cached"):
             report = await run_audit(node_packages, served.url + "/graphql")
             failed = [result for result in report if result["status"] != "ok"]
-            assert not failed, (f"{attempt} run: {len(failed)} of {len(report)} audits did "
-                                "not pass:\n" + json.dumps(failed, indent=2))
+            assert not failed, (
+                f"{attempt} run: {len(failed)} of {len(report)} audits did "
+                "not pass:\n" + json.dumps(failed, indent=2)
+            )
             assert WATERSHED <= {result["id"] for result in report}
             assert len(report) > 50, report

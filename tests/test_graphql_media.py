@@ -31,36 +31,53 @@ RECOMMENDED = "application/graphql-response+json; charset=utf-8, application/jso
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 NEGOTIATION = [
-    (None, JSON), ("", JSON), ("  ", JSON),
-    (JSON, JSON), (GQL, GQL), ("APPLICATION/GRAPHQL-RESPONSE+JSON", GQL),
-    ("*/*", JSON), ("application/*", JSON), ("application/*, */*", JSON),
+    (None, JSON),
+    ("", JSON),
+    ("  ", JSON),
+    (JSON, JSON),
+    (GQL, GQL),
+    ("APPLICATION/GRAPHQL-RESPONSE+JSON", GQL),
+    ("*/*", JSON),
+    ("application/*", JSON),
+    ("application/*, */*", JSON),
     (RECOMMENDED, GQL),
     # Equal q-values: the one listed first.
-    (f"{GQL}, {JSON}", GQL), (f"{JSON}, {GQL}", JSON),
+    (f"{GQL}, {JSON}", GQL),
+    (f"{JSON}, {GQL}", JSON),
     # q-values first.
-    (f"{JSON};q=0.9, {GQL}", GQL), (f"{GQL};q=0.5, {JSON}", JSON),
+    (f"{JSON};q=0.9, {GQL}", GQL),
+    (f"{GQL};q=0.5, {JSON}", JSON),
     (f"{JSON};q=0.5, {GQL};q=0.9", GQL),
     # A named type outranks a wildcard of the same q, whatever the order...
-    (f"*/*, {GQL}", GQL), (f"application/*, {GQL}", GQL),
+    (f"*/*, {GQL}", GQL),
+    (f"application/*, {GQL}", GQL),
     # ... but not one of a higher q.
-    (f"{GQL};q=0.5, */*", JSON), (f"{GQL}, */*;q=0.1", GQL),
+    (f"{GQL};q=0.5, */*", JSON),
+    (f"{GQL}, */*;q=0.1", GQL),
     (BROWSER, JSON),
     # q=0 refuses a type even where a wildcard would allow it.
-    (f"{JSON};q=0, */*", GQL), (f"{GQL};q=0, */*", JSON),
-    (f"{JSON};q=0", None), (f"{GQL};q=0, {JSON};q=0, */*", None),
+    (f"{JSON};q=0, */*", GQL),
+    (f"{GQL};q=0, */*", JSON),
+    (f"{JSON};q=0", None),
+    (f"{GQL};q=0, {JSON};q=0, */*", None),
     # Only UTF-8 is answered.
-    (f"{GQL};charset=utf-8", GQL), (f"{GQL};charset=latin1", None),
+    (f"{GQL};charset=utf-8", GQL),
+    (f"{GQL};charset=latin1", None),
     (f"{GQL};charset=latin1, {JSON}", JSON),
     # Malformed elements are ignored.
-    (f"{JSON};q=abc, {GQL};q=0.2", GQL), (f"{GQL};q=2, {JSON};q=0.1", JSON),
-    ("text/html", None), ("application/xml", None), ("text/event-stream", None),
+    (f"{JSON};q=abc, {GQL};q=0.2", GQL),
+    (f"{GQL};q=2, {JSON};q=0.1", JSON),
+    ("text/html", None),
+    ("application/xml", None),
+    ("text/event-stream", None),
     ("nonsense", None),
 ]
 
 
 @pytest.mark.parametrize(("accept", "chosen"), NEGOTIATION)
-def test_negotiation_follows_q_values_specificity_and_order(accept: str | None,
-                                                             chosen: str | None) -> None:
+def test_negotiation_follows_q_values_specificity_and_order(
+    accept: str | None, chosen: str | None
+) -> None:
     assert negotiate(accept) == chosen
 
 
@@ -76,22 +93,30 @@ def test_a_refused_request_takes_its_first_client_errors_status() -> None:
     assert request_error_status([{"message": "no extensions"}]) == 400
 
 
-async def post(gateway: Gateway, body: Any, accept: str | None = None,
-               **headers: str) -> Any:
+async def post(gateway: Gateway, body: Any, accept: str | None = None, **headers: str) -> Any:
     if accept is not None:
         headers["accept"] = accept
-    return await gateway.client.post("/graphql", content=orjson.dumps(body),
-                                     headers={"content-type": JSON, **headers})
+    return await gateway.client.post(
+        "/graphql", content=orjson.dumps(body), headers={"content-type": JSON, **headers}
+    )
 
 
-@pytest.mark.parametrize(("accept", "content_type"), [
-    (None, JSON), (JSON, JSON), ("*/*", JSON), (BROWSER, JSON), (GQL, GQL_TYPE),
-    (RECOMMENDED, GQL_TYPE), (f"{JSON};q=0.5, {GQL}", GQL_TYPE)])
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        (None, JSON),
+        (JSON, JSON),
+        ("*/*", JSON),
+        (BROWSER, JSON),
+        (GQL, GQL_TYPE),
+        (RECOMMENDED, GQL_TYPE),
+        (f"{JSON};q=0.5, {GQL}", GQL_TYPE),
+    ],
+)
 async def test_a_query_answers_in_the_media_type_it_accepts(
     gateway: Gateway, accept: str | None, content_type: str
 ) -> None:
-    response = await post(gateway, {"query": "{ categories(first: 2) { totalCount } }"},
-                          accept)
+    response = await post(gateway, {"query": "{ categories(first: 2) { totalCount } }"}, accept)
     assert response.status_code == 200
     assert response.headers["content-type"] == content_type
     assert response.json()["data"]["categories"]["totalCount"] > 0
@@ -99,8 +124,9 @@ async def test_a_query_answers_in_the_media_type_it_accepts(
 
 async def test_several_accept_lines_are_read_as_one_list(gateway: Gateway) -> None:
     headers = [("content-type", JSON), ("accept", "text/html"), ("accept", GQL)]
-    response = await gateway.client.post("/graphql", content=b'{"query": "{ __typename }"}',
-                                         headers=headers)
+    response = await gateway.client.post(
+        "/graphql", content=b'{"query": "{ __typename }"}', headers=headers
+    )
     assert (response.status_code, response.headers["content-type"]) == (200, GQL_TYPE)
 
 
@@ -113,8 +139,9 @@ async def test_accepting_neither_type_is_406(gateway: Gateway) -> None:
         [error] = response.json()["errors"]
         assert GQL in error["message"]
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    by_get = await gateway.client.get("/graphql", params=query,
-                                      headers={"accept": "application/xml"})
+    by_get = await gateway.client.get(
+        "/graphql", params=query, headers={"accept": "application/xml"}
+    )
     assert by_get.status_code == 406
     # A browser's visit without a query is still the console, not a refusal.
     console = await gateway.client.get("/graphql", headers={"accept": "text/html"})
@@ -125,11 +152,15 @@ async def test_accepting_neither_type_is_406(gateway: Gateway) -> None:
 REQUEST_ERRORS: dict[str, dict[str, Any]] = {
     "document parsing": {"query": "{"},
     "document validation": {"query": "{ noSuchField }"},
-    "variable coercion": {"query": "query($id: ID!) { product(id: $id) { name } }",
-                          "variables": {"id": None}},
-    "depth limit": {"query": "{ categories { edges { node { products { edges { node { "
-                             "category { products { edges { node { category { products { "
-                             "edges { node { name } } } } } } } } } } } } } } }"},
+    "variable coercion": {
+        "query": "query($id: ID!) { product(id: $id) { name } }",
+        "variables": {"id": None},
+    },
+    "depth limit": {
+        "query": "{ categories { edges { node { products { edges { node { "
+        "category { products { edges { node { category { products { "
+        "edges { node { name } } } } } } } } } } } } } } }"
+    },
 }
 
 
@@ -148,18 +179,21 @@ async def test_request_errors_are_400_without_data_only_under_graphql_response_j
     assert response.headers["content-type"] == GQL_TYPE
     assert "data" not in response.json()
     assert response.json()["errors"] == [
-        {**error, "extensions": {**error["extensions"],
-                                 "request_id": response.headers["x-request-id"]}}
-        for error in legacy.json()["errors"]]
+        {
+            **error,
+            "extensions": {**error["extensions"], "request_id": response.headers["x-request-id"]},
+        }
+        for error in legacy.json()["errors"]
+    ]
 
 
 async def test_executed_operations_stay_200_with_their_data_and_field_errors(
-    gateway: Gateway
+    gateway: Gateway,
 ) -> None:
     cases = {
         # A field rule: the field is null, the rest of the data is kept.
         "{ products(first: 2) { edges { node { name stock } } } }": "FORBIDDEN",
-        "{ product(sku: \"SKU-NONE\") { name } }": "NOT_FOUND",
+        '{ product(sku: "SKU-NONE") { name } }': "NOT_FOUND",
         # A non-null root field's error makes data null: still an executed operation.
         "{ viewer { name } }": "UNAUTHENTICATED",
     }
@@ -191,23 +225,27 @@ async def test_transport_refusals_speak_the_negotiated_type(gateway: Gateway) ->
         headers = {"content-type": JSON, **({"accept": accept} if accept else {})}
         broken = await gateway.client.post("/graphql", content=b'{"query": ', headers=headers)
         assert (broken.status_code, broken.headers["content-type"]) == (400, content_type)
-        missing = await gateway.client.post("/graphql", content=b'{"qeury": "{ a }"}',
-                                            headers=headers)
+        missing = await gateway.client.post(
+            "/graphql", content=b'{"qeury": "{ a }"}', headers=headers
+        )
         assert (missing.status_code, missing.headers["content-type"]) == (400, content_type)
         assert "data" not in missing.json()
         for sent_as in ("text/plain", GQL):  # a response type, not a request body's
-            text = await gateway.client.post("/graphql", content=b'{"query": "{ a }"}',
-                                             headers={**headers, "content-type": sent_as})
+            text = await gateway.client.post(
+                "/graphql",
+                content=b'{"query": "{ a }"}',
+                headers={**headers, "content-type": sent_as},
+            )
             assert (text.status_code, text.headers["content-type"]) == (415, content_type)
         too_big = await gateway.client.post(
-            "/graphql", content=b'{"query": "' + b" " * 1_100_000 + b'{ a }"}', headers=headers)
+            "/graphql", content=b'{"query": "' + b" " * 1_100_000 + b'{ a }"}', headers=headers
+        )
         assert (too_big.status_code, too_big.headers["content-type"]) == (413, content_type)
 
 
 async def test_get_negotiates_as_post_does(gateway: Gateway) -> None:
     accept = {"accept": GQL}
-    ok = await gateway.client.get("/graphql", params={"query": "{ __typename }"},
-                                  headers=accept)
+    ok = await gateway.client.get("/graphql", params={"query": "{ __typename }"}, headers=accept)
     assert (ok.status_code, ok.headers["content-type"]) == (200, GQL_TYPE)
     assert ok.json() == {"data": {"__typename": "Query"}}
     broken = await gateway.client.get("/graphql", params={"query": "{"}, headers=accept)
@@ -216,8 +254,10 @@ async def test_get_negotiates_as_post_does(gateway: Gateway) -> None:
     legacy = await gateway.client.get("/graphql", params={"query": "{"})
     assert (legacy.status_code, legacy.headers["content-type"]) == (200, JSON)
     mutation = await gateway.client.get(
-        "/graphql", params={"query": 'mutation { logout(input: {refreshToken: "x"}) }'},
-        headers=accept)
+        "/graphql",
+        params={"query": 'mutation { logout(input: {refreshToken: "x"}) }'},
+        headers=accept,
+    )
     assert (mutation.status_code, mutation.headers["content-type"]) == (405, GQL_TYPE)
     assert mutation.headers["allow"] == "POST"
 
@@ -264,8 +304,9 @@ async def test_allow_list_refusals_are_403_under_graphql_response_json(
     documents.mkdir()
     allowed = "{ categories(first: 1) { totalCount } }"
     (documents / "count.graphql").write_text(allowed)
-    settings = make_settings(seeded.url, tmp_path, graphql_allowlist=documents,
-                             graphql_allowlist_only=True)
+    settings = make_settings(
+        seeded.url, tmp_path, graphql_allowlist=documents, graphql_allowlist_only=True
+    )
     async with running_gateway(settings, seeded.backend) as gateway:
         ok = await post(gateway, {"query": allowed}, GQL)
         assert (ok.status_code, ok.headers["content-type"]) == (200, GQL_TYPE)
@@ -279,13 +320,15 @@ async def test_allow_list_refusals_are_403_under_graphql_response_json(
 
 
 @pytest.mark.parametrize(("accept", "content_type"), [(None, JSON), (GQL, GQL_TYPE)])
-async def test_the_time_limit_answers_in_the_negotiated_type(accept: str | None,
-                                                              content_type: str) -> None:
+async def test_the_time_limit_answers_in_the_negotiated_type(
+    accept: str | None, content_type: str
+) -> None:
     async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.sleep(30)
 
-    middleware = RequestLimitsMiddleware(slow_app, max_body_bytes=10, max_query_string_bytes=10,
-                                         timeout_seconds=0.1)
+    middleware = RequestLimitsMiddleware(
+        slow_app, max_body_bytes=10, max_query_string_bytes=10, timeout_seconds=0.1
+    )
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -295,8 +338,14 @@ async def test_the_time_limit_answers_in_the_negotiated_type(accept: str | None,
         sent.append(message)
 
     headers = [(b"accept", accept.encode())] if accept else []
-    scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": headers,
-             "query_string": b"", "state": {}}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "headers": headers,
+        "query_string": b"",
+        "state": {},
+    }
     await middleware(scope, receive, send)
     assert sent[0]["status"] == 504
     assert (b"content-type", content_type.encode()) in sent[0]["headers"]
@@ -306,30 +355,34 @@ async def test_the_time_limit_answers_in_the_negotiated_type(accept: str | None,
 CATALOG = "{ products(first: 3) { edges { node { databaseId name price { amount } } } } }"
 
 
-async def test_the_cache_never_serves_one_media_type_for_the_other(
-    cache_world: CacheWorld
-) -> None:
+async def test_the_cache_never_serves_one_media_type_for_the_other(cache_world: CacheWorld) -> None:
     client = cache_world.client
     seen: dict[tuple[str, str], list[Any]] = {}
     for method in ("POST", "GET"):
-        for accept, content_type in ((JSON, JSON), (GQL, GQL_TYPE), (JSON, JSON),
-                                     (GQL, GQL_TYPE), (RECOMMENDED, GQL_TYPE), ("*/*", JSON)):
+        for accept, content_type in (
+            (JSON, JSON),
+            (GQL, GQL_TYPE),
+            (JSON, JSON),
+            (GQL, GQL_TYPE),
+            (RECOMMENDED, GQL_TYPE),
+            ("*/*", JSON),
+        ):
             headers = {"accept": accept}
             if method == "POST":
-                response = await client.post("/graphql", json={"query": CATALOG},
-                                             headers=headers)
+                response = await client.post("/graphql", json={"query": CATALOG}, headers=headers)
             else:
-                response = await client.get("/graphql", params={"query": CATALOG},
-                                            headers=headers)
+                response = await client.get("/graphql", params={"query": CATALOG}, headers=headers)
             assert response.status_code == 200
             assert response.headers["content-type"] == content_type, (method, accept)
             seen.setdefault((method, content_type), []).append(response)
     for (method, content_type), responses in seen.items():
         # The first of each method and type computed it; every later one was its hit.
         assert [r.headers["x-cache"] for r in responses] == ["MISS"] + ["HIT"] * (
-            len(responses) - 1), (method, content_type)
+            len(responses) - 1
+        ), (method, content_type)
         assert len({r.content for r in responses}) == 1
     # Accepting neither bypasses the cache for the router's 406.
-    refused = await client.post("/graphql", json={"query": CATALOG},
-                                headers={"accept": "text/html"})
+    refused = await client.post(
+        "/graphql", json={"query": CATALOG}, headers={"accept": "text/html"}
+    )
     assert (refused.status_code, refused.headers["x-cache"]) == (406, "BYPASS")

@@ -22,23 +22,29 @@ def test_production_refuses_to_start_without_trusted_hosts(tmp_path: Path) -> No
     for hosts in (None, "*", "api.example.com,*"):
         extra = {} if hosts is None else {"trusted_hosts": hosts}
         with pytest.raises(ValidationError, match="TRUSTED_HOSTS"):
-            make_settings("sqlite+aiosqlite:///x.db", tmp_path, environment="production",
-                          **extra)
-    settings = make_settings("sqlite+aiosqlite:///x.db", tmp_path, environment="production",
-                             trusted_hosts="api.example.com")
+            make_settings("sqlite+aiosqlite:///x.db", tmp_path, environment="production", **extra)
+    settings = make_settings(
+        "sqlite+aiosqlite:///x.db",
+        tmp_path,
+        environment="production",
+        trusted_hosts="api.example.com",
+    )
     assert settings.trusted_hosts == ["api.example.com"]
 
 
-async def test_a_forged_host_never_reaches_link_headers(seeded: SeededDatabase,
-                                                       tmp_path: Path) -> None:
-    settings = make_settings(seeded.url, tmp_path, environment="production",
-                             trusted_hosts="testserver")
+async def test_a_forged_host_never_reaches_link_headers(
+    seeded: SeededDatabase, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        seeded.url, tmp_path, environment="production", trusted_hosts="testserver"
+    )
     async with running_gateway(settings, seeded.backend) as gateway:
         page = await gateway.client.get("/api/v1/products", params={"limit": 2})
         assert page.status_code == 200
         assert "testserver" in page.headers["link"]
-        forged = await gateway.client.get("/api/v1/products", params={"limit": 2},
-                                          headers={"Host": "evil.example"})
+        forged = await gateway.client.get(
+            "/api/v1/products", params={"limit": 2}, headers={"Host": "evil.example"}
+        )
         assert forged.status_code == 400
         assert "evil.example" not in forged.headers.get("link", "")
 
@@ -60,12 +66,25 @@ def test_settings_errors_name_the_setting_not_the_secret(monkeypatch: pytest.Mon
 
 
 def test_the_cli_reports_a_bad_secret_without_its_value(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DATABASE_", "REDIS_", "JWT_"))}
-    env.update(ENVIRONMENT="production", JWT_SECRET=SECRET_VALUE, TRUSTED_HOSTS="a.example",
-               DATA_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env,
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "REDIS_", "JWT_"))
+    }
+    env.update(
+        ENVIRONMENT="production",
+        JWT_SECRET=SECRET_VALUE,
+        TRUSTED_HOSTS="a.example",
+        DATA_DIR=str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "JWT_SECRET" in output
@@ -92,15 +111,19 @@ async def test_email_change_does_not_reveal_a_registered_address(world: World) -
     shapes = []
     for n, target in enumerate(("customer@example.com", "nobody-yet@example.com")):
         email = f"probe{n}@example.com"
-        await client.post("/api/v1/auth/register", json={
-            "email": email, "password": "probe-password", "name": "Probe"})
+        await client.post(
+            "/api/v1/auth/register",
+            json={"email": email, "password": "probe-password", "name": "Probe"},
+        )
         tokens = await login(world.gateway, email, "probe-password")
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
         rest = await client.patch("/api/v1/users/me", json={"email": target}, headers=headers)
         assert rest.status_code == 200, rest.text
         graphql = await world.gateway.graphql(
             "mutation($e: String!) { updateViewer(input: {email: $e}) { name } }",
-            {"e": target}, headers=headers)
+            {"e": target},
+            headers=headers,
+        )
         assert "errors" not in graphql
         shapes.append((rest.status_code, sorted(rest.json()), graphql))
     # A taken and a free address get the same answer in both interfaces.

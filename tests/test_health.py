@@ -104,8 +104,10 @@ async def test_ready_follows_postgres_going_away_and_back(
         async with running_gateway(make_settings(url, tmp_path), "postgresql") as gw:
             assert (await gw.client.get("/health/ready")).status_code == 200
             await admin_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await admin_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+            await admin_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
             response = await gw.client.get("/health/ready")
             assert response.status_code == 503
             assert response.json()["failed"] == ["database"]
@@ -139,14 +141,19 @@ async def test_security_headers_scoped_by_page(gateway: Gateway) -> None:
 
 async def test_cors_and_trusted_hosts(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}"
-    settings = make_settings(url, tmp_path, cors_origins="https://shop.example",
-                             trusted_hosts="testserver,api.example")
+    settings = make_settings(
+        url, tmp_path, cors_origins="https://shop.example", trusted_hosts="testserver,api.example"
+    )
     async with running_gateway(settings, "sqlite") as gw:
-        preflight = await gw.client.options("/graphql", headers={
-            "Origin": "https://shop.example", "Access-Control-Request-Method": "POST"})
+        preflight = await gw.client.options(
+            "/graphql",
+            headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+        )
         assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
-        other = await gw.client.options("/graphql", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        other = await gw.client.options(
+            "/graphql",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
         assert "access-control-allow-origin" not in other.headers
         assert (await gw.client.get("/health/live")).status_code == 200
         refused = await gw.client.get("/health/ready", headers={"Host": "evil.example"})
@@ -160,7 +167,9 @@ def test_settings_refuse_wildcard_origin_with_credentials() -> None:
     with pytest.raises(ValidationError, match="CORS_ORIGINS"):
         Settings(_env_file=None, cors_origins="*", cors_allow_credentials=True)  # type: ignore[call-arg]
     assert Settings(_env_file=None, cors_origins="a.example, b.example").cors_origins == [  # type: ignore[call-arg]
-        "a.example", "b.example"]
+        "a.example",
+        "b.example",
+    ]
 
 
 @pytest.mark.parametrize("secret", [None, "changeme", "short-but-real"])
@@ -169,9 +178,7 @@ def test_production_refuses_a_placeholder_secret(secret: str | None) -> None:
         Settings(_env_file=None, environment="production", jwt_secret=secret)  # type: ignore[call-arg]
 
 
-async def test_production_hides_docs_and_graphiql_unless_enabled(
-    tmp_path: Path
-) -> None:
+async def test_production_hides_docs_and_graphiql_unless_enabled(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'p.sqlite3'}"
     production = {"environment": "production", "jwt_secret": "p" * 40}
     settings = make_settings(url, tmp_path)

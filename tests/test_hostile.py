@@ -23,8 +23,7 @@ from tests.serving import Served, serving
 
 SECRET = "hostile-suite-secret-" + "k" * 32
 PROBE_TIMEOUT = 2.0  # HEALTH_TIMEOUT_SECONDS's default
-LEAKS = ("Traceback", "sqlalchemy", "aiosqlite", "asyncpg", "sqlite3", "File \"",
-         "OperationalError")
+LEAKS = ("Traceback", "sqlalchemy", "aiosqlite", "asyncpg", "sqlite3", 'File "', "OperationalError")
 STOCK = re.compile(r'"stock":\s*\d|\d+ left')
 
 
@@ -58,8 +57,11 @@ def raw_request(served: Served, head: bytes, timeout: float = 30.0) -> tuple[int
 
 
 def get_head(path: str = "/api/v1/products", extra: bytes = b"") -> bytes:
-    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode() + extra
-            + b"Connection: close\r\n\r\n")
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        + extra
+        + b"Connection: close\r\n\r\n"
+    )
 
 
 def assert_problem(status: int, head: bytes, body: bytes, expected: int) -> None:
@@ -148,20 +150,43 @@ def test_probes_answer_in_time_during_a_flood_of_huge_headers(server: Served) ->
 
 # --- the application's own inputs ---
 
+
 def _token(claims: dict[str, Any], key: str = SECRET, alg: str = "HS256") -> str:
     now = int(time.time())
-    base = {"sub": "1", "role": "admin", "type": "access", "iat": now, "exp": now + 600,
-            "jti": "x", "iss": "commerce-gateway", "aud": "commerce-gateway-api"}
+    base = {
+        "sub": "1",
+        "role": "admin",
+        "type": "access",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "x",
+        "iss": "commerce-gateway",
+        "aud": "commerce-gateway-api",
+    }
     return jwt.encode({**base, **claims}, key, algorithm=alg)
 
 
 def _alg_none() -> str:
     def part(value: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+
     now = int(time.time())
-    return (part({"alg": "none", "typ": "JWT"}) + "." + part({
-        "sub": "1", "role": "admin", "type": "access", "iat": now, "exp": now + 600,
-        "iss": "commerce-gateway", "aud": "commerce-gateway-api"}) + ".")
+    return (
+        part({"alg": "none", "typ": "JWT"})
+        + "."
+        + part(
+            {
+                "sub": "1",
+                "role": "admin",
+                "type": "access",
+                "iat": now,
+                "exp": now + 600,
+                "iss": "commerce-gateway",
+                "aud": "commerce-gateway-api",
+            }
+        )
+        + "."
+    )
 
 
 FORGED = {
@@ -178,8 +203,9 @@ def test_forged_tokens_are_401_in_both_interfaces(server: Served, kind: str) -> 
     headers = {"Authorization": f"Bearer {FORGED[kind]}"}
     with httpx.Client(base_url=server.url, timeout=10) as client:
         rest = client.get("/api/v1/users", headers=headers)
-        graphql = client.post("/graphql", headers=headers,
-                              json={"query": "{ users(first: 1) { totalCount } }"})
+        graphql = client.post(
+            "/graphql", headers=headers, json={"query": "{ users(first: 1) { totalCount } }"}
+        )
     assert rest.status_code == 401
     assert_clean(rest)
     assert graphql.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -187,13 +213,20 @@ def test_forged_tokens_are_401_in_both_interfaces(server: Served, kind: str) -> 
 
 
 HOSTILE_REST = [
-    "/api/v1/products/99999999999999999999999", "/api/v1/products/-1",
-    "/api/v2/products/9223372036854775808", "/api/v1/products?limit=-5",
-    "/api/v1/products?limit=99999999999999999999", "/api/v1/products?min_price=1e309",
+    "/api/v1/products/99999999999999999999999",
+    "/api/v1/products/-1",
+    "/api/v2/products/9223372036854775808",
+    "/api/v1/products?limit=-5",
+    "/api/v1/products?limit=99999999999999999999",
+    "/api/v1/products?min_price=1e309",
     "/api/v1/products?max_price=-99999999999999999999999",
-    "/api/v1/products?cursor=AAAA", "/api/v1/products?cursor=" + "Zm9v" * 50,
-    "/api/v2/products?cursor=eyJrIjpbIngiXX0", "/api/v1/products?sort=;DROP",
-    "/api/v2/products?fields=stock", "/api/v1/categories/%00", "/api/v1/products/1%00",
+    "/api/v1/products?cursor=AAAA",
+    "/api/v1/products?cursor=" + "Zm9v" * 50,
+    "/api/v2/products?cursor=eyJrIjpbIngiXX0",
+    "/api/v1/products?sort=;DROP",
+    "/api/v2/products?fields=stock",
+    "/api/v1/categories/%00",
+    "/api/v1/products/1%00",
 ]
 
 
@@ -208,12 +241,12 @@ def test_absurd_rest_inputs_are_4xx_and_leak_nothing(server: Served, path: str) 
 HOSTILE_GRAPHQL = [
     "{ products(first: 99999999999) { totalCount } }",
     "{ products(first: -1) { totalCount } }",
-    "{ products(first: 5, after: \"tampered\") { totalCount } }",
-    "{ product(id: \"UHJvZHVjdDo5OTk5OTk5OTk5OTk5OTk5OTk5OTk=\") { name } }",
-    "{ nodes(ids: [\"%%%\", \"\"]) { id } }",
+    '{ products(first: 5, after: "tampered") { totalCount } }',
+    '{ product(id: "UHJvZHVjdDo5OTk5OTk5OTk5OTk5OTk5OTk5OTk=") { name } }',
+    '{ nodes(ids: ["%%%", ""]) { id } }',
     "{ products(first: 2) { edges { node { name stock } } } }",
     "{ " + "products(first: 1) { edges { node { category { " * 20 + "id" + " } } } }" * 20 + " }",
-    "subscription { orderUpdated(id: \"T3JkZXI6MQ==\") { status } }",
+    'subscription { orderUpdated(id: "T3JkZXI6MQ==") { status } }',
 ]
 
 
@@ -227,22 +260,33 @@ def test_absurd_graphql_inputs_leak_nothing(server: Served, query: str) -> None:
 def test_deeply_nested_json_bodies_are_4xx(server: Served) -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     for path in ("/graphql", "/api/v1/auth/register"):
-        response = httpx.post(server.url + path, content=deep,
-                              headers={"Content-Type": "application/json"}, timeout=10)
+        response = httpx.post(
+            server.url + path,
+            content=deep,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
         assert 400 <= response.status_code < 500
         assert_clean(response)
-    variables = {"query": "query($f: ProductFilter) { products(filter: $f) { totalCount } }",
-                 "variables": {"f": orjson.loads(b'{"q":' * 500 + b'"x"' + b"}" * 500)}}
+    variables = {
+        "query": "query($f: ProductFilter) { products(filter: $f) { totalCount } }",
+        "variables": {"f": orjson.loads(b'{"q":' * 500 + b'"x"' + b"}" * 500)},
+    }
     assert_clean(httpx.post(server.url + "/graphql", json=variables, timeout=10))
 
 
 def test_a_customer_learns_no_stock_from_a_refused_order(server: Served) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as client:
-        token = client.post("/api/v1/auth/token", data={
-            "username": "customer@example.com", "password": DEMO_PASSWORD}).json()
+        token = client.post(
+            "/api/v1/auth/token",
+            data={"username": "customer@example.com", "password": DEMO_PASSWORD},
+        ).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
-        response = client.post("/api/v1/orders", headers=headers,
-                               json={"items": [{"product_id": 1, "quantity": 1_000_000}]})
+        response = client.post(
+            "/api/v1/orders",
+            headers=headers,
+            json={"items": [{"product_id": 1, "quantity": 1_000_000}]},
+        )
         assert response.status_code in (409, 422)
         assert_clean(response)
         assert " left" not in response.text
@@ -253,8 +297,10 @@ def test_a_subscription_over_plain_http_says_where_subscriptions_are_served(
     server: Served,
 ) -> None:
     query = 'subscription { orderUpdated(id: "T3JkZXI6MQ==") { status } }'
-    for response in (httpx.post(server.url + "/graphql", json={"query": query}, timeout=10),
-                     httpx.get(server.url + "/graphql", params={"query": query}, timeout=10)):
+    for response in (
+        httpx.post(server.url + "/graphql", json={"query": query}, timeout=10),
+        httpx.get(server.url + "/graphql", params={"query": query}, timeout=10),
+    ):
         assert response.status_code == 400
         error = response.json()["errors"][0]
         assert error["extensions"]["code"] == "BAD_USER_INPUT"

@@ -79,8 +79,13 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.shutdown.complete"})
         return
     body = scope["path"].encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -111,20 +116,32 @@ class Flow:
     write_paused = False
 
 
-def _cycle(cls: type[RequestResponseCycle], method: str, keep_alive: bool,
-           ) -> tuple[RequestResponseCycle, FakeTransport, list[str]]:
+def _cycle(
+    cls: type[RequestResponseCycle],
+    method: str,
+    keep_alive: bool,
+) -> tuple[RequestResponseCycle, FakeTransport, list[str]]:
     transport = FakeTransport()
     events: list[str] = []
-    cycle = cls(scope={"method": method}, transport=transport, flow=Flow(),  # type: ignore[arg-type]
-                logger=None, access_logger=None, access_log=False,  # type: ignore[arg-type]
-                default_headers=[(b"date", b"Sun, 29 Nov 2026 23:12:45 GMT")],
-                message_event=asyncio.Event(), expect_100_continue=False,
-                keep_alive=keep_alive, on_response=lambda: events.append("done"))
+    cycle = cls(
+        scope={"method": method},
+        transport=transport,
+        flow=Flow(),  # type: ignore[arg-type]
+        logger=None,
+        access_logger=None,
+        access_log=False,  # type: ignore[arg-type]
+        default_headers=[(b"date", b"Sun, 29 Nov 2026 23:12:45 GMT")],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=keep_alive,
+        on_response=lambda: events.append("done"),
+    )
     return cycle, transport, events
 
 
-async def _run(cls: type[RequestResponseCycle], method: str, keep_alive: bool,
-               messages: list[dict[str, Any]]) -> tuple[Any, ...]:
+async def _run(
+    cls: type[RequestResponseCycle], method: str, keep_alive: bool, messages: list[dict[str, Any]]
+) -> tuple[Any, ...]:
     cycle, transport, events = _cycle(cls, method, keep_alive)
     failure = None
     for message in messages:
@@ -133,15 +150,29 @@ async def _run(cls: type[RequestResponseCycle], method: str, keep_alive: bool,
         except RuntimeError as exc:
             failure = str(exc)
             break
-    return (transport.writes, transport.closed, events, failure, cycle.keep_alive,
-            cycle.response_started, cycle.response_complete, cycle.chunked_encoding,
-            cycle.expected_content_length, cycle.message_event.is_set())
+    return (
+        transport.writes,
+        transport.closed,
+        events,
+        failure,
+        cycle.keep_alive,
+        cycle.response_started,
+        cycle.response_complete,
+        cycle.chunked_encoding,
+        cycle.expected_content_length,
+        cycle.message_event.is_set(),
+    )
 
 
 HEADS = {
     "length": [(b"content-length", b"5"), (b"content-type", b"text/plain")],
-    "ours": [(b"etag", b'"abc"'), (b"content-length", b"5"), (b"x-frame-options", b"DENY"),
-             (b"content-security-policy", b"default-src 'none'"), (b"x-request-id", b"r-1")],
+    "ours": [
+        (b"etag", b'"abc"'),
+        (b"content-length", b"5"),
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", b"default-src 'none'"),
+        (b"x-request-id", b"r-1"),
+    ],
     "no length": [(b"content-type", b"text/plain")],
     "chunked": [(b"transfer-encoding", b"Chunked")],
     "two lengths": [(b"content-length", b"5"), (b"content-length", b"9")],
@@ -154,25 +185,36 @@ HEADS = {
 }
 BODIES = {
     "whole": [{"type": "http.response.body", "body": b"hello"}],
-    "in parts": [{"type": "http.response.body", "body": b"he", "more_body": True},
-                 {"type": "http.response.body", "body": b"llo"}],
+    "in parts": [
+        {"type": "http.response.body", "body": b"he", "more_body": True},
+        {"type": "http.response.body", "body": b"llo"},
+    ],
     "short": [{"type": "http.response.body", "body": b"hell"}],
     "long": [{"type": "http.response.body", "body": b"hello!"}],
     "empty": [{"type": "http.response.body", "body": b""}],
     "none": [],
-    "twice": [{"type": "http.response.body", "body": b"hello"},
-              {"type": "http.response.body", "body": b"again"}],
+    "twice": [
+        {"type": "http.response.body", "body": b"hello"},
+        {"type": "http.response.body", "body": b"again"},
+    ],
 }
 
 
-@pytest.mark.parametrize(("head", "status", "method", "keep_alive"), list(itertools.product(
-    HEADS, (200, 204, 304, 404), ("GET", "HEAD"), (True, False))))
+@pytest.mark.parametrize(
+    ("head", "status", "method", "keep_alive"),
+    list(itertools.product(HEADS, (200, 204, 304, 404), ("GET", "HEAD"), (True, False))),
+)
 async def test_the_gateways_cycle_writes_what_uvicorns_writes(
-    head: str, status: int, method: str, keep_alive: bool,
+    head: str,
+    status: int,
+    method: str,
+    keep_alive: bool,
 ) -> None:
     for body in BODIES:
-        messages = [{"type": "http.response.start", "status": status, "headers": HEADS[head]},
-                    *BODIES[body]]
+        messages = [
+            {"type": "http.response.start", "status": status, "headers": HEADS[head]},
+            *BODIES[body],
+        ]
         ours = await _run(GatewayCycle, method, keep_alive, messages)
         theirs = await _run(RequestResponseCycle, method, keep_alive, messages)
         # Each write the same bytes in order (the transport gathers a turn's into one).
@@ -183,14 +225,14 @@ async def test_the_gateways_cycle_refuses_a_body_before_its_head_as_uvicorn_does
     body = [{"type": "http.response.body", "body": b"hello"}]
     ours = await _run(GatewayCycle, "GET", True, body)
     assert ours == await _run(RequestResponseCycle, "GET", True, body)
-    assert ours[3] == "Expected ASGI message 'http.response.start', but got " \
-        "'http.response.body'."
+    assert ours[3] == "Expected ASGI message 'http.response.start', but got 'http.response.body'."
 
 
 async def test_the_gateways_cycle_writes_nothing_once_the_client_is_gone() -> None:
     cycle, transport, events = _cycle(GatewayCycle, "GET", True)
     cycle.disconnected = True
-    await cycle.send({"type": "http.response.start", "status": 200,
-                      "headers": [(b"content-length", b"0")]})
+    await cycle.send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+    )
     await cycle.send({"type": "http.response.body", "body": b""})
     assert (transport.writes, events) == ([], [])

@@ -21,8 +21,10 @@ HOPS = ["reviews { edges { node { ", "author { ", "reviews { edges { node { ", "
 
 def nested(levels: int) -> str:
     opening = "".join(HOPS[i % len(HOPS)] for i in range(levels))
-    closing = "".join(" } } }" if HOPS[i % len(HOPS)].startswith("reviews") else " }"
-                      for i in reversed(range(levels)))
+    closing = "".join(
+        " } } }" if HOPS[i % len(HOPS)].startswith("reviews") else " }"
+        for i in reversed(range(levels))
+    )
     return "{ products { edges { node { " + opening + "id" + closing + " } } } }"
 
 
@@ -52,11 +54,15 @@ async def test_depth_ten_is_allowed_and_eleven_is_not(gateway: Gateway) -> None:
     # products, edges, node are 3 levels; the hops add the rest; "id" is the last level.
     assert "errors" not in await gateway.graphql(
         "{ products(first: 1) { edges { node { category { products(first: 1) { edges { node {"
-        " reviews(first: 1) { edges { node { id } } } } } } } } } } }")
-    refused(await gateway.graphql(
-        "{ products(first: 1) { edges { node { category { products(first: 1) { edges { node {"
-        " reviews(first: 1) { edges { node { author { id } } } } } } } } } } } }"),
-        "depth limit")
+        " reviews(first: 1) { edges { node { id } } } } } } } } } } }"
+    )
+    refused(
+        await gateway.graphql(
+            "{ products(first: 1) { edges { node { category { products(first: 1) { edges { node {"
+            " reviews(first: 1) { edges { node { author { id } } } } } } } } } } } }"
+        ),
+        "depth limit",
+    )
 
 
 async def test_a_thousand_count_aliases_run_no_sql(gateway: Gateway) -> None:
@@ -69,14 +75,18 @@ async def test_a_thousand_count_aliases_run_no_sql(gateway: Gateway) -> None:
 
 async def test_aliases_are_counted_through_fragment_spreads(gateway: Gateway) -> None:
     fields = " ".join(f"c{i}: totalCount" for i in range(16))
-    document = ("{ products(first: 1) { ...Counts } more: products(first: 1) { id: totalCount }"
-                " } fragment Counts on ProductConnection { " + fields + " }")
+    document = (
+        "{ products(first: 1) { ...Counts } more: products(first: 1) { id: totalCount }"
+        " } fragment Counts on ProductConnection { " + fields + " }"
+    )
     with gateway.count_statements() as counter:
         body = await gateway.graphql(document)
     assert "errors" not in body  # 16 + 2 aliases
-    doubled = ("{ products(first: 1) { ...Counts ...More } } "
-               "fragment More on ProductConnection { ...Counts } "
-               "fragment Counts on ProductConnection { " + fields + " }")
+    doubled = (
+        "{ products(first: 1) { ...Counts ...More } } "
+        "fragment More on ProductConnection { ...Counts } "
+        "fragment Counts on ProductConnection { " + fields + " }"
+    )
     with gateway.count_statements() as counter:
         body = await gateway.graphql(doubled)
     assert "32 aliases" in refused(body, "alias limit")
@@ -84,23 +94,26 @@ async def test_aliases_are_counted_through_fragment_spreads(gateway: Gateway) ->
 
 
 async def test_costly_query_is_refused_before_any_sql(gateway: Gateway) -> None:
-    document = ("{ products(first: 100) { edges { node { reviews(first: 100) { edges { node {"
-                " author { name } } } } } } } }")
+    document = (
+        "{ products(first: 100) { edges { node { reviews(first: 100) { edges { node {"
+        " author { name } } } } } } } }"
+    )
     with gateway.count_statements() as counter:
         body = await gateway.graphql(document)
     assert "5000" in refused(body, "cost limit")
     assert counter.count == 0
     # Variables count too.
-    with_variables = ("query($n: Int) { products(first: $n) { edges { node {"
-                      " reviews(first: $n) { edges { node { id } } } } } } }")
+    with_variables = (
+        "query($n: Int) { products(first: $n) { edges { node {"
+        " reviews(first: $n) { edges { node { id } } } } } } }"
+    )
     refused(await gateway.graphql(with_variables, {"n": 100}), "cost limit")
     assert "errors" not in await gateway.graphql(with_variables, {"n": 3})
 
 
 async def test_fragments_spread_exponentially_are_measured_quickly(gateway: Gateway) -> None:
     # F0 spreads F1 twice, F1 spreads F2 twice ...: 2**40 spreads if walked naively.
-    fragments = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}"
-                         for i in range(40))
+    fragments = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(40))
     document = "{ ...F0 } " + fragments + " fragment F40 on Query { categories { totalCount } }"
     body = await gateway.graphql(document)
     assert "errors" not in body, body
@@ -110,22 +123,35 @@ async def test_fragments_spread_exponentially_are_measured_quickly(gateway: Gate
 @pytest.fixture
 async def tight(seeded: SeededDatabase, tmp_path: Path) -> AsyncIterator[Gateway]:
     """A gateway whose limits are set lower than the defaults."""
-    settings = make_settings(seeded.url, tmp_path, graphql_max_depth=3, graphql_max_aliases=1,
-                             graphql_max_tokens=40, graphql_max_cost=10, graphql_max_batch=2)
+    settings = make_settings(
+        seeded.url,
+        tmp_path,
+        graphql_max_depth=3,
+        graphql_max_aliases=1,
+        graphql_max_tokens=40,
+        graphql_max_cost=10,
+        graphql_max_batch=2,
+    )
     async with running_gateway(settings, seeded.backend) as gw:
         yield gw
 
 
 async def test_every_limit_is_a_setting(tight: Gateway) -> None:
     assert "errors" not in await tight.graphql("{ products(first: 2) { edges { node { id } } } }")
-    refused(await tight.graphql("{ products(first: 2) { edges { node { category { id } } } } }"),
-            "depth limit is 3")
-    refused(await tight.graphql("{ a: categories { totalCount } b: categories { totalCount } }"),
-            "alias limit is 1")
-    refused(await tight.graphql("{ products(first: 11) { edges { node { id } } } }"),
-            "cost limit is 10")
-    refused(await tight.graphql("{ " + "categories { totalCount } " * 10 + "}"),
-            "token limit is 40")
+    refused(
+        await tight.graphql("{ products(first: 2) { edges { node { category { id } } } } }"),
+        "depth limit is 3",
+    )
+    refused(
+        await tight.graphql("{ a: categories { totalCount } b: categories { totalCount } }"),
+        "alias limit is 1",
+    )
+    refused(
+        await tight.graphql("{ products(first: 11) { edges { node { id } } } }"), "cost limit is 10"
+    )
+    refused(
+        await tight.graphql("{ " + "categories { totalCount } " * 10 + "}"), "token limit is 40"
+    )
     batch = [{"query": "{ categories { totalCount } }"}] * 3
     response = await post(tight, batch)
     assert response.status_code == 400
@@ -141,12 +167,16 @@ async def test_batches_run_in_order_and_at_most_ten(fresh_gateway: Gateway) -> N
     assert response.status_code == 400
     refused(response.json(), "batch limit is 10")
     # A mutation, then a query that sees what it wrote, then one that fails alone.
-    register = ('mutation { register(input: {email: "batch@example.com", '
-                'password: "batch-password", name: "Bat"}) { email } }')
-    login = ('mutation { login(email: "batch@example.com", password: "batch-password")'
-             ' { tokenType } }')
-    response = await post(gateway, [{"query": register}, {"query": login}, {"query": "{ nope }"},
-                                    {"extensions": {}}])
+    register = (
+        'mutation { register(input: {email: "batch@example.com", '
+        'password: "batch-password", name: "Bat"}) { email } }'
+    )
+    login = (
+        'mutation { login(email: "batch@example.com", password: "batch-password") { tokenType } }'
+    )
+    response = await post(
+        gateway, [{"query": register}, {"query": login}, {"query": "{ nope }"}, {"extensions": {}}]
+    )
     assert response.status_code == 200
     first, second, third, fourth = response.json()
     assert first["data"]["register"]["email"] == "batch@example.com"
@@ -164,8 +194,9 @@ async def test_batching_can_be_turned_off(seeded: SeededDatabase, tmp_path: Path
 
 
 def production(url: str, tmp_path: Path, **overrides: Any) -> Any:
-    return make_settings(url, tmp_path, environment="production", trusted_hosts="testserver",
-                         **overrides)
+    return make_settings(
+        url, tmp_path, environment="production", trusted_hosts="testserver", **overrides
+    )
 
 
 INTROSPECTION = "{ __schema { queryType { name } } }"
@@ -180,8 +211,7 @@ async def test_production_hides_introspection_and_suggestions(
         message = refused(await gateway.graphql(TYPO), "prodcts")
         assert "Did you mean" not in message
         assert "errors" not in await gateway.graphql("{ __typename }")
-    enabled = production(seeded.url, tmp_path, graphql_introspection=True,
-                         graphql_suggestions=True)
+    enabled = production(seeded.url, tmp_path, graphql_introspection=True, graphql_suggestions=True)
     async with running_gateway(enabled, seeded.backend) as gateway:
         body = await gateway.graphql(INTROSPECTION)
         assert body["data"]["__schema"]["queryType"]["name"] == "Query"
@@ -197,31 +227,42 @@ def schema_query() -> str:
     """The full schema query that GraphiQL and gql send on load (graphql-core's own)."""
     from graphql import get_introspection_query
 
-    return get_introspection_query(descriptions=True, specified_by_url=True,
-                                   directive_is_repeatable=True, schema_description=True,
-                                   input_value_deprecation=True)
+    return get_introspection_query(
+        descriptions=True,
+        specified_by_url=True,
+        directive_is_repeatable=True,
+        schema_description=True,
+        input_value_deprecation=True,
+    )
 
 
 async def test_consoles_load_the_schema_whatever_the_limits(
     seeded: SeededDatabase, tmp_path: Path
 ) -> None:
     """Introspection is not counted against depth, aliases or cost where it is allowed."""
-    tight = make_settings(seeded.url, tmp_path, graphql_max_depth=2, graphql_max_aliases=0,
-                          graphql_max_cost=1)
+    tight = make_settings(
+        seeded.url, tmp_path, graphql_max_depth=2, graphql_max_aliases=0, graphql_max_cost=1
+    )
     async with running_gateway(tight, seeded.backend) as gateway:
         body = await gateway.graphql(schema_query())
         assert "errors" not in body, body["errors"]
         names = {t["name"] for t in body["data"]["__schema"]["types"]}
         assert {"Query", "Product", "Mutation", "Subscription"} <= names
         # What is not introspection is still measured in the same document.
-        refused(await gateway.graphql(
-            "{ __schema { queryType { name } } products(first: 1) { edges { node { "
-            "category { name } } } } }"), "depth limit is 2")
+        refused(
+            await gateway.graphql(
+                "{ __schema { queryType { name } } products(first: 1) { edges { node { "
+                "category { name } } } } }"
+            ),
+            "depth limit is 2",
+        )
 
 
 async def test_introspection_cannot_nest_without_bound(gateway: Gateway) -> None:
-    deep = ("{ __schema { types { fields { type { fields { type { fields { type { fields {"
-            " name } } } } } } } } } }")
+    deep = (
+        "{ __schema { types { fields { type { fields { type { fields { type { fields {"
+        " name } } } } } } } } } }"
+    )
     with gateway.count_statements() as counter:
         body = await gateway.graphql(deep)
     assert body.get("data") is None, body

@@ -37,8 +37,11 @@ def test_the_locks_pin_every_declared_dependency_within_its_range() -> None:
         pinned = pins(lock)
         missing = sorted(set(wanted) - set(pinned))
         assert not missing, f"{lock} lacks {missing}: run ./dev lock"
-        outside = sorted(f"{name}=={pinned[name]} ({req.specifier})" for name, req in wanted.items()
-                         if not req.specifier.contains(pinned[name], prereleases=True))
+        outside = sorted(
+            f"{name}=={pinned[name]} ({req.specifier})"
+            for name, req in wanted.items()
+            if not req.specifier.contains(pinned[name], prereleases=True)
+        )
         assert not outside, f"{lock} pins outside pyproject.toml's ranges: {outside}"
     assert "setuptools" in pins("runtime.txt")  # the build backend, for --no-build-isolation
 
@@ -64,9 +67,11 @@ def imported(*folders: str) -> set[str]:
 
 def undeclared(modules: set[str], wanted: dict[str, Requirement]) -> list[str]:
     owners = packages_distributions()
-    return sorted(f"{module} ({', '.join(owners.get(module, ['not installed']))})"
-                  for module in modules
-                  if not {canonicalize_name(d) for d in owners.get(module, [])} & set(wanted))
+    return sorted(
+        f"{module} ({', '.join(owners.get(module, ['not installed']))})"
+        for module in modules
+        if not {canonicalize_name(d) for d in owners.get(module, [])} & set(wanted)
+    )
 
 
 def test_every_package_the_code_imports_is_declared() -> None:

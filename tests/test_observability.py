@@ -72,8 +72,9 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-          **labels: str) -> float:
+def value(
+    metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return metrics.get((name, frozenset(labels.items())), 0.0)
 
 
@@ -85,8 +86,9 @@ async def scrape(gateway: Gateway) -> dict[tuple[str, frozenset[tuple[str, str]]
 
 
 async def test_access_line_per_request_with_route_template(gateway: Gateway, logs: Logs) -> None:
-    response = await gateway.client.get("/api/v1/products/1?q=x",
-                                        headers={"X-Request-ID": "req-abc"})
+    response = await gateway.client.get(
+        "/api/v1/products/1?q=x", headers={"X-Request-ID": "req-abc"}
+    )
     assert response.headers["X-Request-ID"] == "req-abc"
     [line] = logs.events("request")
     assert line["request_id"] == "req-abc"
@@ -104,19 +106,25 @@ async def test_graphql_access_line_names_the_operation(gateway: Gateway, logs: L
     [line] = logs.events("request")
     assert line["route"] == "/graphql"
     assert (line["operation"], line["operation_type"], line["outcome"]) == (
-        "TopThree", "query", "ok")
+        "TopThree",
+        "query",
+        "ok",
+    )
 
 
 async def test_no_secret_reaches_the_logs(gateway: Gateway, logs: Logs) -> None:
-    headers = {"Authorization": f"Bearer {SECRETS[0]}", "X-API-Key": SECRETS[1],
-               "Cookie": f"session={SECRETS[0]}"}
+    headers = {
+        "Authorization": f"Bearer {SECRETS[0]}",
+        "X-API-Key": SECRETS[1],
+        "Cookie": f"session={SECRETS[0]}",
+    }
     login = {"email": "someone@example.com", "password": SECRETS[2]}
-    await gateway.client.post(f"/api/v1/auth/login?token={SECRETS[0]}", json=login,
-                              headers=headers)
+    await gateway.client.post(f"/api/v1/auth/login?token={SECRETS[0]}", json=login, headers=headers)
     await gateway.client.get(f"/api/v1/products?api_key={SECRETS[1]}", headers=headers)
     query = "mutation Login($p: String!) { login(password: $p) { token } }"
-    await gateway.client.post("/graphql", json={"query": query, "variables": {"p": SECRETS[2]}},
-                              headers=headers)
+    await gateway.client.post(
+        "/graphql", json={"query": query, "variables": {"p": SECRETS[2]}}, headers=headers
+    )
     structlog.get_logger("test").info("explicit", password=SECRETS[2], api_key=SECRETS[1])
     assert len(logs.events("request")) == 3
     for secret in SECRETS:
@@ -194,8 +202,11 @@ async def test_metrics_count_rest_and_graphql_requests(gateway: Gateway) -> None
     route = {"method": "GET", "route": "/api/v1/products/{product_id}", "status": str(status)}
     total = "gateway_http_requests_total"
     assert value(after, total, **route) - value(before, total, **route) == 4
-    assert value(after, "gateway_http_request_duration_seconds_count", **route) - value(
-        before, "gateway_http_request_duration_seconds_count", **route) == 4
+    assert (
+        value(after, "gateway_http_request_duration_seconds_count", **route)
+        - value(before, "gateway_http_request_duration_seconds_count", **route)
+        == 4
+    )
     graphql = {"method": "POST", "route": "/graphql", "status": "200"}
     assert value(after, total, **graphql) - value(before, total, **graphql) == 3
     ops = "gateway_graphql_operations_total"
@@ -228,8 +239,14 @@ def test_log_format_auto_is_json_in_production() -> None:
 
 def test_the_access_line_is_the_line_structlog_writes(logs: Logs) -> None:
     """AccessLog writes straight to the JSON stream; the line is structlog's own."""
-    fields = {"method": "GET", "route": "/api/v1/products", "status": 200,
-              "duration_ms": 1.5, "principal": "user:7", "api_key": "gw_secret"}
+    fields = {
+        "method": "GET",
+        "route": "/api/v1/products",
+        "status": 200,
+        "duration_ms": 1.5,
+        "principal": "user:7",
+        "api_key": "gw_secret",
+    }
     tokens = structlog.contextvars.bind_contextvars(request_id="req-1")
     try:
         with json_stream_alone():
@@ -259,7 +276,8 @@ REQUEST_LINES = [
 
 @pytest.mark.parametrize("fields", REQUEST_LINES)
 def test_the_front_doors_access_line_is_the_general_paths_line(
-        logs: Logs, fields: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    logs: Logs, fields: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``AccessLog.request`` writes from a remembered template: the same bytes as
     ``info`` writes for the same fields, the first time and from the template after."""
     from gateway import logging as gateway_logging
@@ -267,8 +285,13 @@ def test_the_front_doors_access_line_is_the_general_paths_line(
 
     monkeypatch.setattr(gateway_logging, "utc_now_iso", lambda: "2026-11-30T03:00:00.123456Z")
     method, route, status, duration, principal, operation = fields
-    general = {"method": method, "route": route, "status": status, "duration_ms": duration,
-               "principal": principal}
+    general = {
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": duration,
+        "principal": principal,
+    }
     if operation is not None:
         general.update(zip(("operation", "operation_type", "outcome"), operation, strict=True))
     access = AccessLog("gateway.access")
@@ -347,8 +370,9 @@ async def test_access_lines_are_written_in_batches_in_order() -> None:
             access.info("request", {"status": status})
         assert (stream.getvalue(), stream.writes) == ("", 0)  # waiting for the timer
         await asyncio.sleep(0.15)
-        assert [json.loads(line)["status"] for line in stream.getvalue().splitlines()] == \
-            list(range(200, 210))
+        assert [json.loads(line)["status"] for line in stream.getvalue().splitlines()] == list(
+            range(200, 210)
+        )
         assert stream.writes == 1
 
         access.info("request", {"status": 301})
@@ -375,8 +399,9 @@ async def test_gateway_access_lines_arrive_within_the_flush_interval(
                 assert (await gateway.client.get("/api/v1/categories")).status_code == 200
             await asyncio.sleep(0.15)
         lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-        assert [line["route"] for line in lines if line["event"] == "request"] == \
-            ["/api/v1/categories"] * 3
+        assert [line["route"] for line in lines if line["event"] == "request"] == [
+            "/api/v1/categories"
+        ] * 3
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
@@ -415,8 +440,9 @@ async def test_metrics_are_written_at_the_end_of_the_loop_turn() -> None:
     await asyncio.sleep(0)
     assert _sample(registry, "gateway_http_requests_total", **labels) == 2
     assert _sample(registry, "gateway_http_request_duration_seconds_count", **labels) == 2
-    assert _sample(registry, "gateway_http_request_duration_seconds_sum", **labels) == \
-        pytest.approx(0.22)
+    assert _sample(
+        registry, "gateway_http_request_duration_seconds_sum", **labels
+    ) == pytest.approx(0.22)
     assert _sample(registry, "gateway_db_statements_total") == 3
     assert _sample(registry, "gateway_http_requests_in_flight") == 1
     metrics.request_finished()
@@ -435,13 +461,26 @@ def test_metrics_recorded_outside_a_loop_are_written_at_once() -> None:
     registry = metrics.registry
     assert _sample(registry, "gateway_http_requests_in_flight") == 1
     assert _sample(registry, "gateway_db_statements_total") == 1
-    assert _sample(registry, "gateway_graphql_operations_total",
-                   operation="Cheap", type="query", outcome="ok") == 1
+    assert (
+        _sample(
+            registry,
+            "gateway_graphql_operations_total",
+            operation="Cheap",
+            type="query",
+            outcome="ok",
+        )
+        == 1
+    )
 
 
-@pytest.mark.parametrize("values", [
-    [0.001], [0.005, 0.0050001, 0.01, 7.0, 11.0, 0.0], [0.3] * 5 + [0.02, 2.5, 10.0],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.001],
+        [0.005, 0.0050001, 0.01, 7.0, 11.0, 0.0],
+        [0.3] * 5 + [0.02, 2.5, 10.0],
+    ],
+)
 def test_a_turns_observations_land_in_the_buckets_observe_would_use(
     values: list[float],
 ) -> None:
@@ -457,8 +496,11 @@ def test_a_turns_observations_land_in_the_buckets_observe_would_use(
     observe_all(by_batch, values)
 
     def shown(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
-        return [(s.name, s.labels, round(s.value, 9)) for s in list(registry.collect())[0].samples
-                if not s.name.endswith("_created")]
+        return [
+            (s.name, s.labels, round(s.value, 9))
+            for s in list(registry.collect())[0].samples
+            if not s.name.endswith("_created")
+        ]
 
     assert shown(batch) == shown(one)
 
@@ -467,11 +509,18 @@ def test_the_front_doors_headers_for_a_repeated_tuple_are_its_first_answers() ->
     from gateway.front import FrontHeaders, front_headers
 
     front = FrontHeaders(size=2)
-    json_answer = ((b"content-type", b"application/json"), (b"etag", b'"1"'),
-                   (b"x-request-id", b"from-the-app"))
+    json_answer = (
+        (b"content-type", b"application/json"),
+        (b"etag", b'"1"'),
+        (b"x-request-id", b"from-the-app"),
+    )
     page = ((b"content-type", b"text/html; charset=utf-8"),)
-    for headers, path in ((json_answer, "/api/v1/products/1"), (list(json_answer), "/x"),
-                          (page, "/graphql"), (page, "/docs")):
+    for headers, path in (
+        (json_answer, "/api/v1/products/1"),
+        (list(json_answer), "/x"),
+        (page, "/graphql"),
+        (page, "/docs"),
+    ):
         want = [*front_headers(headers, path)[0], (b"x-request-id", b"r-1")]
         assert front(headers, path, b"r-1") == want
         again = front(headers, path, b"r-2")  # the same headers, another request

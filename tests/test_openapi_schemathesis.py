@@ -33,8 +33,14 @@ RUN_TIMEOUT = 900
 
 
 def _gateway_command(args: list[str], env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "gateway.cli", *args], check=True, cwd=ROOT,
-                   env={**os.environ, **env}, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +54,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         return databases, await databases.create()
 
     databases, url = asyncio.run(database())
-    env = {"DATABASE_URL": url, "REDIS_URL": REDIS_URL,
-           "JWT_SECRET": "schemathesis-" + "x" * 40,
-           "ACCESS_TOKEN_TTL": "3600"}  # outlives the run
+    env = {
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,
+        "JWT_SECRET": "schemathesis-" + "x" * 40,
+        "ACCESS_TOKEN_TTL": "3600",
+    }  # outlives the run
     try:
         _gateway_command(["migrate"], env)
         _gateway_command(["seed", "--scale", "60", "--demo"], env)
@@ -61,20 +70,31 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _token(served: Served, email: str) -> str:
-    response = httpx.post(f"{served.url}/api/v1/auth/token",
-                          data={"username": email, "password": "demo-password"})
+    response = httpx.post(
+        f"{served.url}/api/v1/auth/token", data={"username": email, "password": "demo-password"}
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
 
 def schemathesis(location: str, *args: str, tmp_path: Path) -> None:
     """``st run location args``; fails the test with schemathesis' report unless clean."""
-    command = [str(ST), "run", location, "--generation-deterministic", "--no-color",
-               "--report", "junit", "--report-dir", str(tmp_path), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=RUN_TIMEOUT)
+    command = [
+        str(ST),
+        "run",
+        location,
+        "--generation-deterministic",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+        *args,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"}
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
     assert result.returncode == 0, result.stdout[-20_000:] + result.stderr[-5_000:]
 
 
@@ -85,16 +105,38 @@ REST_CHECKS = ["--checks", "all", "--exclude-checks", "positive_data_acceptance"
 
 def test_rest_as_staff_is_what_the_document_says(live: Served, tmp_path: Path) -> None:
     token = _token(live, "staff@example.com")
-    schemathesis(f"{live.url}/openapi.json", *REST_CHECKS, "-n", "3",
-                 "-H", f"Authorization: Bearer {token}", tmp_path=tmp_path)
+    schemathesis(
+        f"{live.url}/openapi.json",
+        *REST_CHECKS,
+        "-n",
+        "3",
+        "-H",
+        f"Authorization: Bearer {token}",
+        tmp_path=tmp_path,
+    )
 
 
 def test_rest_anonymously_is_what_the_document_says(live: Served, tmp_path: Path) -> None:
-    schemathesis(f"{live.url}/openapi.json", *REST_CHECKS, "-n", "3",
-                 "--phases", "examples,fuzzing", tmp_path=tmp_path)
+    schemathesis(
+        f"{live.url}/openapi.json",
+        *REST_CHECKS,
+        "-n",
+        "3",
+        "--phases",
+        "examples,fuzzing",
+        tmp_path=tmp_path,
+    )
 
 
 def test_graphql_never_answers_5xx(live: Served, tmp_path: Path) -> None:
     token = _token(live, "staff@example.com")
-    schemathesis(f"{live.url}/graphql", "--checks", "graphql_never_internal", "-n", "5",
-                 "-H", f"Authorization: Bearer {token}", tmp_path=tmp_path)
+    schemathesis(
+        f"{live.url}/graphql",
+        "--checks",
+        "graphql_never_internal",
+        "-n",
+        "5",
+        "-H",
+        f"Authorization: Bearer {token}",
+        tmp_path=tmp_path,
+    )

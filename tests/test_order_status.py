@@ -12,51 +12,73 @@ from tests.orderkit import CANCEL, SET_STATUS, Recorder, db_of, new_product, pla
 from tests.principals import World
 
 INTERFACES = ("rest_v1", "rest_v2", "graphql")
-GQL_STATUS = {"CONFLICT": 409, "BAD_USER_INPUT": 422, "FORBIDDEN": 403, "NOT_FOUND": 404,
-              "UNAUTHENTICATED": 401}
-ALLOWED = {("pending", "paid"), ("paid", "shipped"), ("shipped", "delivered"),
-           ("pending", "cancelled"), ("paid", "cancelled")}
+GQL_STATUS = {
+    "CONFLICT": 409,
+    "BAD_USER_INPUT": 422,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "UNAUTHENTICATED": 401,
+}
+ALLOWED = {
+    ("pending", "paid"),
+    ("paid", "shipped"),
+    ("shipped", "delivered"),
+    ("pending", "cancelled"),
+    ("paid", "cancelled"),
+}
 STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled")
-PATHS = {"pending": [], "paid": ["paid"], "shipped": ["paid", "shipped"],
-         "delivered": ["paid", "shipped", "delivered"], "cancelled": ["cancelled"]}
+PATHS = {
+    "pending": [],
+    "paid": ["paid"],
+    "shipped": ["paid", "shipped"],
+    "delivered": ["paid", "shipped", "delivered"],
+    "cancelled": ["cancelled"],
+}
 
 
-async def new_order(world: World, principal: str = "customer", quantity: int = 2,
-                    stock: int = 10) -> tuple[int, int]:
+async def new_order(
+    world: World, principal: str = "customer", quantity: int = 2, stock: int = 10
+) -> tuple[int, int]:
     product = await new_product(world, stock=stock)
-    status, body = await place(world, "rest_v1", principal,
-                               [{"product_id": product, "quantity": quantity}])
+    status, body = await place(
+        world, "rest_v1", principal, [{"product_id": product, "quantity": quantity}]
+    )
     assert status == 201, body
     return body["id"], product
 
 
-async def set_status(world: World, interface: str, principal: str, order_id: int,
-                     status: str) -> tuple[int, Any]:
+async def set_status(
+    world: World, interface: str, principal: str, order_id: int, status: str
+) -> tuple[int, Any]:
     headers = world.headers[principal]
     if interface == "graphql":
         body = await world.gateway.graphql(
-            SET_STATUS, {"id": to_global_id("Order", order_id), "status": status},
-            headers=headers)
+            SET_STATUS, {"id": to_global_id("Order", order_id), "status": status}, headers=headers
+        )
         if body.get("errors"):
             return GQL_STATUS[body["errors"][0]["extensions"]["code"]], body["errors"][0]
         return 200, body["data"]["updateOrderStatus"]
     response = await world.gateway.client.patch(
-        f"/api/{interface.removeprefix('rest_')}/orders/{order_id}", json={"status": status},
-        headers=headers)
+        f"/api/{interface.removeprefix('rest_')}/orders/{order_id}",
+        json={"status": status},
+        headers=headers,
+    )
     return response.status_code, response.json()
 
 
 async def cancel(world: World, interface: str, principal: str, order_id: int) -> int:
     headers = world.headers[principal]
     if interface == "graphql":
-        body = await world.gateway.graphql(CANCEL, {"id": to_global_id("Order", order_id)},
-                                           headers=headers)
+        body = await world.gateway.graphql(
+            CANCEL, {"id": to_global_id("Order", order_id)}, headers=headers
+        )
         if body.get("errors"):
             return GQL_STATUS[body["errors"][0]["extensions"]["code"]]
         assert body["data"]["cancelOrder"]["status"] == "cancelled"
         return 200
     response = await world.gateway.client.post(
-        f"/api/{interface.removeprefix('rest_')}/orders/{order_id}/cancel", headers=headers)
+        f"/api/{interface.removeprefix('rest_')}/orders/{order_id}/cancel", headers=headers
+    )
     return response.status_code
 
 
@@ -105,34 +127,40 @@ async def test_concurrent_cancels_restock_once(world: World, interface: str) -> 
     order_id, product = await new_order(world, quantity=3, stock=5)
     assert await stock_of(world, product) == 2
     recorder = Recorder(db_of(world))
-    statuses = await asyncio.gather(*(cancel(world, interface, "customer", order_id)
-                                      for _ in range(5)))
+    statuses = await asyncio.gather(
+        *(cancel(world, interface, "customer", order_id) for _ in range(5))
+    )
     assert sorted(statuses) == [200] + [409] * 4
     assert await stock_of(world, product) == 5
     assert [(e.previous_status, e.status) for e in recorder.events(order_id)] == [
-        ("pending", "cancelled")]
+        ("pending", "cancelled")
+    ]
     # 2 back to 5: only what stock readers see changed (inStock stayed true).
     assert recorder.tags() == {"stock", f"stock:{product}"}
 
 
-async def test_placing_an_order_costs_the_same_statements_for_1_or_10_lines(
-    world: World
-) -> None:
+async def test_placing_an_order_costs_the_same_statements_for_1_or_10_lines(world: World) -> None:
     products = [await new_product(world, stock=50) for _ in range(10)]
     counts = []
     for n in (1, 10):
         with world.gateway.count_statements() as counter:
-            status, _ = await place(world, "rest_v1", "customer",
-                                    [{"product_id": p, "quantity": 1} for p in products[:n]])
+            status, _ = await place(
+                world,
+                "rest_v1",
+                "customer",
+                [{"product_id": p, "quantity": 1} for p in products[:n]],
+            )
         assert status == 201
         counts.append(counter.count)
     assert counts[0] == counts[1], counts
     with world.gateway.count_statements() as counter:
-        status, _ = await place(world, "graphql", "customer",
-                                [{"product_id": p, "quantity": 1} for p in products])
+        status, _ = await place(
+            world, "graphql", "customer", [{"product_id": p, "quantity": 1} for p in products]
+        )
     assert status == 201
     graphql_10 = counter.count
     with world.gateway.count_statements() as counter:
-        status, _ = await place(world, "graphql", "customer",
-                                [{"product_id": products[0], "quantity": 1}])
+        status, _ = await place(
+            world, "graphql", "customer", [{"product_id": products[0], "quantity": 1}]
+        )
     assert counter.count == graphql_10

@@ -55,16 +55,23 @@ def assert_unavailable(response: httpx.Response, graphql: bool = False) -> None:
         assert body["request_id"] == response.headers["X-Request-ID"]
 
 
-async def _every_interface(client: httpx.AsyncClient,
-                           headers: dict[str, str] | None = None) -> list[httpx.Response]:
-    return [await client.get("/api/v1/products", headers=headers),
-            await client.get("/api/v2/products/1", headers=headers),
-            await client.post("/graphql", json={"query": PRODUCTS}, headers=headers)]
+async def _every_interface(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None
+) -> list[httpx.Response]:
+    return [
+        await client.get("/api/v1/products", headers=headers),
+        await client.get("/api/v2/products/1", headers=headers),
+        await client.post("/graphql", json={"query": PRODUCTS}, headers=headers),
+    ]
 
 
 def outage_events(logs: list[dict[str, Any]]) -> list[str]:
-    names = ("database_unavailable", "database_available", "unhandled_exception",
-             "graphql_unexpected_error")
+    names = (
+        "database_unavailable",
+        "database_available",
+        "unhandled_exception",
+        "graphql_unexpected_error",
+    )
     return [entry["event"] for entry in logs if entry["event"] in names]
 
 
@@ -75,8 +82,9 @@ async def test_a_sqlite_file_out_of_reach_is_503_and_back_without_a_restart(
     home.mkdir()
     await _seed(f"sqlite+aiosqlite:///{home / 'db.sqlite3'}")
     DATABASE.recovered()  # whatever an earlier test left
-    settings = make_settings(f"sqlite+aiosqlite:///{away / 'db.sqlite3'}", tmp_path,
-                             cache_enabled=False)
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{away / 'db.sqlite3'}", tmp_path, cache_enabled=False
+    )
     with capture_logs() as logs:
         async with running_gateway(settings, "sqlite") as gw:
             for _ in range(3):
@@ -113,25 +121,39 @@ async def test_postgres_refusing_connections_is_503_for_reads_and_writes_then_re
     try:
         with capture_logs() as logs:
             async with running_gateway(settings, "postgresql") as gw:
-                token = (await gw.client.post("/api/v1/auth/token", data={
-                    "username": "customer@example.com", "password": DEMO_PASSWORD,
-                })).json()["access_token"]
+                token = (
+                    await gw.client.post(
+                        "/api/v1/auth/token",
+                        data={
+                            "username": "customer@example.com",
+                            "password": DEMO_PASSWORD,
+                        },
+                    )
+                ).json()["access_token"]
                 bearer = {"Authorization": f"Bearer {token}"}
                 assert (await gw.client.get("/api/v1/products")).status_code == 200
                 await admin_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                await admin_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+                await admin_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                )
                 for _ in range(3):
                     rest_v1, rest_v2, graphql = await _every_interface(gw.client)
                     assert_unavailable(rest_v1)
                     assert_unavailable(rest_v2)
                     assert_unavailable(graphql, graphql=True)
                 order = {"items": [{"product_id": 1, "quantity": 1}]}
-                assert_unavailable(await gw.client.post("/api/v1/orders", json=order,
-                                                        headers=bearer))
-                placed = await gw.client.post("/graphql", headers=bearer, json={
-                    "query": "mutation { placeOrder(input: {items: [{productId: 1, "
-                             "quantity: 1}]}) { id } }"})
+                assert_unavailable(
+                    await gw.client.post("/api/v1/orders", json=order, headers=bearer)
+                )
+                placed = await gw.client.post(
+                    "/graphql",
+                    headers=bearer,
+                    json={
+                        "query": "mutation { placeOrder(input: {items: [{productId: 1, "
+                        "quantity: 1}]}) { id } }"
+                    },
+                )
                 assert_unavailable(placed, graphql=True)
                 await admin_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
                 assert (await gw.client.get("/api/v1/products")).status_code == 200
@@ -150,10 +172,12 @@ def test_what_counts_as_an_outage() -> None:
 
     assert is_outage(ConnectionRefusedError(111, "refused"), transport=True)
     assert not is_outage(ConnectionRefusedError(111, "refused"))  # not known to be the db's
-    assert is_outage(sa.OperationalError("x", {}, sqlite3.OperationalError(
-        "unable to open database file")))
-    assert not is_outage(sa.OperationalError("x", {}, sqlite3.OperationalError(
-        "no such table: products")))
+    assert is_outage(
+        sa.OperationalError("x", {}, sqlite3.OperationalError("unable to open database file"))
+    )
+    assert not is_outage(
+        sa.OperationalError("x", {}, sqlite3.OperationalError("no such table: products"))
+    )
     assert not is_outage(sa.IntegrityError("x", {}, Exception("duplicate key")))
     assert not is_outage(ValueError("a bug"))
 

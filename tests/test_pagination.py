@@ -36,9 +36,13 @@ def raw_cursor(*payload: Any) -> str:
 
 # -- unit: encode / decode --------------------------------------------------------------
 
+
 def test_cursor_round_trips_every_sort() -> None:
-    values = {"created_at": datetime(2026, 1, 2, 3, 4, 5, 678000), "price": 1999,
-              "name": "Eco Mug 7 ü"}
+    values = {
+        "created_at": datetime(2026, 1, 2, 3, 4, 5, 678000),
+        "price": 1999,
+        "name": "Eco Mug 7 ü",
+    }
     for name, sort in PRODUCT_SORTS.items():
         key = (values[name.lstrip("-")], 42)
         cursor = encode_cursor("products", sort, key)
@@ -47,8 +51,12 @@ def test_cursor_round_trips_every_sort() -> None:
 
 
 BAD_PRICE_CURSORS = {
-    "empty": "", "not_base64": "!!!", "not_json": "bm90IGpzb24",
-    "binary": b64(b"\xff\xfe\x00"), "empty_list": raw_cursor(), "number": b64(b"123"),
+    "empty": "",
+    "not_base64": "!!!",
+    "not_json": "bm90IGpzb24",
+    "binary": b64(b"\xff\xfe\x00"),
+    "empty_list": raw_cursor(),
+    "number": b64(b"123"),
     "string": b64(b'"abc"'),
     "other_scope": raw_cursor("reviews", "price", [1999, 42]),
     "other_sort": raw_cursor("products", "-price", [1999, 42]),
@@ -73,12 +81,21 @@ def test_decode_rejects(cursor: str) -> None:
     assert [e.loc for e in caught.value.errors] == [("cursor",)]
 
 
-@pytest.mark.parametrize(("sort", "value"), [
-    ("created_at", "yesterday"), ("created_at", 5), ("created_at", "2026-01-01\x00"),
-    ("created_at", "2026-01-01T00\x00"), ("created_at", "20260101"),
-    ("created_at", "2026-01-01T00:00:00+05:00"),
-    ("name", 5), ("name", "Eco\x00"), ("name", "\ud800"), ("name", None),
-])
+@pytest.mark.parametrize(
+    ("sort", "value"),
+    [
+        ("created_at", "yesterday"),
+        ("created_at", 5),
+        ("created_at", "2026-01-01\x00"),
+        ("created_at", "2026-01-01T00\x00"),
+        ("created_at", "20260101"),
+        ("created_at", "2026-01-01T00:00:00+05:00"),
+        ("name", 5),
+        ("name", "Eco\x00"),
+        ("name", "\ud800"),
+        ("name", None),
+    ],
+)
 def test_decode_rejects_bad_values_of_each_type(sort: str, value: Any) -> None:
     with pytest.raises(Invalid):
         decode_cursor("products", PRODUCT_SORTS[sort], raw_cursor("products", sort, [value, 1]))
@@ -114,8 +131,8 @@ def test_scopes_and_sorts_do_not_mix() -> None:
 
 # -- whole walks -------------------------------------------------------------------------
 
-async def walk_rest(gateway: Gateway, sort: str, *, via_link: bool, size: int = PAGE
-                    ) -> list[int]:
+
+async def walk_rest(gateway: Gateway, sort: str, *, via_link: bool, size: int = PAGE) -> list[int]:
     seen: list[int] = []
     url: str | None = f"/api/v1/products?sort={sort}&limit={size}"
     while url is not None:
@@ -161,8 +178,7 @@ async def graphql_page(gateway: Gateway, sort: str, **window: Any) -> dict[str, 
     edges = connection["edges"]
     info = connection["pageInfo"]
     if edges:
-        assert (info["startCursor"], info["endCursor"]) == (edges[0]["cursor"],
-                                                          edges[-1]["cursor"])
+        assert (info["startCursor"], info["endCursor"]) == (edges[0]["cursor"], edges[-1]["cursor"])
     return connection
 
 
@@ -220,8 +236,9 @@ async def test_a_full_last_page_has_no_next_cursor(gateway: Gateway) -> None:
 async def test_link_header_keeps_the_filters(gateway: Gateway) -> None:
     catalog = await load_catalog(gateway)
     filters = {"category": catalog.categories[0].slug, "in_stock": "true", "max_price": 40_000}
-    expected = catalog.active_ids("-price", category=filters["category"], in_stock=True,
-                                  max_price=40_000)
+    expected = catalog.active_ids(
+        "-price", category=filters["category"], in_stock=True, max_price=40_000
+    )
     assert len(expected) > 4
     seen: list[int] = []
     url: str | None = "/api/v2/products"
@@ -246,19 +263,35 @@ async def test_edge_cursors_resume_after_their_own_row(gateway: Gateway) -> None
 
 # -- inserts while paging ------------------------------------------------------------------
 
+
 async def insert_products(gateway: Gateway, batch: int) -> None:
     """Rows that sort first, last and in the middle of every order."""
     async with gateway.app.state.db.write() as session:
         category_id = await session.scalar(select(Category.id).limit(1))
-        session.add_all([
-            Product(sku=f"NEW-{batch}-{tag}", name=name, description="", price_cents=price,
-                    stock=5, category_id=category_id, created_at=created, updated_at=created)
-            for tag, name, price, created in (
-                ("first", f"AAA {batch}", 0, datetime(2025, 1, 1) - timedelta(days=batch)),
-                ("last", f"zzz {batch}", 10**6 + batch, datetime(2027, 1, 1) + timedelta(batch)),
-                ("mid", f"Mid {batch}", 25_000, datetime(2026, 1, 2, 0, 0, batch)),
-            )
-        ])
+        session.add_all(
+            [
+                Product(
+                    sku=f"NEW-{batch}-{tag}",
+                    name=name,
+                    description="",
+                    price_cents=price,
+                    stock=5,
+                    category_id=category_id,
+                    created_at=created,
+                    updated_at=created,
+                )
+                for tag, name, price, created in (
+                    ("first", f"AAA {batch}", 0, datetime(2025, 1, 1) - timedelta(days=batch)),
+                    (
+                        "last",
+                        f"zzz {batch}",
+                        10**6 + batch,
+                        datetime(2027, 1, 1) + timedelta(batch),
+                    ),
+                    ("mid", f"Mid {batch}", 25_000, datetime(2026, 1, 2, 0, 0, batch)),
+                )
+            ]
+        )
 
 
 @pytest.mark.parametrize("interface", ["rest", "graphql"])
@@ -291,16 +324,19 @@ async def test_inserts_while_paging_never_repeat_or_skip(
 
 # -- tampered cursors ----------------------------------------------------------------------
 
+
 async def foreign_cursors(gateway: Gateway) -> dict[str, str]:
     """Real cursors of other lists and sorts."""
     catalog = await load_catalog(gateway)
     product_id = max(catalog.active_ids(), key=lambda i: len(catalog.reviews_of(i)))
-    reviews = (await gateway.client.get(f"/api/v1/products/{product_id}/reviews?limit=1"))
+    reviews = await gateway.client.get(f"/api/v1/products/{product_id}/reviews?limit=1")
     categories = await gateway.client.get("/api/v1/categories?limit=1")
     by_price = await gateway.client.get("/api/v1/products?limit=1&sort=price")
-    return {"reviews": reviews.json()["next_cursor"],
-            "categories": categories.json()["next_cursor"],
-            "other_sort": by_price.json()["next_cursor"]}
+    return {
+        "reviews": reviews.json()["next_cursor"],
+        "categories": categories.json()["next_cursor"],
+        "other_sort": by_price.json()["next_cursor"],
+    }
 
 
 TAMPERED = {  # name: (the sort it is used with, the cursor)
@@ -310,13 +346,19 @@ TAMPERED = {  # name: (the sort it is used with, the cursor)
     "wrong_types": ("-created_at", raw_cursor("products", "-created_at", [123, "x"])),
     "not_a_date": ("-created_at", raw_cursor("products", "-created_at", ["tomorrow", 1])),
     "wrong_arity": ("-created_at", raw_cursor("products", "-created_at", ["2026-01-01T00:00:00"])),
-    "huge_id": ("-created_at", raw_cursor("products", "-created_at",
-                                          ["2026-01-01T00:00:00", 10**30])),
+    "huge_id": (
+        "-created_at",
+        raw_cursor("products", "-created_at", ["2026-01-01T00:00:00", 10**30]),
+    ),
     "huge_price": ("price", raw_cursor("products", "price", [2**31, 1])),
-    "nul_in_date": ("-created_at", raw_cursor("products", "-created_at",
-                                              ["2026-01-01T00\u0000", 1])),
-    "time_zone": ("created_at", raw_cursor("products", "created_at",
-                                           ["2026-01-01T00:00:00+05:00", 1])),
+    "nul_in_date": (
+        "-created_at",
+        raw_cursor("products", "-created_at", ["2026-01-01T00\u0000", 1]),
+    ),
+    "time_zone": (
+        "created_at",
+        raw_cursor("products", "created_at", ["2026-01-01T00:00:00+05:00", 1]),
+    ),
     "nul_in_name": ("name", raw_cursor("products", "name", ["Eco\u0000", 1])),
     "lone_surrogate": ("-name", b64(b'["products","-name",["\\ud800",1]]')),
 }
@@ -326,8 +368,9 @@ TAMPERED = {  # name: (the sort it is used with, the cursor)
 async def test_tampered_cursor_is_bad_user_input(gateway: Gateway, name: str) -> None:
     sort, cursor = TAMPERED.get(name) or ("-created_at", (await foreign_cursors(gateway))[name])
     for version in ("v1", "v2"):
-        response = await gateway.client.get(f"/api/{version}/products",
-                                            params={"sort": sort, "cursor": cursor})
+        response = await gateway.client.get(
+            f"/api/{version}/products", params={"sort": sort, "cursor": cursor}
+        )
         assert response.status_code == 400, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "BAD_USER_INPUT"
@@ -342,17 +385,22 @@ async def test_tampered_nested_and_review_cursors(gateway: Gateway, name: str) -
     _, cursor = TAMPERED[name]
     catalog = await load_catalog(gateway)
     product_id = catalog.active_ids()[0]
-    response = await gateway.client.get(f"/api/v2/products/{product_id}/reviews",
-                                        params={"cursor": cursor})
+    response = await gateway.client.get(
+        f"/api/v2/products/{product_id}/reviews", params={"cursor": cursor}
+    )
     assert (response.status_code, response.json()["code"]) == (400, "BAD_USER_INPUT")
     response = await gateway.client.get("/api/v1/categories", params={"cursor": cursor})
     assert (response.status_code, response.json()["code"]) == (400, "BAD_USER_INPUT")
     body = await gateway.graphql(
         """query($c: String) { categories(first: 2) { edges { node {
-             products(first: 2, after: $c) { edges { node { id } } } } } } }""", {"c": cursor})
+             products(first: 2, after: $c) { edges { node { id } } } } } } }""",
+        {"c": cursor},
+    )
     codes = {e["extensions"]["code"] for e in body["errors"]}
     assert codes == {"BAD_USER_INPUT"}
     body = await gateway.graphql(
         """query($c: String) { products(first: 2) { edges { node {
-             reviews(first: 2, after: $c) { edges { node { id } } } } } } }""", {"c": cursor})
+             reviews(first: 2, after: $c) { edges { node { id } } } } } } }""",
+        {"c": cursor},
+    )
     assert {e["extensions"]["code"] for e in body["errors"]} == {"BAD_USER_INPUT"}

@@ -27,8 +27,7 @@ HASH = sha256_of(QUERY)
 
 
 def apq(digest: str = HASH, query: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"extensions": {"persistedQuery": {"version": 1,
-                                                              "sha256Hash": digest}}}
+    body: dict[str, Any] = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}}
     if query is not None:
         body["query"] = query
     return body
@@ -48,8 +47,9 @@ async def get(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     params = {"extensions": json.dumps(payload["extensions"])}
     if "query" in payload:
         params["query"] = payload["query"]
-    response = await gateway.client.get("/graphql", params=params,
-                                        headers={"accept": "application/json"})
+    response = await gateway.client.get(
+        "/graphql", params=params, headers={"accept": "application/json"}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -76,8 +76,9 @@ async def test_automatic_persisted_queries_in_process(gateway: Gateway) -> None:
 async def test_persisted_mutations_do_not_run_over_get(gateway: Gateway) -> None:
     mutation = 'mutation { logout(input: {refreshToken: "x"}) }'
     await run(gateway, apq(sha256_of(mutation), mutation))
-    response = await gateway.client.get("/graphql", params={
-        "extensions": json.dumps(apq(sha256_of(mutation))["extensions"])})
+    response = await gateway.client.get(
+        "/graphql", params={"extensions": json.dumps(apq(sha256_of(mutation))["extensions"])}
+    )
     assert response.status_code == 405
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
@@ -105,10 +106,13 @@ async def redis_prefix() -> AsyncIterator[str]:
 async def test_automatic_persisted_queries_are_shared_through_redis(
     seeded: SeededDatabase, tmp_path: Path, redis_prefix: str
 ) -> None:
-    settings = make_settings(seeded.url, tmp_path, redis_url=REDIS_URL,
-                             graphql_apq_redis_prefix=redis_prefix)
-    async with running_gateway(settings, seeded.backend) as first, \
-            running_gateway(settings, seeded.backend) as second:
+    settings = make_settings(
+        seeded.url, tmp_path, redis_url=REDIS_URL, graphql_apq_redis_prefix=redis_prefix
+    )
+    async with (
+        running_gateway(settings, seeded.backend) as first,
+        running_gateway(settings, seeded.backend) as second,
+    ):
         await check_protocol(first, second)
     client = aioredis.from_url(REDIS_URL)
     try:
@@ -128,8 +132,9 @@ async def test_allowlist_mode_runs_only_listed_documents(
     assert "1 operations" in capsys.readouterr().out
     assert json.loads(manifest.read_text())["operations"][0]["id"] == HASH
 
-    settings = make_settings(seeded.url, tmp_path, graphql_allowlist=manifest,
-                             graphql_allowlist_only=True)
+    settings = make_settings(
+        seeded.url, tmp_path, graphql_allowlist=manifest, graphql_allowlist_only=True
+    )
     async with running_gateway(settings, seeded.backend) as gateway:
         by_hash = await run(gateway, apq())
         assert isinstance(by_hash["data"]["categories"]["totalCount"], int)
@@ -137,11 +142,12 @@ async def test_allowlist_mode_runs_only_listed_documents(
         assert (await run(gateway, {"query": QUERY}))["data"] == by_hash["data"]
         other = "{ products(first: 1) { totalCount } }"
         assert code_of(await run(gateway, {"query": other})) == "QUERY_NOT_IN_SAFELIST"
-        assert code_of(await run(gateway, apq(sha256_of(other)))) == \
-            "PERSISTED_QUERY_NOT_IN_LIST"
+        assert code_of(await run(gateway, apq(sha256_of(other)))) == "PERSISTED_QUERY_NOT_IN_LIST"
         # Nothing can be registered in allow-list mode.
-        assert code_of(await run(gateway, apq(sha256_of(other), other))) == \
-            "PERSISTED_QUERY_NOT_IN_LIST"
+        assert (
+            code_of(await run(gateway, apq(sha256_of(other), other)))
+            == "PERSISTED_QUERY_NOT_IN_LIST"
+        )
         assert code_of(await run(gateway, {"query": other})) == "QUERY_NOT_IN_SAFELIST"
 
 

@@ -20,14 +20,17 @@ from tests.conftest import POSTGRES_URL, require_postgres
 async def small_pool(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
     await require_postgres()
     size, overflow, timeout = getattr(request, "param", (1, 1, 5.0))
-    engine = make_engine(POSTGRES_URL, PoolSettings(size=size, max_overflow=overflow,
-                                                   timeout=timeout, pre_ping=False))
+    engine = make_engine(
+        POSTGRES_URL,
+        PoolSettings(size=size, max_overflow=overflow, timeout=timeout, pre_ping=False),
+    )
     yield engine
     await engine.dispose()
 
 
-async def _use(engine: AsyncEngine, name: str, arrived: list[str], served: list[str],
-               hold: float) -> None:
+async def _use(
+    engine: AsyncEngine, name: str, arrived: list[str], served: list[str], hold: float
+) -> None:
     arrived.append(name)
     async with engine.connect() as connection:
         served.append(name)
@@ -119,8 +122,9 @@ async def test_a_connection_used_moments_ago_is_not_pinged_again(
     engine = _engine(size=2, max_overflow=0, ping_after_idle=60.0)
     pings = []
     real_ping = engine.dialect.do_ping
-    monkeypatch.setattr(engine.dialect, "do_ping",
-                        lambda connection: pings.append(1) or real_ping(connection))
+    monkeypatch.setattr(
+        engine.dialect, "do_ping", lambda connection: pings.append(1) or real_ping(connection)
+    )
     try:
         pids = {await _backend_pid(engine) for _ in range(20)}
         assert len(pids) == 1  # one connection, reused
@@ -150,19 +154,28 @@ async def test_read_value_is_one_statement_on_a_pooled_connection_and_counted() 
     await require_postgres()
     db = Database(_engine(size=1, max_overflow=0, ping_after_idle=60.0))
     heard: list[str] = []
-    event.listen(db.engine.sync_engine, "before_cursor_execute",
-                 lambda _c, _cur, statement, *_: heard.append(statement))
+    event.listen(
+        db.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: heard.append(statement),
+    )
     try:
         pid = await _backend_pid(db.engine)
         assert await db.read_value("SELECT pg_backend_pid()", ()) == pid  # the pooled one
         assert await db.read_value("SELECT $1::int + $2::int", (2, 3)) == 5
         assert await db.read_value("SELECT 1 WHERE false", ()) is None
-        assert heard[-3:] == ["SELECT pg_backend_pid()", "SELECT $1::int + $2::int",
-                              "SELECT 1 WHERE false"]
+        assert heard[-3:] == [
+            "SELECT pg_backend_pid()",
+            "SELECT $1::int + $2::int",
+            "SELECT 1 WHERE false",
+        ]
         # No transaction was left open on the connection: the pool has it back, idle.
         async with db.engine.connect() as connection:
-            state = (await connection.exec_driver_sql(
-                f"SELECT state FROM pg_stat_activity WHERE pid = {pid}")).scalar_one()
+            state = (
+                await connection.exec_driver_sql(
+                    f"SELECT state FROM pg_stat_activity WHERE pid = {pid}"
+                )
+            ).scalar_one()
             assert state == "active"  # this very statement, on the same connection
     finally:
         await db.engine.dispose()
@@ -197,13 +210,15 @@ async def test_read_value_leases_pooled_connections_within_the_same_slots() -> N
     checkouts: list[int] = []
     event.listen(db.engine.sync_engine.pool, "checkout", lambda *_: checkouts.append(1))
     try:
-        pids = await asyncio.gather(*(db.read_value("SELECT pg_backend_pid()", ())
-                                      for _ in range(40)))
+        pids = await asyncio.gather(
+            *(db.read_value("SELECT pg_backend_pid()", ()) for _ in range(40))
+        )
         assert len(set(pids)) <= 2
         opened = len(checkouts)
         assert opened <= 2  # only while the pool was filling
-        more = await asyncio.gather(*(db.read_value("SELECT pg_backend_pid()", ())
-                                      for _ in range(40)))
+        more = await asyncio.gather(
+            *(db.read_value("SELECT pg_backend_pid()", ()) for _ in range(40))
+        )
         assert len(set(pids) | set(more)) <= 2
         assert len(checkouts) == opened  # leased, not checked out
         assert db.engine.sync_engine.pool.checkedout() == 0

@@ -118,14 +118,17 @@ async def test_a_known_token_costs_no_statement(demo: Gateway) -> None:
 async def test_a_known_api_key_is_still_no_bearer_token(demo: Gateway) -> None:
     gw = demo
     admin = await bearer(gw, "admin@example.com")
-    created = await gw.client.post("/api/v1/api-keys", headers=admin,
-                                   json={"name": "partner", "scopes": ["catalog:read"]})
+    created = await gw.client.post(
+        "/api/v1/api-keys", headers=admin, json={"name": "partner", "scopes": ["catalog:read"]}
+    )
     key = created.json()["key"]
     for _ in range(2):  # the second time, the key is a remembered credential
-        assert (await gw.client.get("/api/v1/products",
-                                    headers={"X-API-Key": key})).status_code == 200
-        refused = await gw.client.get("/api/v1/users/me",
-                                      headers={"Authorization": f"Bearer {key}"})
+        assert (
+            await gw.client.get("/api/v1/products", headers={"X-API-Key": key})
+        ).status_code == 200
+        refused = await gw.client.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {key}"}
+        )
         assert refused.status_code == 401
         assert refused.json()["code"] == "UNAUTHENTICATED"
 
@@ -142,14 +145,16 @@ async def test_deactivation_role_change_logout_and_key_revocation_apply_at_once(
     assert (await gw.client.get("/api/v1/users", headers=staff)).status_code == 200
 
     # A role change: the demoted member of staff is a customer on the next request.
-    response = await gw.client.patch(f"/api/v1/users/{staff_id}", json={"role": "customer"},
-                                     headers=admin)
+    response = await gw.client.patch(
+        f"/api/v1/users/{staff_id}", json={"role": "customer"}, headers=admin
+    )
     assert response.status_code == 200, response.text
     assert (await gw.client.get("/api/v1/users", headers=staff)).status_code == 403
 
     # Deactivation: the remembered token stops working at once.
-    response = await gw.client.patch(f"/api/v1/users/{me['id']}", json={"is_active": False},
-                                     headers=admin)
+    response = await gw.client.patch(
+        f"/api/v1/users/{me['id']}", json={"is_active": False}, headers=admin
+    )
     assert response.status_code == 200, response.text
     refused = await gw.client.get("/api/v1/users/me", headers=customer)
     assert refused.status_code == 401
@@ -159,18 +164,19 @@ async def test_deactivation_role_change_logout_and_key_revocation_apply_at_once(
     tokens = await login(gw, "staff@example.com", DEMO_PASSWORD)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await gw.client.get("/api/v1/users/me", headers=headers)).status_code == 200
-    response = await gw.client.post("/api/v1/auth/logout",
-                                     json={"refresh_token": tokens["refresh_token"]})
+    response = await gw.client.post(
+        "/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}
+    )
     assert response.status_code == 204
     assert (await gw.client.get("/api/v1/users/me", headers=headers)).status_code == 401
 
     # A revoked key.
-    created = await gw.client.post("/api/v1/api-keys", headers=admin,
-                                   json={"name": "partner", "scopes": ["catalog:read"]})
+    created = await gw.client.post(
+        "/api/v1/api-keys", headers=admin, json={"name": "partner", "scopes": ["catalog:read"]}
+    )
     key = {"X-API-Key": created.json()["key"]}
     assert (await gw.client.get("/api/v1/products", headers=key)).status_code == 200
-    response = await gw.client.delete(f"/api/v1/api-keys/{created.json()['id']}",
-                                      headers=admin)
+    response = await gw.client.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=admin)
     assert response.status_code in (200, 204), response.text
     assert (await gw.client.get("/api/v1/products", headers=key)).status_code == 401
 
@@ -183,28 +189,39 @@ async def test_revocations_reach_another_instance_at_once(tmp_path: Path) -> Non
     env = {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": f"{REDIS_PREFIX}-principals"}
     # One data directory: both servers share the embedded database and signing secret.
     with serving(["serve"], tmp_path, env) as a, serving(["serve"], tmp_path, env) as b:
-        async with httpx.AsyncClient(base_url=a.url, timeout=30) as on_a, \
-                httpx.AsyncClient(base_url=b.url, timeout=30) as on_b:
+        async with (
+            httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+            httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+        ):
+
             async def token(email: str) -> tuple[dict[str, str], str]:
-                response = await on_a.post("/api/v1/auth/token", data={
-                    "username": email, "password": DEMO_PASSWORD})
+                response = await on_a.post(
+                    "/api/v1/auth/token", data={"username": email, "password": DEMO_PASSWORD}
+                )
                 assert response.status_code == 200, response.text
                 body = response.json()
-                return {"Authorization": f"Bearer {body['access_token']}"}, \
-                    body["refresh_token"]
+                return {"Authorization": f"Bearer {body['access_token']}"}, body["refresh_token"]
 
             admin, _ = await token("admin@example.com")
             customer, _ = await token("customer@example.com")
             staff, staff_refresh = await token("staff@example.com")
-            created = await on_a.post("/api/v1/api-keys", headers=admin,
-                                      json={"name": "partner", "scopes": ["catalog:read"]})
+            created = await on_a.post(
+                "/api/v1/api-keys",
+                headers=admin,
+                json={"name": "partner", "scopes": ["catalog:read"]},
+            )
             key = {"X-API-Key": created.json()["key"]}
             # B resolves and remembers each credential.
             for headers in (customer, staff, key):
                 for _ in range(2):
-                    assert (await on_b.get("/api/v1/users/me" if "Authorization" in headers
-                                           else "/api/v1/products",
-                                           headers=headers)).status_code == 200
+                    assert (
+                        await on_b.get(
+                            "/api/v1/users/me"
+                            if "Authorization" in headers
+                            else "/api/v1/products",
+                            headers=headers,
+                        )
+                    ).status_code == 200
 
             async def refused_on_b(path: str, headers: dict[str, str]) -> None:
                 # The message is on B's socket before A answers; B reads it within
@@ -216,16 +233,21 @@ async def test_revocations_reach_another_instance_at_once(tmp_path: Path) -> Non
                     assert time.monotonic() < deadline, f"{path} still answered on B"
 
             me = (await on_b.get("/api/v1/users/me", headers=customer)).json()
-            assert (await on_a.patch(f"/api/v1/users/{me['id']}", headers=admin,
-                                     json={"is_active": False})).status_code == 200
+            assert (
+                await on_a.patch(
+                    f"/api/v1/users/{me['id']}", headers=admin, json={"is_active": False}
+                )
+            ).status_code == 200
             await refused_on_b("/api/v1/users/me", customer)
 
-            assert (await on_a.post("/api/v1/auth/logout",
-                                    json={"refresh_token": staff_refresh})).status_code == 204
+            assert (
+                await on_a.post("/api/v1/auth/logout", json={"refresh_token": staff_refresh})
+            ).status_code == 204
             await refused_on_b("/api/v1/users/me", staff)
 
-            assert (await on_a.delete(f"/api/v1/api-keys/{created.json()['id']}",
-                                      headers=admin)).status_code in (200, 204)
+            assert (
+                await on_a.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=admin)
+            ).status_code in (200, 204)
             await refused_on_b("/api/v1/products", key)
 
 

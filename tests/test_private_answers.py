@@ -8,11 +8,15 @@ import pytest
 from resolvers.persisted import sha256_of
 from tests.principals import World
 
-PRIVATE_READS = [("GET", "/api/v1/users/me", None), ("GET", "/api/v2/users/me", None),
-                 ("GET", "/api/v1/orders", None), ("GET", "/api/v2/orders", None),
-                 ("GET", "/api/v2/products", None),  # staff see stock: still theirs
-                 ("POST", "/graphql", {"query": "{ viewer { email } }"}),
-                 ("POST", "/graphql", {"query": "{ products(first: 1) { totalCount } }"})]
+PRIVATE_READS = [
+    ("GET", "/api/v1/users/me", None),
+    ("GET", "/api/v2/users/me", None),
+    ("GET", "/api/v1/orders", None),
+    ("GET", "/api/v2/orders", None),
+    ("GET", "/api/v2/products", None),  # staff see stock: still theirs
+    ("POST", "/graphql", {"query": "{ viewer { email } }"}),
+    ("POST", "/graphql", {"query": "{ products(first: 1) { totalCount } }"}),
+]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), PRIVATE_READS)
@@ -20,8 +24,9 @@ PRIVATE_READS = [("GET", "/api/v1/users/me", None), ("GET", "/api/v2/users/me", 
 async def test_answers_for_a_signed_in_principal_are_no_store(
     world: World, principal: str, method: str, path: str, body: object
 ) -> None:
-    response = await world.gateway.client.request(method, path, json=body,
-                                                   headers=world.headers[principal])
+    response = await world.gateway.client.request(
+        method, path, json=body, headers=world.headers[principal]
+    )
     assert response.status_code < 500
     assert response.headers["Cache-Control"] == "no-store"
 
@@ -37,9 +42,13 @@ async def test_a_refused_credential_is_no_store_and_anonymous_catalog_reads_are_
 
 
 async def test_a_persisted_query_hash_mismatch_carries_the_request_id(world: World) -> None:
-    response = await world.gateway.client.post("/graphql", json={
-        "query": "{ categories { totalCount } }",
-        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_of("{ x }")}}})
+    response = await world.gateway.client.post(
+        "/graphql",
+        json={
+            "query": "{ categories { totalCount } }",
+            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_of("{ x }")}},
+        },
+    )
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["extensions"]["request_id"] == response.headers["X-Request-ID"]

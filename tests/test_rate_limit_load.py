@@ -22,19 +22,24 @@ FLOOD = 40
 
 
 async def test_a_login_flood_does_not_slow_other_requests(
-    database_url: str, tmp_path: Path  # noqa: F811
+    database_url: str,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    settings = make_settings(database_url, tmp_path, auth_rate_limit_per_minute=1,
-                             auth_rate_limit_burst=12)
+    settings = make_settings(
+        database_url, tmp_path, auth_rate_limit_per_minute=1, auth_rate_limit_burst=12
+    )
     async with running_gateway(settings, "sqlite") as gw:
         flooder = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=gw.app, client=("10.6.6.6", 1)),
-            base_url="http://testserver")
+            base_url="http://testserver",
+        )
         assert (await gw.client.get("/api/v1/products/1")).status_code == 200  # warm
 
         async def wrong_login(n: int) -> int:
-            response = await flooder.post("/api/v1/auth/token", data={
-                "username": f"flood-{n}@example.com", "password": "wrong-password"})
+            response = await flooder.post(
+                "/api/v1/auth/token",
+                data={"username": f"flood-{n}@example.com", "password": "wrong-password"},
+            )
             return response.status_code
 
         async def timed_reads(flood: asyncio.Task[list[int]]) -> list[float]:
@@ -50,8 +55,7 @@ async def test_a_login_flood_does_not_slow_other_requests(
 
         begin = time.perf_counter()
         async with flooder:
-            flood = asyncio.ensure_future(asyncio.gather(*(wrong_login(n)
-                                                           for n in range(FLOOD))))
+            flood = asyncio.ensure_future(asyncio.gather(*(wrong_login(n) for n in range(FLOOD))))
             latencies = await timed_reads(flood)
             statuses = await flood
         flood_seconds = time.perf_counter() - begin
@@ -69,8 +73,12 @@ def test_an_abusive_client_is_limited_while_others_are_answered(tmp_path: Path) 
             pytest.fail(f"Redis is required but unreachable at {REDIS_URL}")
         pytest.skip("Redis is not reachable")
     prefix = f"{RATE_LIMIT_PREFIX}load-{uuid.uuid4().hex[:8]}:"
-    env = {"REDIS_URL": REDIS_URL, "RATE_LIMIT_KEY_PREFIX": prefix,
-           "RATE_LIMIT_PER_MINUTE": "60", "RATE_LIMIT_BURST": "50"}
+    env = {
+        "REDIS_URL": REDIS_URL,
+        "RATE_LIMIT_KEY_PREFIX": prefix,
+        "RATE_LIMIT_PER_MINUTE": "60",
+        "RATE_LIMIT_BURST": "50",
+    }
     try:
         with serving(["serve", "--workers", "2"], tmp_path, env) as served:
             asyncio.run(_load(served.url))
@@ -79,18 +87,24 @@ def test_an_abusive_client_is_limited_while_others_are_answered(tmp_path: Path) 
 
 
 async def _load(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as normal, \
-            httpx.AsyncClient(base_url=url, timeout=30,
-                              limits=httpx.Limits(max_connections=8)) as abusive:
-        token = (await normal.post("/api/v1/auth/token", data={
-            "username": "customer@example.com", "password": DEMO_PASSWORD})).json()
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as normal,
+        httpx.AsyncClient(
+            base_url=url, timeout=30, limits=httpx.Limits(max_connections=8)
+        ) as abusive,
+    ):
+        token = (
+            await normal.post(
+                "/api/v1/auth/token",
+                data={"username": "customer@example.com", "password": DEMO_PASSWORD},
+            )
+        ).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
 
         async def abuse() -> list[int]:
             statuses: list[int] = []
             for _ in range(10):  # 10 waves of 20 anonymous catalog reads
-                wave = await asyncio.gather(*(abusive.get("/api/v1/products/1")
-                                              for _ in range(20)))
+                wave = await asyncio.gather(*(abusive.get("/api/v1/products/1") for _ in range(20)))
                 statuses += [r.status_code for r in wave]
             return statuses
 

@@ -93,8 +93,9 @@ class Limited:
 
 
 @asynccontextmanager
-async def limited(url: str, tmp_path: Path, store: dict[str, Any],
-                  **limits: Any) -> AsyncIterator[Limited]:
+async def limited(
+    url: str, tmp_path: Path, store: dict[str, Any], **limits: Any
+) -> AsyncIterator[Limited]:
     settings = make_settings(url, tmp_path, **{**store, **limits})
     async with _running_gateway(settings, "sqlite") as gateway:
         yield Limited(gateway.app, gateway.client)
@@ -114,10 +115,12 @@ def graphql(query: str, **variables: Any) -> dict[str, Any]:
     return {"query": query, "variables": variables}
 
 
-async def test_answers_carry_policy_and_remaining(database_url: str, tmp_path: Path,
-                                                  store: dict[str, Any]) -> None:
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=60,
-                       rate_limit_burst=100) as gw:
+async def test_answers_carry_policy_and_remaining(
+    database_url: str, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    async with limited(
+        database_url, tmp_path, store, rate_limit_per_minute=60, rate_limit_burst=100
+    ) as gw:
         first = await gw.client.get("/api/v1/categories", params={"limit": 5})
         assert first.status_code == 200
         assert first.headers["RateLimit-Policy"] == '"default";q=100;w=100'
@@ -131,8 +134,9 @@ async def test_answers_carry_policy_and_remaining(database_url: str, tmp_path: P
 async def test_over_the_limit_rest_is_a_problem_with_retry_after(
     database_url: str, tmp_path: Path, store: dict[str, Any]
 ) -> None:
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
-                       rate_limit_burst=3) as gw:
+    async with limited(
+        database_url, tmp_path, store, rate_limit_per_minute=1, rate_limit_burst=3
+    ) as gw:
         for _ in range(3):
             assert (await gw.client.get("/api/v1/products/1")).status_code == 200
         refused = await gw.client.get("/api/v1/products/1")
@@ -151,9 +155,10 @@ async def test_over_the_limit_rest_is_a_problem_with_retry_after(
 async def test_over_the_limit_graphql_is_429_with_the_code(
     database_url: str, tmp_path: Path, store: dict[str, Any]
 ) -> None:
-    query = "{ category(slug: \"nope\") { name } }"
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
-                       rate_limit_burst=2) as gw:
+    query = '{ category(slug: "nope") { name } }'
+    async with limited(
+        database_url, tmp_path, store, rate_limit_per_minute=1, rate_limit_burst=2
+    ) as gw:
         for _ in range(2):
             assert (await gw.client.post("/graphql", json=graphql(query))).status_code == 200
         refused = await gw.client.post("/graphql", json=graphql(query))
@@ -171,8 +176,9 @@ async def test_over_the_limit_graphql_is_429_with_the_code(
         by_get = await gw.client.get("/graphql", params={"query": query})
         assert by_get.status_code == 429
         # Under application/graphql-response+json: that type, and no data entry.
-        typed = await gw.client.post("/graphql", json=graphql(query), headers={
-            "Accept": "application/graphql-response+json"})
+        typed = await gw.client.post(
+            "/graphql", json=graphql(query), headers={"Accept": "application/graphql-response+json"}
+        )
         assert typed.status_code == 429
         assert typed.headers["content-type"].startswith("application/graphql-response+json")
         assert "data" not in typed.json()
@@ -189,12 +195,14 @@ async def spent(gw: Limited, request: Any) -> int:
 async def test_graphql_spends_its_estimated_cost_as_rest_does(
     database_url: str, tmp_path: Path, store: dict[str, Any]
 ) -> None:
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
-                       rate_limit_burst=10_000) as gw:
+    async with limited(
+        database_url, tmp_path, store, rate_limit_per_minute=1, rate_limit_burst=10_000
+    ) as gw:
+
         def post(query: str) -> Any:
             return lambda: gw.client.post("/graphql", json=graphql(query))
 
-        trivial = await spent(gw, post("{ category(slug: \"x\") { name } }"))
+        trivial = await spent(gw, post('{ category(slug: "x") { name } }'))
         heavy = await spent(gw, post("{ products(first: 50) { edges { node { name } } } }"))
         assert trivial == 1
         assert heavy == 51
@@ -204,9 +212,16 @@ async def test_graphql_spends_its_estimated_cost_as_rest_does(
         assert rest_page == graphql_page == 21
         assert await spent(gw, lambda: gw.client.get("/api/v2/products")) == 21  # default 20
         # A batch spends the sum; a document that does not parse spends 1 and is refused.
-        batch = await spent(gw, lambda: gw.client.post("/graphql", json=[
-            graphql("{ products(first: 5) { edges { node { name } } } }"),
-            graphql("{ category(slug: \"x\") { name } }")]))
+        batch = await spent(
+            gw,
+            lambda: gw.client.post(
+                "/graphql",
+                json=[
+                    graphql("{ products(first: 5) { edges { node { name } } } }"),
+                    graphql('{ category(slug: "x") { name } }'),
+                ],
+            ),
+        )
         assert batch == 6 + 1
         broken = await gw.client.post("/graphql", json=graphql("{ products(first: "))
         assert "errors" in broken.json()
@@ -216,32 +231,47 @@ async def test_graphql_spends_its_estimated_cost_as_rest_does(
 async def test_principals_have_buckets_of_their_own(
     database_url: str, tmp_path: Path, store: dict[str, Any]
 ) -> None:
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
-                       rate_limit_burst=3) as gw:
-        token = (await gw.client.post("/api/v1/auth/token", data={
-            "username": EMAIL, "password": DEMO_PASSWORD})).json()["access_token"]
+    async with limited(
+        database_url, tmp_path, store, rate_limit_per_minute=1, rate_limit_burst=3
+    ) as gw:
+        token = (
+            await gw.client.post(
+                "/api/v1/auth/token", data={"username": EMAIL, "password": DEMO_PASSWORD}
+            )
+        ).json()["access_token"]
         for _ in range(4):
             last = await gw.client.get("/api/v1/products/1")
         assert last.status_code == 429
         # The same address signed in is the user's bucket; another address has its own.
-        user = await gw.client.get("/api/v1/products/1",
-                                   headers={"Authorization": f"Bearer {token}"})
+        user = await gw.client.get(
+            "/api/v1/products/1", headers={"Authorization": f"Bearer {token}"}
+        )
         assert user.status_code == 200
         async with gw.client_at("10.1.2.3") as other:
             assert (await other.get("/api/v1/products/1")).status_code == 200
             # X-Forwarded-For is not trusted by default: it cannot buy a fresh bucket.
-            forged = await gw.client.get("/api/v1/products/1",
-                                         headers={"X-Forwarded-For": "10.9.9.9"})
+            forged = await gw.client.get(
+                "/api/v1/products/1", headers={"X-Forwarded-For": "10.9.9.9"}
+            )
             assert forged.status_code == 429
 
 
-async def test_trusted_proxies_name_the_client(database_url: str, tmp_path: Path,
-                                               store: dict[str, Any]) -> None:
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
-                       rate_limit_burst=2, rate_limit_trusted_proxies="127.0.0.0/8") as gw:
+async def test_trusted_proxies_name_the_client(
+    database_url: str, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    async with limited(
+        database_url,
+        tmp_path,
+        store,
+        rate_limit_per_minute=1,
+        rate_limit_burst=2,
+        rate_limit_trusted_proxies="127.0.0.0/8",
+    ) as gw:
+
         def via(client: str) -> Any:
-            return gw.client.get("/api/v1/products/1",
-                                 headers={"X-Forwarded-For": f"6.6.6.6, {client}"})
+            return gw.client.get(
+                "/api/v1/products/1", headers={"X-Forwarded-For": f"6.6.6.6, {client}"}
+            )
 
         assert [(await via("10.0.0.1")).status_code for _ in range(3)] == [200, 200, 429]
         assert (await via("10.0.0.2")).status_code == 200  # another client behind the proxy
@@ -250,19 +280,30 @@ async def test_trusted_proxies_name_the_client(database_url: str, tmp_path: Path
 async def test_auth_endpoints_are_stricter_in_both_interfaces(
     database_url: str, tmp_path: Path, store: dict[str, Any]
 ) -> None:
-    async with limited(database_url, tmp_path, store, auth_rate_limit_per_minute=1,
-                       auth_rate_limit_burst=4, rate_limit_per_minute=1000) as gw:
+    async with limited(
+        database_url,
+        tmp_path,
+        store,
+        auth_rate_limit_per_minute=1,
+        auth_rate_limit_burst=4,
+        rate_limit_per_minute=1000,
+    ) as gw:
         wrong = {"username": "nobody@example.com", "password": "wrong-password"}
         assert (await gw.client.post("/api/v1/auth/token", data=wrong)).status_code == 401
         # Two aliased logins in one document spend two.
-        double = await gw.client.post("/graphql", json=graphql(
-            "mutation { a: login(email: \"x@example.com\", password: \"p\") { accessToken } "
-            "b: login(email: \"y@example.com\", password: \"p\") { accessToken } }"))
+        double = await gw.client.post(
+            "/graphql",
+            json=graphql(
+                'mutation { a: login(email: "x@example.com", password: "p") { accessToken } '
+                'b: login(email: "y@example.com", password: "p") { accessToken } }'
+            ),
+        )
         assert double.status_code == 200
         assert levels(double)["auth"] == 1
         assert double.headers["RateLimit-Policy"] == '"default";q=1000;w=60, "auth";q=4;w=240'
-        assert (await gw.client.post("/api/v2/auth/refresh",
-                                     json={"refresh_token": "x"})).status_code == 401
+        assert (
+            await gw.client.post("/api/v2/auth/refresh", json={"refresh_token": "x"})
+        ).status_code == 401
         refused = await gw.client.post("/api/v1/auth/token", data=wrong)
         assert refused.status_code == 429
         assert refused.json()["code"] == "RATE_LIMITED"
@@ -275,8 +316,9 @@ async def test_auth_endpoints_are_stricter_in_both_interfaces(
 
 
 async def rest_login(client: httpx.AsyncClient, password: str) -> httpx.Response:
-    return await client.post("/api/v1/auth/token",
-                             data={"username": "  Customer@Example.com ", "password": password})
+    return await client.post(
+        "/api/v1/auth/token", data={"username": "  Customer@Example.com ", "password": password}
+    )
 
 
 async def graphql_login(client: httpx.AsyncClient, password: str) -> httpx.Response:
@@ -296,13 +338,15 @@ def outcome(response: httpx.Response) -> str:
     return "ok"
 
 
-@pytest.mark.parametrize(("fail_with", "then"), [(rest_login, graphql_login),
-                                                 (graphql_login, rest_login)])
+@pytest.mark.parametrize(
+    ("fail_with", "then"), [(rest_login, graphql_login), (graphql_login, rest_login)]
+)
 async def test_failed_logins_lock_the_account_in_both_interfaces(
     database_url: str, tmp_path: Path, store: dict[str, Any], fail_with: Any, then: Any
 ) -> None:
-    async with limited(database_url, tmp_path, store, login_backoff_failures=3,
-                       login_backoff_base_seconds=1) as gw:
+    async with limited(
+        database_url, tmp_path, store, login_backoff_failures=3, login_backoff_base_seconds=1
+    ) as gw:
         # A success forgets earlier failures.
         for password in ("wrong-1", "wrong-2", DEMO_PASSWORD, "wrong-3", "wrong-4"):
             await fail_with(gw.client, password)
@@ -319,8 +363,9 @@ async def test_failed_logins_lock_the_account_in_both_interfaces(
         async with gw.client_at("10.7.7.7") as owner:
             assert outcome(await then(owner, DEMO_PASSWORD)) == "ok"
         # Another account is not locked.
-        other = await gw.client.post("/api/v1/auth/token", data={
-            "username": "staff@example.com", "password": DEMO_PASSWORD})
+        other = await gw.client.post(
+            "/api/v1/auth/token", data={"username": "staff@example.com", "password": DEMO_PASSWORD}
+        )
         assert other.status_code == 200
         # Each failure past the threshold locks twice as long.
         await asyncio.sleep(1.1)
@@ -336,10 +381,14 @@ async def test_instances_sharing_redis_share_the_bucket(
     database_url: str, tmp_path: Path, store: dict[str, Any]
 ) -> None:
     limits = {"rate_limit_per_minute": 1, "rate_limit_burst": 4}
-    async with limited(database_url, tmp_path, store, **limits) as one, \
-            limited(database_url, tmp_path, store, **limits) as two:
-        statuses = [(await gw.client.get("/api/v1/products/1")).status_code
-                    for gw in (one, two, one, two, one, two)]
+    async with (
+        limited(database_url, tmp_path, store, **limits) as one,
+        limited(database_url, tmp_path, store, **limits) as two,
+    ):
+        statuses = [
+            (await gw.client.get("/api/v1/products/1")).status_code
+            for gw in (one, two, one, two, one, two)
+        ]
         if "redis_url" in store:  # one bucket for both instances
             assert statuses == [200, 200, 200, 200, 429, 429]
         else:  # in process: each instance (each worker) counts alone
@@ -369,8 +418,10 @@ async def test_a_persisted_query_sent_by_hash_costs_what_its_text_did(
     query = "{ products(first: 30) { edges { node { name } } } }"
     digest = hashlib.sha256(query.encode()).hexdigest()
     extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
-                       rate_limit_burst=10_000) as gw:
+    async with limited(
+        database_url, tmp_path, store, rate_limit_per_minute=1, rate_limit_burst=10_000
+    ) as gw:
+
         def post(body: dict[str, Any]) -> Any:
             return lambda: gw.client.post("/graphql", json=body)
 
@@ -420,8 +471,10 @@ async def test_a_refused_request_spends_nothing(
 ) -> None:
     """Refused before it ran (over the cost limit, invalid, malformed): the budget is
     as it was, so one such request cannot throttle everyone behind the same address."""
-    async with limited(database_url, tmp_path, store, rate_limit_per_minute=1,
-                       rate_limit_burst=20_000) as gw:
+    async with limited(
+        database_url, tmp_path, store, rate_limit_per_minute=1, rate_limit_burst=20_000
+    ) as gw:
+
         async def level() -> int:
             return levels(await gw.client.get("/api/v1/products/1"))["default"]
 
@@ -429,17 +482,28 @@ async def test_a_refused_request_spends_nothing(
             return gw.client.post("/graphql", json=body)
 
         before = await level()
-        too_dear = await post(graphql("{ products(first: 100) { edges { node { reviews("
-                                      "first: 100) { edges { node { title } } } } } } }"))
+        too_dear = await post(
+            graphql(
+                "{ products(first: 100) { edges { node { reviews("
+                "first: 100) { edges { node { title } } } } } } }"
+            )
+        )
         assert too_dear.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         assert levels(too_dear)["default"] < before - 5000  # charged while it was judged
         assert (await post(graphql("{ nope }"))).json()["errors"]
         assert (await post(graphql("{ products("))).json()["errors"]
-        assert (await post({"extensions": {"persistedQuery": {
-            "version": 1, "sha256Hash": "0" * 64}}})).json()["errors"]
-        batch = await post([graphql("{ products(first: 100) { edges { node { reviews("
-                                    "first: 100) { edges { node { title } } } } } } }"),
-                            graphql("{ nope }")])
+        assert (
+            await post({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}})
+        ).json()["errors"]
+        batch = await post(
+            [
+                graphql(
+                    "{ products(first: 100) { edges { node { reviews("
+                    "first: 100) { edges { node { title } } } } } } }"
+                ),
+                graphql("{ nope }"),
+            ]
+        )
         assert len(batch.json()) == 2
         assert (await gw.client.get("/api/v1/products?limit=abc")).status_code == 422
         # Only the level probes themselves spent (1 each), give or take the refill.
@@ -453,8 +517,14 @@ async def test_a_refused_request_spends_nothing(
 async def test_failures_spread_over_many_networks_slow_the_account_but_never_lock_it(
     database_url: str, tmp_path: Path, store: dict[str, Any]
 ) -> None:
-    async with limited(database_url, tmp_path, store, login_backoff_failures=3,
-                       login_slowdown_failures=6, login_slowdown_seconds=0.3) as gw:
+    async with limited(
+        database_url,
+        tmp_path,
+        store,
+        login_backoff_failures=3,
+        login_slowdown_failures=6,
+        login_slowdown_seconds=0.3,
+    ) as gw:
         for network in range(5):  # two failures each: under every network's threshold
             async with gw.client_at(f"10.{network}.0.1") as stranger:
                 for n in range(2):

@@ -34,8 +34,9 @@ async def prefix() -> AsyncIterator[str]:
 async def test_concurrent_calls_get_their_own_replies(prefix: str) -> None:
     redis = PipelinedRedis(REDIS_URL)
     try:
-        await redis.pipeline([("SET", f"{prefix}{i}", f"value-{i}" * (i % 50 + 1))
-                              for i in range(300)])
+        await redis.pipeline(
+            [("SET", f"{prefix}{i}", f"value-{i}" * (i % 50 + 1)) for i in range(300)]
+        )
         replies = await asyncio.gather(*(redis.call("GET", f"{prefix}{i}") for i in range(300)))
         assert replies == [(f"value-{i}" * (i % 50 + 1)).encode() for i in range(300)]
         assert await redis.call("GET", f"{prefix}missing") is None
@@ -160,8 +161,9 @@ async def test_a_server_that_closes_fails_every_waiter_and_the_next_call_reconne
         writer.close()
 
     async with fake_redis(handle) as redis:
-        results = await asyncio.gather(*(redis.call("PING") for _ in range(5)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(redis.call("PING") for _ in range(5)), return_exceptions=True
+        )
         assert all(isinstance(r, RedisConnectionError) for r in results), results
         closing = False
         assert await redis.call("PING") == b"PONG"

@@ -55,8 +55,9 @@ class World:
         self.primary = 500
         self.routes: list[tuple[str, str]] = []
         self.board = Board()
-        self.router = ReplicaRouter(self.probe, self.primary_lsn,
-                                    ReplicaSettings(poll_seconds=0.0, retry_seconds=60.0))
+        self.router = ReplicaRouter(
+            self.probe, self.primary_lsn, ReplicaSettings(poll_seconds=0.0, retry_seconds=60.0)
+        )
         self.router.board = self.board
         self.router.on_route = lambda target, reason: self.routes.append((target, reason))
 
@@ -122,8 +123,11 @@ async def test_a_read_goes_to_the_replica_only_once_it_has_replayed_the_floor() 
     read = asyncio.ensure_future(world.router.use_replica())
     await _answer_lookups(world.board)
     assert await asyncio.wait_for(read, 5) is False
-    assert world.routes == [("replica", "caught_up"), ("primary", "lagging"),
-                            ("primary", "lagging")]
+    assert world.routes == [
+        ("replica", "caught_up"),
+        ("primary", "lagging"),
+        ("primary", "lagging"),
+    ]
 
 
 async def test_a_lookup_begun_before_a_read_is_not_trusted_by_it() -> None:
@@ -176,8 +180,11 @@ async def test_failures_send_reads_to_the_primary() -> None:
     world.board.down = False
     world.router.failed(ConnectionRefusedError())
     assert await world.router.use_replica() is False
-    assert world.routes == [("primary", "replica_down"), ("primary", "floor_unknown"),
-                            ("primary", "replica_down")]
+    assert world.routes == [
+        ("primary", "replica_down"),
+        ("primary", "floor_unknown"),
+        ("primary", "replica_down"),
+    ]
     assert world.router.up is False
     assert world.router.lag_bytes == 0
     await world.router.close()

@@ -75,19 +75,27 @@ def test_a_forked_worker_writes_metrics_files_of_its_own(tmp_path: Path) -> None
         os.waitpid(pid, 0)
         print(os.getpid(), pid)
     """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False,
-                          env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr
     parent, child = done.stdout.split()
     assert sorted(p.name for p in tmp_path.glob("counter_*.db")) == sorted(
-        [f"counter_{parent}.db", f"counter_{child}.db"])
+        [f"counter_{parent}.db", f"counter_{child}.db"]
+    )
 
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
-    total = registry.get_sample_value("gateway_http_requests_total",
-                                      {"method": "GET", "route": "/x", "status": "200"})
+    total = registry.get_sample_value(
+        "gateway_http_requests_total", {"method": "GET", "route": "/x", "status": "200"}
+    )
     assert total == 6

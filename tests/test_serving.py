@@ -35,8 +35,11 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def access_pids(served: Served, route: str) -> set[int]:
     lines = [json.loads(line) for line in served.output().splitlines() if line.startswith("{")]
-    return {line["pid"] for line in lines if line.get("event") == "request"
-            and line.get("route") == route}
+    return {
+        line["pid"]
+        for line in lines
+        if line.get("event") == "request" and line.get("route") == route
+    }
 
 
 def test_metrics_sum_requests_across_gunicorn_workers(tmp_path: Path) -> None:
@@ -54,21 +57,22 @@ def test_metrics_sum_requests_across_gunicorn_workers(tmp_path: Path) -> None:
         # Whichever worker answers the scrape, it reports both workers' requests.
         for _ in range(6):
             text = httpx.get(served.url + "/metrics", timeout=10).text
-            assert metric(text, "gateway_http_requests_total", route=PRODUCTS,
-                          status="200") == sent
+            assert metric(text, "gateway_http_requests_total", route=PRODUCTS, status="200") == sent
         assert "server" not in {key.lower() for key in response.headers}
 
 
-async def _slow_graphql(client: httpx.AsyncClient, sent_head: asyncio.Event,
-                        release: asyncio.Event) -> httpx.Response:
+async def _slow_graphql(
+    client: httpx.AsyncClient, sent_head: asyncio.Event, release: asyncio.Event
+) -> httpx.Response:
     async def body() -> AsyncIterator[bytes]:
         yield b'{"query": "{ products(first: 2) '
         sent_head.set()
         await release.wait()
         yield b'{ edges { node { name } } } }"}'
 
-    return await client.post("/graphql", content=body(),
-                             headers={"Content-Type": "application/json"})
+    return await client.post(
+        "/graphql", content=body(), headers={"Content-Type": "application/json"}
+    )
 
 
 async def _in_flight(url: str) -> float:
@@ -138,17 +142,21 @@ async def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
 
 def test_the_images_command_migrates_when_asked_and_serves(tmp_path: Path) -> None:
     """Docker cannot run here: run the Dockerfile's CMD as it stands, outside Docker."""
-    cmd_line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines()
-                    if line.startswith("CMD "))
+    cmd_line = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    )
     command = json.loads(cmd_line.removeprefix("CMD "))
     assert command[:2] == ["gateway", "serve"]
     host = command.index("--host")
     command[host + 1] = "127.0.0.1"
     port = command.index("--port")
-    del command[port:port + 2]
+    del command[port : port + 2]
     command[0] = str(Path(sys.executable).parent / "gateway")
-    env = {"RUN_MIGRATIONS": "1", "WEB_CONCURRENCY": "1",
-           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'image.sqlite3'}"}
+    env = {
+        "RUN_MIGRATIONS": "1",
+        "WEB_CONCURRENCY": "1",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'image.sqlite3'}",
+    }
     with serving([], tmp_path, env, command=command) as served:
         assert httpx.get(served.url + "/health/live", timeout=5).status_code == 200
         assert httpx.get(served.url + "/health/ready", timeout=5).status_code == 200
@@ -182,8 +190,9 @@ async def test_sigterm_under_load_answers_every_accepted_request(
                     i += 8
                     request_id = f"r{n}x{i}"
                     try:
-                        response = await client.get(f"{PRODUCTS}?limit=5&sort=-price",
-                                                    headers={"X-Request-ID": request_id})
+                        response = await client.get(
+                            f"{PRODUCTS}?limit=5&sort=-price", headers={"X-Request-ID": request_id}
+                        )
                     except httpx.TransportError as exc:
                         failures.append((time.monotonic(), type(exc).__name__))
                         if signalled:
@@ -206,9 +215,11 @@ async def test_sigterm_under_load_answers_every_accepted_request(
     assert all(at >= signalled[0] for at, _ in failures), failures[:5]
     output = served.output()
     assert "Traceback" not in output
-    handled = {line["request_id"] for line in map(json.loads, filter(
-        lambda text: text.startswith("{"), output.splitlines()))
-        if line.get("event") == "request" and str(line.get("request_id", "")).startswith("r")}
+    handled = {
+        line["request_id"]
+        for line in map(json.loads, filter(lambda text: text.startswith("{"), output.splitlines()))
+        if line.get("event") == "request" and str(line.get("request_id", "")).startswith("r")
+    }
     assert handled, "no access line"
     assert handled <= received, sorted(handled - received)[:5]
 

@@ -72,8 +72,9 @@ async def test_nested_answers_match_the_database(gateway: Gateway) -> None:
     """Batching must not mix parents up: each nested page belongs to its own parent."""
     catalog = await load_catalog(gateway)
     _, data = await statements_for(gateway, CATEGORIES_PRODUCTS_REVIEWS, 3)
-    for category_edge, category in zip(data["categories"]["edges"], catalog.categories,
-                                       strict=False):
+    for category_edge, category in zip(
+        data["categories"]["edges"], catalog.categories, strict=False
+    ):
         node = category_edge["node"]
         assert node["name"] == category.name
         expected = catalog.active_ids("-created_at", category=category.slug)
@@ -124,7 +125,8 @@ async def test_rest_reviews_are_constant_in_page_size(gateway: Gateway, version:
     for limit in (1, total):
         with gateway.count_statements() as counter:
             response = await gateway.client.get(
-                f"/api/{version}/products/{product_id}/reviews?limit={limit}")
+                f"/api/{version}/products/{product_id}/reviews?limit={limit}"
+            )
         assert response.status_code == 200
         body = response.json()["data"]
         assert len(body) == limit
@@ -140,8 +142,7 @@ async def test_nodes_are_loaded_in_one_batch(gateway: Gateway) -> None:
                  category { name } } ... on Category { slug } } }"""
     counts = []
     for n in (2, 20):
-        ids = [base64.b64encode(f"Product:{i}".encode()).decode()
-               for i in catalog.active_ids()[:n]]
+        ids = [base64.b64encode(f"Product:{i}".encode()).decode() for i in catalog.active_ids()[:n]]
         ids.append(base64.b64encode(f"Category:{catalog.categories[0].id}".encode()).decode())
         with gateway.count_statements() as counter:
             body = await gateway.graphql(query, {"ids": ids})

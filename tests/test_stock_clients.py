@@ -49,8 +49,9 @@ FOLLOW = "subscription Follow($id: ID!) { orderUpdated(id: $id) { databaseId sta
 
 
 @pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory,
-               pg_databases: PostgresDatabases) -> AsyncIterator[Served]:
+async def live(
+    tmp_path_factory: pytest.TempPathFactory, pg_databases: PostgresDatabases
+) -> AsyncIterator[Served]:
     url = await seeded_postgres(pg_databases)
     with live_gateway(url, tmp_path_factory.mktemp("stock-clients")) as served:
         yield served
@@ -64,8 +65,10 @@ def generated(live: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def gql_client(live: Served) -> Client:
     """gql over HTTP, loading the schema from the gateway as its users do."""
-    return Client(transport=HTTPXAsyncTransport(url=live.url + "/graphql", timeout=TIMEOUT),
-                  fetch_schema_from_transport=True)
+    return Client(
+        transport=HTTPXAsyncTransport(url=live.url + "/graphql", timeout=TIMEOUT),
+        fetch_schema_from_transport=True,
+    )
 
 
 def bearer(token: str) -> dict[str, Any]:
@@ -79,6 +82,7 @@ def code_of(error: TransportQueryError) -> str:
 
 
 # --- gql -----------------------------------------------------------------------------------
+
 
 async def test_gql_loads_the_schema_then_queries_and_mutates(live: Served) -> None:
     client = gql_client(live)
@@ -98,25 +102,41 @@ async def test_gql_loads_the_schema_then_queries_and_mutates(live: Served) -> No
         assert all(node["inStock"] and node["price"]["currency"] == "USD" for node in nodes)
 
         # gql's batching: one POST of a JSON array, answered in order.
-        batch = await session.execute_batch([
-            GraphQLRequest(IN_STOCK, variable_values={"first": 1}),
-            GraphQLRequest("query($id: ID!) { product(id: $id) { name } }",
-                           variable_values={"id": nodes[1]["id"]})])
+        batch = await session.execute_batch(
+            [
+                GraphQLRequest(IN_STOCK, variable_values={"first": 1}),
+                GraphQLRequest(
+                    "query($id: ID!) { product(id: $id) { name } }",
+                    variable_values={"id": nodes[1]["id"]},
+                ),
+            ]
+        )
         assert batch[0]["products"]["edges"][0]["node"] == nodes[0]
         assert batch[1] == {"product": {"name": nodes[1]["name"]}}
 
-        tokens = (await session.execute(GraphQLRequest(LOGIN, variable_values={
-            "email": CUSTOMER, "password": DEMO_PASSWORD})))["login"]
+        tokens = (
+            await session.execute(
+                GraphQLRequest(
+                    LOGIN, variable_values={"email": CUSTOMER, "password": DEMO_PASSWORD}
+                )
+            )
+        )["login"]
         assert tokens["tokenType"] == "bearer"
         assert tokens["expiresIn"] > 0
-        place = GraphQLRequest(PLACE, variable_values={"input": {
-            "items": [{"productId": nodes[0]["id"], "quantity": 1}],
-            "idempotencyKey": f"gql-{uuid.uuid4()}"}})
+        place = GraphQLRequest(
+            PLACE,
+            variable_values={
+                "input": {
+                    "items": [{"productId": nodes[0]["id"], "quantity": 1}],
+                    "idempotencyKey": f"gql-{uuid.uuid4()}",
+                }
+            },
+        )
         with pytest.raises(TransportQueryError) as anonymous:
             await session.execute(place)
         assert code_of(anonymous.value) == "UNAUTHENTICATED"
 
-        placed = (await session.execute(place, extra_args=bearer(tokens["accessToken"])))
+        placed = await session.execute(place, extra_args=bearer(tokens["accessToken"]))
         order = placed["placeOrder"]
         assert order["status"] == "pending"
         assert order["total"] == nodes[0]["price"]
@@ -124,8 +144,9 @@ async def test_gql_loads_the_schema_then_queries_and_mutates(live: Served) -> No
         replayed = await session.execute(place, extra_args=bearer(tokens["accessToken"]))
         assert replayed == placed
 
-        viewer = (await session.execute(gql(VIEWER),
-                                        extra_args=bearer(tokens["accessToken"])))["viewer"]
+        viewer = (await session.execute(gql(VIEWER), extra_args=bearer(tokens["accessToken"])))[
+            "viewer"
+        ]
         assert viewer["email"] == CUSTOMER
         mine = [edge["node"]["databaseId"] for edge in viewer["orders"]["edges"]]
         assert mine.count(order["databaseId"]) == 1
@@ -134,8 +155,10 @@ async def test_gql_loads_the_schema_then_queries_and_mutates(live: Served) -> No
 async def test_gql_sends_an_automatic_persisted_query(live: Served) -> None:
     """Apollo's protocol through gql's public means: the request's ``extensions``, and the
     transport's ``extra_args`` for the body that carries the hash alone."""
-    query = ("query Cheapest($first: Int!) { products(first: $first, orderBy: {field: PRICE}) "
-             "{ edges { node { databaseId name price { amount } } } } }")
+    query = (
+        "query Cheapest($first: Int!) { products(first: $first, orderBy: {field: PRICE}) "
+        "{ edges { node { databaseId name price { amount } } } } }"
+    )
     request = GraphQLRequest(query, variable_values={"first": 2})
     # The hash of the text gql sends, which is its own printing of the document.
     digest = hashlib.sha256(print_ast(request.document).encode()).hexdigest()
@@ -151,24 +174,40 @@ async def test_gql_sends_an_automatic_persisted_query(live: Served) -> None:
 
         assert await session.execute(request, extra_args=hash_alone) == registered
         other = {"json": {"variables": {"first": 1}, "extensions": extension}}
-        assert (await session.execute(request, extra_args=other))["products"]["edges"] == \
-            registered["products"]["edges"][:1]
+        assert (await session.execute(request, extra_args=other))["products"][
+            "edges"
+        ] == registered["products"]["edges"][:1]
 
 
 async def test_gql_follows_an_order_over_graphql_transport_ws(live: Served) -> None:
     async with gql_client(live) as session:
-        product = (await session.execute(GraphQLRequest(IN_STOCK, variable_values={
-            "first": 1})))["products"]["edges"][0]["node"]
-        token = (await session.execute(GraphQLRequest(LOGIN, variable_values={
-            "email": CUSTOMER, "password": DEMO_PASSWORD})))["login"]["accessToken"]
-        order = (await session.execute(GraphQLRequest(PLACE, variable_values={"input": {
-            "items": [{"productId": product["id"], "quantity": 1}]}}),
-            extra_args=bearer(token)))["placeOrder"]
+        product = (await session.execute(GraphQLRequest(IN_STOCK, variable_values={"first": 1})))[
+            "products"
+        ]["edges"][0]["node"]
+        token = (
+            await session.execute(
+                GraphQLRequest(
+                    LOGIN, variable_values={"email": CUSTOMER, "password": DEMO_PASSWORD}
+                )
+            )
+        )["login"]["accessToken"]
+        order = (
+            await session.execute(
+                GraphQLRequest(
+                    PLACE,
+                    variable_values={
+                        "input": {"items": [{"productId": product["id"], "quantity": 1}]}
+                    },
+                ),
+                extra_args=bearer(token),
+            )
+        )["placeOrder"]
 
     transport = WebsocketsTransport(
         url=live.url.replace("http", "ws", 1) + "/graphql",
         init_payload={"Authorization": f"Bearer {token}"},
-        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL])
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
     # The schema comes over the socket too: introspection as a graphql-transport-ws operation.
     ws_client = Client(transport=transport, fetch_schema_from_transport=True)
     async with ws_client as ws, httpx.AsyncClient(base_url=live.url, timeout=TIMEOUT) as rest:
@@ -182,23 +221,26 @@ async def test_gql_follows_an_order_over_graphql_transport_ws(live: Served) -> N
             # by then the server holds the first on the event bus.
             while not transport.listeners and not first.done():
                 await asyncio.sleep(0.01)
-            probe = ws.subscribe(GraphQLRequest(FOLLOW, variable_values={
-                "id": to_global_id("Order", 2**31 - 1)}))
+            probe = ws.subscribe(
+                GraphQLRequest(FOLLOW, variable_values={"id": to_global_id("Order", 2**31 - 1)})
+            )
             with pytest.raises(TransportQueryError) as missing:
                 await asyncio.wait_for(anext(probe), TIMEOUT)
             assert code_of(missing.value) == "NOT_FOUND"
 
-            staff = await rest.post("/api/v1/auth/token",
-                                    data={"username": STAFF, "password": DEMO_PASSWORD})
+            staff = await rest.post(
+                "/api/v1/auth/token", data={"username": STAFF, "password": DEMO_PASSWORD}
+            )
             assert staff.status_code == 200, staff.text
             paid = await rest.patch(
-                f"/api/v1/orders/{order['databaseId']}", json={"status": "paid"},
-                headers={"Authorization": f"Bearer {staff.json()['access_token']}"})
+                f"/api/v1/orders/{order['databaseId']}",
+                json={"status": "paid"},
+                headers={"Authorization": f"Bearer {staff.json()['access_token']}"},
+            )
             assert paid.status_code == 200, paid.text
 
             heard = await asyncio.wait_for(first, TIMEOUT)
-            assert heard == {"orderUpdated": {"databaseId": order["databaseId"],
-                                              "status": "paid"}}
+            assert heard == {"orderUpdated": {"databaseId": order["databaseId"], "status": "paid"}}
         finally:
             first.cancel()
             await updates.aclose()
@@ -206,14 +248,15 @@ async def test_gql_follows_an_order_over_graphql_transport_ws(live: Served) -> N
 
 # --- a client generated by openapi-python-client ------------------------------------------
 
+
 def test_the_generator_reports_no_warnings(generated: Generated) -> None:
     lines = [line.strip() for line in generated.output.splitlines() if line.strip()]
-    assert lines == [f"Generating {Path(generated.package.__file__).parent}"], \
-        generated.output
+    assert lines == [f"Generating {Path(generated.package.__file__).parent}"], generated.output
 
 
-async def test_generated_client_pages_products_and_reads_one(live: Served,
-                                                             generated: Generated) -> None:
+async def test_generated_client_pages_products_and_reads_one(
+    live: Served, generated: Generated
+) -> None:
     listing = generated.endpoint("get", "/api/v1/products")
     detail = generated.endpoint("get", "/api/v1/products/{product_id}")
     detail_v2 = generated.endpoint("get", "/api/v2/products/{product_id}")
@@ -221,8 +264,9 @@ async def test_generated_client_pages_products_and_reads_one(live: Served,
         seen: list[int] = []
         pages, cursor = 0, None
         while True:
-            page = await listing.asyncio_detailed(client=client, limit=25,
-                                                  **({"cursor": cursor} if cursor else {}))
+            page = await listing.asyncio_detailed(
+                client=client, limit=25, **({"cursor": cursor} if cursor else {})
+            )
             assert page.status_code == 200
             pages += 1
             seen += [product.id for product in page.parsed.data]
@@ -239,8 +283,11 @@ async def test_generated_client_pages_products_and_reads_one(live: Served,
         product = page.parsed.data[0]
         one = await detail.asyncio_detailed(product.id, client=client)
         assert one.status_code == 200
-        assert (one.parsed.id, one.parsed.name, one.parsed.price_cents) == \
-            (product.id, product.name, product.price_cents)
+        assert (one.parsed.id, one.parsed.name, one.parsed.price_cents) == (
+            product.id,
+            product.name,
+            product.price_cents,
+        )
         assert "stock" not in one.parsed.to_dict()  # hidden from anonymous callers: absent
         # Every field the server sent is one the document describes.
         assert one.parsed.additional_properties == {}
@@ -252,7 +299,8 @@ async def test_generated_client_pages_products_and_reads_one(live: Served,
 
 
 async def test_generated_client_logs_in_and_places_an_order_once(
-        live: Served, generated: Generated) -> None:
+    live: Served, generated: Generated
+) -> None:
     token = generated.endpoint("post", "/api/v1/auth/token")
     listing = generated.endpoint("get", "/api/v1/products")
     place = generated.endpoint("post", "/api/v1/orders")
@@ -260,13 +308,15 @@ async def test_generated_client_logs_in_and_places_an_order_once(
     form = get_type_hints(token.asyncio_detailed)["body"]
     order_in = get_type_hints(place.asyncio_detailed)["body"]
     async with generated.client(live.url) as client:
-        login = await token.asyncio_detailed(client=client, body=form.from_dict(
-            {"username": CUSTOMER, "password": DEMO_PASSWORD}))
+        login = await token.asyncio_detailed(
+            client=client, body=form.from_dict({"username": CUSTOMER, "password": DEMO_PASSWORD})
+        )
         assert login.status_code == 200
         assert login.parsed.token_type == "bearer"
         assert login.parsed.additional_properties == {}
-        stocked = (await listing.asyncio_detailed(client=client, in_stock=True,
-                                                  limit=2)).parsed.data
+        stocked = (
+            await listing.asyncio_detailed(client=client, in_stock=True, limit=2)
+        ).parsed.data
     async with generated.client(live.url, login.parsed.access_token) as customer:
         key = f"openapi-{uuid.uuid4()}"
         body = order_in.from_dict({"items": [{"product_id": stocked[0].id, "quantity": 1}]})
@@ -307,8 +357,10 @@ async def test_generated_client_parses_a_problem(live: Served, generated: Genera
 
 # Answers a client meets beyond the happy path, each one the document must list.
 
+
 async def test_generated_client_meets_a_401_for_a_bad_token_on_a_public_route(
-        live: Served, generated: Generated) -> None:
+    live: Served, generated: Generated
+) -> None:
     """A credential that fails is refused on every route, also on those anonymous may read."""
     listing = generated.endpoint("get", "/api/v1/products")
     async with generated.client(live.url, token="not-a-token") as client:
@@ -317,8 +369,9 @@ async def test_generated_client_meets_a_401_for_a_bad_token_on_a_public_route(
     assert refused.parsed.code == "UNAUTHENTICATED"
 
 
-async def test_generated_client_meets_a_304_for_its_etag(live: Served,
-                                                         generated: Generated) -> None:
+async def test_generated_client_meets_a_304_for_its_etag(
+    live: Served, generated: Generated
+) -> None:
     listing = generated.endpoint("get", "/api/v1/products")
     detail = generated.endpoint("get", "/api/v1/products/{product_id}")
     async with generated.client(live.url) as client:
@@ -332,8 +385,9 @@ async def test_generated_client_meets_a_304_for_its_etag(live: Served,
     assert unchanged.parsed is None
 
 
-async def test_generated_client_reads_a_v2_sparse_fieldset(live: Served,
-                                                           generated: Generated) -> None:
+async def test_generated_client_reads_a_v2_sparse_fieldset(
+    live: Served, generated: Generated
+) -> None:
     """``?fields=id,name`` answers only those fields: the document must allow the others
     to be absent, or the generated model cannot parse the answer (a ``KeyError``)."""
     listing = generated.endpoint("get", "/api/v2/products")
@@ -349,13 +403,18 @@ async def test_generated_client_reads_a_v2_sparse_fieldset(live: Served,
 
 def test_the_document_declares_the_problem_content_type(generated: Generated) -> None:
     """What the client received (``application/problem+json``) is what the document says."""
-    operations = [("get", "/api/v1/products"), ("get", "/api/v1/products/{product_id}"),
-                  ("post", "/api/v1/auth/token"), ("post", "/api/v1/orders"),
-                  ("get", "/api/v1/orders/{order_id}")]
+    operations = [
+        ("get", "/api/v1/products"),
+        ("get", "/api/v1/products/{product_id}"),
+        ("post", "/api/v1/auth/token"),
+        ("post", "/api/v1/orders"),
+        ("get", "/api/v1/orders/{order_id}"),
+    ]
     declared = {
         (method, path, status): sorted(response.get("content", {}))
         for method, path in operations
         for status, response in generated.document["paths"][path][method]["responses"].items()
-        if status.startswith(("4", "5"))}
+        if status.startswith(("4", "5"))
+    }
     assert declared
     assert {key: ["application/problem+json"] for key in declared} == declared

@@ -32,8 +32,7 @@ MALFORMED: dict[str, tuple[bytes, dict[str, str], int]] = {
     "invalid_json": (b'{"query": ', JSON, 400),
     "wrong_content_type": (b'{"query": "{ __typename }"}', {"content-type": "text/plain"}, 415),
     "no_content_type": (b'{"query": "{ __typename }"}', {}, 415),
-    "form": (b"query=%7B__typename%7D",
-             {"content-type": "application/x-www-form-urlencoded"}, 415),
+    "form": (b"query=%7B__typename%7D", {"content-type": "application/x-www-form-urlencoded"}, 415),
     "missing_query": (b'{"variables": {}}', JSON, 400),
     "query_not_a_string": (b'{"query": 5}', JSON, 400),
     "variables_not_an_object": (b'{"query": "{ __typename }", "variables": [1]}', JSON, 400),
@@ -55,8 +54,7 @@ def assert_problem(response: Any, status: int, code: str = "BAD_USER_INPUT") -> 
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))
-async def test_malformed_graphql_requests_answer_json_errors(gateway: Gateway,
-                                                             case: str) -> None:
+async def test_malformed_graphql_requests_answer_json_errors(gateway: Gateway, case: str) -> None:
     body, headers, status = MALFORMED[case]
     response = await gateway.client.post("/graphql", content=body, headers=headers)
     assert_graphql_error(response, status)
@@ -64,14 +62,16 @@ async def test_malformed_graphql_requests_answer_json_errors(gateway: Gateway,
 
 async def test_mutation_over_get_is_405_with_a_code(gateway: Gateway) -> None:
     response = await gateway.client.get(
-        "/graphql", params={"query": 'mutation { logout(input: {refreshToken: "x"}) }'})
+        "/graphql", params={"query": 'mutation { logout(input: {refreshToken: "x"}) }'}
+    )
     assert "POST" in assert_graphql_error(response, 405)
     assert response.headers["allow"] == "POST"
     ok = await gateway.client.get("/graphql", params={"query": "{ categories { totalCount } }"})
     assert ok.status_code == 200
     assert "errors" not in ok.json()
-    bad_variables = await gateway.client.get("/graphql",
-                                             params={"query": "{ __typename }", "variables": "{"})
+    bad_variables = await gateway.client.get(
+        "/graphql", params={"query": "{ __typename }", "variables": "{"}
+    )
     assert_graphql_error(bad_variables, 400)
 
 
@@ -111,13 +111,23 @@ async def test_chunked_body_is_cut_off_once_over_the_limit(gateway: Gateway) -> 
         assert pulled < 30, pulled  # refused at about 1 MB, not after reading 6.4 MB
 
 
-def http_scope(method: str, path: str, query: bytes = b"",
-               headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-            "root_path": "", "query_string": query, "server": ("testserver", 80),
-            "client": ("127.0.0.1", 5000),
-            "headers": [(b"host", b"testserver"), *(headers or [])]}
+def http_scope(
+    method: str, path: str, query: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"host", b"testserver"), *(headers or [])],
+    }
 
 
 async def call(app: Any, scope: dict[str, Any], messages: list[Message]) -> list[Message]:
@@ -146,8 +156,9 @@ async def test_query_string_over_100_kb_is_414(gateway: Gateway) -> None:
     assert sent[0]["status"] == 414
     assert (b"content-type", b"application/problem+json") in sent[0]["headers"]
     # Just under the limit reaches the handler (which finds the name search too long).
-    sent = await call(gateway.app, http_scope("GET", "/api/v1/products", b"q=" + b"x" * 99_000),
-                      empty)
+    sent = await call(
+        gateway.app, http_scope("GET", "/api/v1/products", b"q=" + b"x" * 99_000), empty
+    )
     assert sent[0]["status"] == 422
 
 
@@ -157,15 +168,16 @@ async def test_deeply_nested_cursor_is_400_in_both_interfaces(gateway: Gateway) 
     assert_problem(response, 400)
     response = await gateway.client.get("/api/v2/products", params={"cursor": cursor})
     assert_problem(response, 400)
-    body = await gateway.graphql("query($c: String) { products(after: $c) { totalCount } }",
-                                 {"c": cursor})
+    body = await gateway.graphql(
+        "query($c: String) { products(after: $c) { totalCount } }", {"c": cursor}
+    )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
-async def test_slow_rest_request_is_a_504_problem(seeded: SeededDatabase,
-                                                  tmp_path: Path) -> None:
+async def test_slow_rest_request_is_a_504_problem(seeded: SeededDatabase, tmp_path: Path) -> None:
     settings = make_settings(seeded.url, tmp_path, request_timeout_seconds=0.2)
     async with running_gateway(settings, seeded.backend) as gateway:
+
         async def slow() -> dict[str, str]:
             await asyncio.sleep(30)
             return {}
@@ -180,8 +192,9 @@ async def test_slow_graphql_request_is_a_json_504() -> None:
     async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.sleep(30)
 
-    middleware = RequestLimitsMiddleware(slow_app, max_body_bytes=10, max_query_string_bytes=10,
-                                         timeout_seconds=0.1)
+    middleware = RequestLimitsMiddleware(
+        slow_app, max_body_bytes=10, max_query_string_bytes=10, timeout_seconds=0.1
+    )
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -190,8 +203,14 @@ async def test_slow_graphql_request_is_a_json_504() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": [],
-             "query_string": b"", "state": {}}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "headers": [],
+        "query_string": b"",
+        "state": {},
+    }
     await middleware(scope, receive, send)
     assert sent[0]["status"] == 504
     assert b'"code":"TIMEOUT"' in sent[1]["body"]
@@ -214,7 +233,8 @@ async def test_a_client_that_goes_away_is_logged_as_such(
 ) -> None:
     messages: list[Message] = [
         {"type": "http.request", "body": b'{"query": ', "more_body": True},
-        {"type": "http.disconnect"}]
+        {"type": "http.disconnect"},
+    ]
     scope = http_scope("POST", path, headers=[(b"content-type", b"application/json")])
     await call(gateway.app, scope, messages)
     events = [json.loads(line) for line in log_stream.getvalue().splitlines() if line.strip()]

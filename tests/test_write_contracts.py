@@ -56,33 +56,70 @@ async def test_openapi_lists_every_write(world: World, version: str) -> None:
         assert forbidden not in schemas["OrderLineIn"]["properties"]
 
 
-@pytest.mark.parametrize(("version", "product_model", "order_model"),
-                         [("v1", ProductV1, OrderV1), ("v2", ProductV2, OrderV2)])
+@pytest.mark.parametrize(
+    ("version", "product_model", "order_model"),
+    [("v1", ProductV1, OrderV1), ("v2", ProductV2, OrderV2)],
+)
 async def test_write_answers_match_the_documented_models(
     world: World, version: str, product_model: type[BaseModel], order_model: type[BaseModel]
 ) -> None:
     client, staff = world.gateway.client, world.headers["staff"]
     base = f"/api/{version}"
     tag = uuid.uuid4().hex[:8]
-    price: dict[str, Any] = ({"price_cents": 500} if version == "v1"
-                             else {"price": {"amount": "5.00", "currency": "USD"}})
+    price: dict[str, Any] = (
+        {"price_cents": 500}
+        if version == "v1"
+        else {"price": {"amount": "5.00", "currency": "USD"}}
+    )
     answers: list[tuple[type[BaseModel], Any]] = [
-        (CategoryOut, await client.post(f"{base}/categories", headers=staff,
-                                        json={"slug": f"c-{tag}", "name": "C"})),
-        (product_model, await client.post(f"{base}/products", headers=staff, json={
-            "sku": f"S-{tag}", "name": "P", "category": 1, "stock": 4, **price})),
+        (
+            CategoryOut,
+            await client.post(
+                f"{base}/categories", headers=staff, json={"slug": f"c-{tag}", "name": "C"}
+            ),
+        ),
+        (
+            product_model,
+            await client.post(
+                f"{base}/products",
+                headers=staff,
+                json={"sku": f"S-{tag}", "name": "P", "category": 1, "stock": 4, **price},
+            ),
+        ),
     ]
     product = await new_product(world)
-    answers.append((ReviewOut, await client.post(
-        f"{base}/products/{product}/reviews", headers=world.headers["customer"],
-        json={"rating": 5, "title": "Great"})))
-    placed = await client.post(f"{base}/orders", headers=world.headers["customer"],
-                               json={"items": [{"product_id": product, "quantity": 2}]})
+    answers.append(
+        (
+            ReviewOut,
+            await client.post(
+                f"{base}/products/{product}/reviews",
+                headers=world.headers["customer"],
+                json={"rating": 5, "title": "Great"},
+            ),
+        )
+    )
+    placed = await client.post(
+        f"{base}/orders",
+        headers=world.headers["customer"],
+        json={"items": [{"product_id": product, "quantity": 2}]},
+    )
     answers.append((order_model, placed))
-    answers.append((order_model, await client.patch(
-        f"{base}/orders/{placed.json()['id']}", headers=staff, json={"status": "paid"})))
-    answers.append((order_model, await client.post(
-        f"{base}/orders/{placed.json()['id']}/cancel", headers=world.headers["customer"])))
+    answers.append(
+        (
+            order_model,
+            await client.patch(
+                f"{base}/orders/{placed.json()['id']}", headers=staff, json={"status": "paid"}
+            ),
+        )
+    )
+    answers.append(
+        (
+            order_model,
+            await client.post(
+                f"{base}/orders/{placed.json()['id']}/cancel", headers=world.headers["customer"]
+            ),
+        )
+    )
     for model, response in answers:
         assert response.status_code in (200, 201), response.text
         validate(model, response.json())

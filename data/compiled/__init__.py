@@ -11,6 +11,17 @@ from data.compiled.graph import (
 from data.compiled.run import compiled_data, fetch_compiled, fetch_json, fetch_query, fetch_raw
 from data.compiled.sql import Unsupported
 
-__all__ = ["NODE_TYPES", "CompiledQuery", "Sel", "Unsupported", "actor_key", "compile_query",
-           "compiled_data", "fetch_compiled", "fetch_json", "fetch_query", "fetch_raw",
-           "page_request"]
+__all__ = [
+    "NODE_TYPES",
+    "CompiledQuery",
+    "Sel",
+    "Unsupported",
+    "actor_key",
+    "compile_query",
+    "compiled_data",
+    "fetch_compiled",
+    "fetch_json",
+    "fetch_query",
+    "fetch_raw",
+    "page_request",
+]

@@ -79,13 +79,17 @@ class Builder:
         key = (visibility_class(self.actor), rows.__tablename__, alias)
         sql = _VISIBLE.get(key)
         if sql is None:
-            sql = _VISIBLE[key] = predicate(product_visible(self.actor, rows), rows.__table__,
-                                            alias)
+            sql = _VISIBLE[key] = predicate(
+                product_visible(self.actor, rows), rows.__table__, alias
+            )
         return sql
 
     def money(self, cents: str, sels: Sequence[Sel]) -> str:
-        values = {"amount": money_amount(cents), "currency": f"'{CURRENCY}'",
-                  "__typename": "'Money'"}
+        values = {
+            "amount": money_amount(cents),
+            "currency": f"'{CURRENCY}'",
+            "__typename": "'Money'",
+        }
         return obj([(s.key, self._known(values, s)) for s in sels])
 
     @staticmethod
@@ -96,11 +100,16 @@ class Builder:
 
     def product(self, a: str, sels: Sequence[Sel]) -> str:
         values = {
-            "id": global_id("Product", f"{a}.id"), "databaseId": f"{a}.id",
-            "sku": f"{a}.sku", "name": f"{a}.name", "description": f"{a}.description",
-            "inStock": f"({a}.stock > 0)", "isActive": f"{a}.is_active",
+            "id": global_id("Product", f"{a}.id"),
+            "databaseId": f"{a}.id",
+            "sku": f"{a}.sku",
+            "name": f"{a}.name",
+            "description": f"{a}.description",
+            "inStock": f"({a}.stock > 0)",
+            "isActive": f"{a}.is_active",
             "createdAt": iso(f"{a}.created_at", aware=True),
-            "updatedAt": iso(f"{a}.updated_at", aware=True), "__typename": "'Product'",
+            "updatedAt": iso(f"{a}.updated_at", aware=True),
+            "__typename": "'Product'",
         }
         pairs = []
         for s in sels:
@@ -112,24 +121,36 @@ class Builder:
                 pairs.append((s.key, f"{a}.stock"))
             elif s.name == "category" and not s.args:
                 c = self.st.alias("c")
-                pairs.append((s.key, f"(SELECT {self.category(c, s.children)} "
-                                     f"FROM categories {c} WHERE {c}.id = {a}.category_id)"))
+                pairs.append(
+                    (
+                        s.key,
+                        f"(SELECT {self.category(c, s.children)} "
+                        f"FROM categories {c} WHERE {c}.id = {a}.category_id)",
+                    )
+                )
             elif s.name == "reviews":
                 pairs.append((s.key, self.product_reviews(a, s)))
             elif s.name == "averageRating" and not s.args:
                 # Reviews are visible with their product, and this product is visible here.
                 r = self.st.alias("r")
-                pairs.append((s.key, f"(SELECT avg({r}.rating) FROM reviews {r} "
-                                     f"WHERE {r}.product_id = {a}.id)"))
+                pairs.append(
+                    (
+                        s.key,
+                        f"(SELECT avg({r}.rating) FROM reviews {r} WHERE {r}.product_id = {a}.id)",
+                    )
+                )
             else:
                 pairs.append((s.key, self._known(values, s)))
         return obj(pairs)
 
     def category(self, a: str, sels: Sequence[Sel]) -> str:
         values = {
-            "id": global_id("Category", f"{a}.id"), "databaseId": f"{a}.id",
-            "slug": f"{a}.slug", "name": f"{a}.name",
-            "createdAt": iso(f"{a}.created_at", aware=True), "__typename": "'Category'",
+            "id": global_id("Category", f"{a}.id"),
+            "databaseId": f"{a}.id",
+            "slug": f"{a}.slug",
+            "name": f"{a}.name",
+            "createdAt": iso(f"{a}.created_at", aware=True),
+            "__typename": "'Category'",
         }
         pairs = []
         for s in sels:
@@ -141,20 +162,34 @@ class Builder:
 
     def review(self, a: str, sels: Sequence[Sel]) -> str:
         values = {
-            "id": global_id("Review", f"{a}.id"), "databaseId": f"{a}.id",
-            "rating": f"{a}.rating", "title": f"{a}.title", "body": f"{a}.body",
-            "createdAt": iso(f"{a}.created_at", aware=True), "__typename": "'Review'",
+            "id": global_id("Review", f"{a}.id"),
+            "databaseId": f"{a}.id",
+            "rating": f"{a}.rating",
+            "title": f"{a}.title",
+            "body": f"{a}.body",
+            "createdAt": iso(f"{a}.created_at", aware=True),
+            "__typename": "'Review'",
         }
         pairs = []
         for s in sels:
             if s.name == "author" and not s.args:
                 u = self.st.alias("u")
-                pairs.append((s.key, f"(SELECT {self.author(u, s.children)} "
-                                     f"FROM users {u} WHERE {u}.id = {a}.author_id)"))
+                pairs.append(
+                    (
+                        s.key,
+                        f"(SELECT {self.author(u, s.children)} "
+                        f"FROM users {u} WHERE {u}.id = {a}.author_id)",
+                    )
+                )
             elif s.name == "product" and not s.args:
                 p = self.st.alias("p")
-                pairs.append((s.key, f"(SELECT {self.product(p, s.children)} FROM products {p} "
-                                     f"WHERE {p}.id = {a}.product_id AND {self.visible(p)})"))
+                pairs.append(
+                    (
+                        s.key,
+                        f"(SELECT {self.product(p, s.children)} FROM products {p} "
+                        f"WHERE {p}.id = {a}.product_id AND {self.visible(p)})",
+                    )
+                )
             else:
                 pairs.append((s.key, self._known(values, s)))
         return obj(pairs)
@@ -162,8 +197,12 @@ class Builder:
     def author(self, a: str, sels: Sequence[Sel]) -> str:
         # A review author is met by name only; the private fields (an error for most
         # actors) and the author's own connections take the resolver path.
-        values = {"id": global_id("User", f"{a}.id"), "databaseId": f"{a}.id",
-                  "name": f"{a}.name", "__typename": "'User'"}
+        values = {
+            "id": global_id("User", f"{a}.id"),
+            "databaseId": f"{a}.id",
+            "name": f"{a}.name",
+            "__typename": "'User'",
+        }
         return obj([(s.key, self._known(values, s)) for s in sels])
 
     # -- connections ---------------------------------------------------------------
@@ -175,15 +214,25 @@ class Builder:
         "there is more", exactly as ``data.pagination`` decides it."""
         t = self.st.alias("t")
         fetch = window.fetch_order(t)
-        inner = (f"SELECT * FROM {table} {t} WHERE "
-                 + " AND ".join(where(t) + window.keyset(self.st, t) or ["true"])
-                 + f" ORDER BY {fetch} LIMIT {window.request.size + 1}")
+        inner = (
+            f"SELECT * FROM {table} {t} WHERE "
+            + " AND ".join(where(t) + window.keyset(self.st, t) or ["true"])
+            + f" ORDER BY {fetch} LIMIT {window.request.size + 1}"
+        )
         numbered = f"SELECT {t}.*, row_number() OVER (ORDER BY {fetch}) AS _rn FROM ({inner}) {t}"
         return t, f"({numbered}) {t}"
 
-    def connection(self, sel: Sel, *, type_name: str, table: str, window: Window,
-                   where: Where, node: Callable[[str, Sequence[Sel]], str],
-                   total: Callable[[str], str] | None = None) -> str:
+    def connection(
+        self,
+        sel: Sel,
+        *,
+        type_name: str,
+        table: str,
+        window: Window,
+        where: Where,
+        node: Callable[[str, Sequence[Sel]], str],
+        total: Callable[[str], str] | None = None,
+    ) -> str:
         """``total(alias)``, when given, is the SQL of ``totalCount`` (else a COUNT of
         ``table`` under ``where``)."""
         st, req = self.st, window.request
@@ -210,18 +259,32 @@ class Builder:
                         edge.append((e.key, node(t, e.children)))
                     else:
                         edge.append((e.key, self._known({"__typename": f"'{type_name}Edge'"}, e)))
-                pairs.append((s.key, f"COALESCE(json_agg({obj(edge)} ORDER BY {out}) {page}, "
-                                     f"'[]'::json)"))
+                pairs.append(
+                    (s.key, f"COALESCE(json_agg({obj(edge)} ORDER BY {out}) {page}, '[]'::json)")
+                )
             elif s.name == "pageInfo":
-                info = {"hasNextPage": has_next, "hasPreviousPage": has_previous,
-                        "startCursor": cursors(out), "endCursor": cursors(rev),
-                        "__typename": "'PageInfo'"}
+                info = {
+                    "hasNextPage": has_next,
+                    "hasPreviousPage": has_previous,
+                    "startCursor": cursors(out),
+                    "endCursor": cursors(rev),
+                    "__typename": "'PageInfo'",
+                }
                 pairs.append((s.key, obj([(i.key, self._known(info, i)) for i in s.children])))
             elif s.name == "totalCount":
                 c = st.alias("n")
-                pairs.append((s.key, total(c) if total else (
-                    f"(SELECT count(*) FROM {table} {c} WHERE "
-                    + " AND ".join(where(c) or ["true"]) + ")")))
+                pairs.append(
+                    (
+                        s.key,
+                        total(c)
+                        if total
+                        else (
+                            f"(SELECT count(*) FROM {table} {c} WHERE "
+                            + " AND ".join(where(c) or ["true"])
+                            + ")"
+                        ),
+                    )
+                )
             else:
                 pairs.append((s.key, self._known({"__typename": f"'{type_name}Connection'"}, s)))
         # GROUP BY (): one row even when no aggregate was selected (only totalCount).
@@ -233,9 +296,13 @@ class Builder:
         (each source checks its value as ``ProductFilter.validate`` would, and ``q`` that it
         is still not empty)."""
         try:
-            ProductFilter(category=plain(where.category), q=plain(where.q),
-                          min_price=plain(where.min_price), max_price=plain(where.max_price),
-                          in_stock=where.in_stock).validate()
+            ProductFilter(
+                category=plain(where.category),
+                q=plain(where.q),
+                min_price=plain(where.min_price),
+                max_price=plain(where.max_price),
+                in_stock=where.in_stock,
+            ).validate()
         except Invalid as exc:
             raise Unsupported("invalid filter") from exc
         st = self.st
@@ -248,16 +315,22 @@ class Builder:
         category = valid("category", where.category, "text")
         like = None
         if plain(where.q):
-            like = st.param(mapped(mapped(where.q, require(bool)),
-                                   lambda q: f"%{_escape_like(_valid_filter('q', q))}%"), "text")
+            like = st.param(
+                mapped(
+                    mapped(where.q, require(bool)),
+                    lambda q: f"%{_escape_like(_valid_filter('q', q))}%",
+                ),
+                "text",
+            )
         low = valid("min_price", where.min_price, "int")
         high = valid("max_price", where.max_price, "int")
 
         def build(t: str, groups: bool = False) -> list[str]:
             found = [self.visible(t, ProductCount if groups else Product)]
             if category is not None:
-                found.append(f"{t}.category_id IN "
-                             f"(SELECT id FROM categories WHERE slug = {category})")
+                found.append(
+                    f"{t}.category_id IN (SELECT id FROM categories WHERE slug = {category})"
+                )
             if groups:
                 if where.in_stock is not None:
                     found.append(f"{t}.in_stock" if where.in_stock else f"NOT {t}.in_stock")
@@ -289,33 +362,54 @@ class Builder:
             return own + filters(t, groups=groups)
 
         def group_total(c: str) -> str:
-            return (f"(SELECT COALESCE(sum({c}.total), 0) FROM product_counts {c} WHERE "
-                    + " AND ".join(where(c, groups=True)) + ")")
+            return (
+                f"(SELECT COALESCE(sum({c}.total), 0) FROM product_counts {c} WHERE "
+                + " AND ".join(where(c, groups=True))
+                + ")"
+            )
 
         # Whether a value is there (and ``q`` not empty) is part of the plan's key.
-        counted = ProductFilter(q=plain(given.q), min_price=plain(given.min_price),
-                                max_price=plain(given.max_price)).counted_by_group
-        return self.connection(sel, type_name="Product", table="products", window=window,
-                               where=where, node=self.product,
-                               total=group_total if counted else None)
+        counted = ProductFilter(
+            q=plain(given.q), min_price=plain(given.min_price), max_price=plain(given.max_price)
+        ).counted_by_group
+        return self.connection(
+            sel,
+            type_name="Product",
+            table="products",
+            window=window,
+            where=where,
+            node=self.product,
+            total=group_total if counted else None,
+        )
 
     def category_products(self, a: str, sel: Sel) -> str:
         return self.products(sel, parent=a)
 
     def product_reviews(self, a: str, sel: Sel) -> str:
         window = Window.of("reviews", REVIEW_SORTS[DEFAULT_REVIEW_SORT], sel.args["page"])
-        return self.connection(sel, type_name="Review", table="reviews", window=window,
-                               where=lambda t: [f"{t}.product_id = {a}.id"], node=self.review)
+        return self.connection(
+            sel,
+            type_name="Review",
+            table="reviews",
+            window=window,
+            where=lambda t: [f"{t}.product_id = {a}.id"],
+            node=self.review,
+        )
 
     def categories(self, sel: Sel) -> str:
         window = Window.of("categories", CATEGORY_SORTS[DEFAULT_CATEGORY_SORT], sel.args["page"])
-        return self.connection(sel, type_name="Category", table="categories", window=window,
-                               where=lambda t: [], node=self.category)
+        return self.connection(
+            sel,
+            type_name="Category",
+            table="categories",
+            window=window,
+            where=lambda t: [],
+            node=self.category,
+        )
 
     # -- single objects ------------------------------------------------------------
 
-    def one(self, type_name: str, database_id: Any, sels: Sequence[Sel],
-            sku: Any = None) -> str:
+    def one(self, type_name: str, database_id: Any, sels: Sequence[Sel], sku: Any = None) -> str:
         """The object of this type and id as this actor may see it, or null."""
         a = self.st.alias("o")
         if sku is not None:
@@ -328,15 +422,19 @@ class Builder:
             bound_id = mapped(database_id, require(storable_int))
             match = f"{a}.id = {self.st.param(bound_id, 'int')}"
         if type_name == "Product":
-            return f"(SELECT {self.product(a, sels)} FROM products {a} WHERE {match} " \
-                   f"AND {self.visible(a)})"
+            return (
+                f"(SELECT {self.product(a, sels)} FROM products {a} WHERE {match} "
+                f"AND {self.visible(a)})"
+            )
         if type_name == "Category":
             return f"(SELECT {self.category(a, sels)} FROM categories {a} WHERE {match})"
         if type_name == "Review":
             p = self.st.alias("p")
-            return (f"(SELECT {self.review(a, sels)} FROM reviews {a} WHERE {match} AND "
-                    f"{a}.product_id IN (SELECT {p}.id FROM products {p} "
-                    f"WHERE {self.visible(p)}))")
+            return (
+                f"(SELECT {self.review(a, sels)} FROM reviews {a} WHERE {match} AND "
+                f"{a}.product_id IN (SELECT {p}.id FROM products {p} "
+                f"WHERE {self.visible(p)}))"
+            )
         raise Unsupported(type_name)
 
     def category_by_slug(self, slug: Any, sels: Sequence[Sel]) -> str:
@@ -344,8 +442,7 @@ class Builder:
             raise Unsupported("not found")
         a = self.st.alias("o")
         match = self.st.param(mapped(slug, require(storable_text)), "text")
-        return (f"(SELECT {self.category(a, sels)} FROM categories {a} "
-                f"WHERE {a}.slug = {match})")
+        return f"(SELECT {self.category(a, sels)} FROM categories {a} WHERE {a}.slug = {match})"
 
 
 NODE_TYPES = ("Product", "Category", "Review")
@@ -393,16 +490,22 @@ def compile_query(actor: Actor, root: Sequence[Sel]) -> CompiledQuery:
             required.append(s.key)
         elif s.name == "nodes":
             # An unknown type is null there (``node`` says NOT_FOUND: that is required).
-            items = [b.one(n.args["type"], n.args["id"], n.children)
-                     if n.args["type"] in NODE_TYPES else "NULL::json" for n in s.children]
-            pairs.append((s.key, "json_build_array(" + ", ".join(items) + ")"
-                          if items else "'[]'::json"))
+            items = [
+                b.one(n.args["type"], n.args["id"], n.children)
+                if n.args["type"] in NODE_TYPES
+                else "NULL::json"
+                for n in s.children
+            ]
+            pairs.append(
+                (s.key, "json_build_array(" + ", ".join(items) + ")" if items else "'[]'::json")
+            )
         elif s.name == "__typename":
             pairs.append((s.key, "'Query'"))
         else:
             raise Unsupported(s.name)
-    return CompiledQuery(f"SELECT {obj(pairs)}::text", tuple(b.st.params), tuple(required),
-                         tuple(b.st.sources))
+    return CompiledQuery(
+        f"SELECT {obj(pairs)}::text", tuple(b.st.params), tuple(required), tuple(b.st.sources)
+    )
 
 
 def page_request(args: dict[str, Any]) -> PageRequest:

@@ -26,8 +26,9 @@ def _ignore(event: str) -> None:
 class _Evicting(LRUCache[Hashable, Any]):
     """An LRU cache that tells who asked about every entry it evicts."""
 
-    def __init__(self, maxsize: int, getsizeof: Callable[[Any], int] | None,
-                 evicted: Callable[[], None]) -> None:
+    def __init__(
+        self, maxsize: int, getsizeof: Callable[[Any], int] | None, evicted: Callable[[], None]
+    ) -> None:
         super().__init__(maxsize, getsizeof)
         self._evicted = evicted
 
@@ -41,8 +42,9 @@ class BoundedCache:
     """An LRU map with counters; ``size`` is entries, or bytes when ``getsizeof`` is given.
     An entry larger than the whole cache is not kept (cachetools refuses it)."""
 
-    def __init__(self, size: int, getsizeof: Callable[[Any], int] | None = None,
-                 record: Record | None = None) -> None:
+    def __init__(
+        self, size: int, getsizeof: Callable[[Any], int] | None = None, record: Record | None = None
+    ) -> None:
         self.record: Record = record or _ignore
         self.hits = self.misses = self.evictions = 0
         self._entries = _Evicting(max(1, size), getsizeof, self._evicted)

@@ -61,10 +61,12 @@ def mapped(value: Any, fn: Callable[[Any], Any]) -> Any:
 
 def require(check: Callable[[Any], bool]) -> Callable[[Any], Any]:
     """The identity, for values that pass ``check`` (else ``Unbindable``)."""
+
     def checked(value: Any) -> Any:
         if not check(value):
             raise Unbindable(repr(value)[:80])
         return value
+
     return checked
 
 
@@ -112,15 +114,16 @@ def iso(column: str, *, aware: bool) -> str:
     return (
         f"(to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
         f"CASE WHEN date_part('microseconds', {column})::bigint % 1000000 = 0 THEN '' "
-        f"ELSE to_char({column}, '.US') END"
-        + (" || '+00:00')" if aware else ")")
+        f"ELSE to_char({column}, '.US') END" + (" || '+00:00')" if aware else ")")
     )
 
 
 def money_amount(cents: str) -> str:
     """``data.money.format_amount`` in SQL."""
-    return (f"(CASE WHEN {cents} < 0 THEN '-' ELSE '' END || (abs({cents}) / 100)::text || '.' "
-            f"|| lpad((abs({cents}) % 100)::text, 2, '0'))")
+    return (
+        f"(CASE WHEN {cents} < 0 THEN '-' ELSE '' END || (abs({cents}) / 100)::text || '.' "
+        f"|| lpad((abs({cents}) % 100)::text, 2, '0'))"
+    )
 
 
 def global_id(type_name: str, id_column: str) -> str:
@@ -142,8 +145,10 @@ def _ascii_json_string(column: str) -> str:
         "|| '\\u' || to_hex(56320 + ((ascii(ch) - 65536) & 1023)) END, '' ORDER BY n) || '\"' "
         f"FROM regexp_split_to_table({column}, '') WITH ORDINALITY AS s(ch, n))"
     )
-    return (f"(CASE WHEN {column} ~ '^[ -~]*$' THEN to_json({column})::text "
-            f"WHEN {column} = '' THEN '\"\"' ELSE {slow} END)")
+    return (
+        f"(CASE WHEN {column} ~ '^[ -~]*$' THEN to_json({column})::text "
+        f"WHEN {column} = '' THEN '\"\"' ELSE {slow} END)"
+    )
 
 
 def _cursor_value(column: InstrumentedAttribute[Any], alias: str) -> str:
@@ -162,8 +167,7 @@ def cursor(scope: str, sort: Sort, alias: str) -> str:
     """``data.pagination.encode_cursor`` of the row ``alias``."""
     values = " || ',' || ".join(_cursor_value(c, alias) for c in sort.columns)
     payload = f"'[\"{scope}\",\"{sort.name}\",[' || {values} || ']]'"
-    return (f"rtrim(translate(encode(convert_to({payload}, 'UTF8'), 'base64'), "
-            f"E'+/\\n', '-_'), '=')")
+    return f"rtrim(translate(encode(convert_to({payload}, 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')"
 
 
 def _sql_type(column: InstrumentedAttribute[Any]) -> str:
@@ -208,8 +212,10 @@ class Window:
             if value is None:
                 continue
             decoded = mapped(value, lambda text: decode_cursor(scope, sort, text))
-            params = ", ".join(stmt.param(mapped(decoded, lambda d, i=i: d[i]), _sql_type(c))
-                               for i, c in enumerate(sort.columns))
+            params = ", ".join(
+                stmt.param(mapped(decoded, lambda d, i=i: d[i]), _sql_type(c))
+                for i, c in enumerate(sort.columns)
+            )
             op = ">" if later != self.sort.descending else "<"
             filters.append(f"{key} {op} ({params})")
         return filters

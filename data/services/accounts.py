@@ -20,8 +20,13 @@ def normalize_email(email: str) -> str:
 def _validate(email: str, password: str, name: str, role: str) -> None:
     errors = []
     local, _, domain = email.partition("@")
-    if (not local or "." not in domain or len(email) > 320 or " " in email
-            or not storable_text(email)):
+    if (
+        not local
+        or "." not in domain
+        or len(email) > 320
+        or " " in email
+        or not storable_text(email)
+    ):
         errors.append(FieldError(("email",), "not a valid email address"))
     if len(password) < MIN_PASSWORD_LENGTH:
         errors.append(FieldError(("password",), f"at least {MIN_PASSWORD_LENGTH} characters"))
@@ -42,8 +47,9 @@ async def create_user(
     taken = await session.scalar(select(func.count()).where(User.email == email))
     if taken:
         raise Conflict("An account with this email already exists.")
-    user = User(email=email, name=name.strip(), role=role,
-                password_hash=await hash_password_async(password))
+    user = User(
+        email=email, name=name.strip(), role=role, password_hash=await hash_password_async(password)
+    )
     session.add(user)
     await session.flush()
     return user

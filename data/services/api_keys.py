@@ -45,8 +45,13 @@ async def create_api_key(
     _validate(name, scopes)
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    api_key = ApiKey(name=name.strip(), scopes=sorted(set(scopes)), prefix=prefix,
-                     key_hash=_digest(key), created_by_id=actor.user_id)
+    api_key = ApiKey(
+        name=name.strip(),
+        scopes=sorted(set(scopes)),
+        prefix=prefix,
+        key_hash=_digest(key),
+        created_by_id=actor.user_id,
+    )
     session.add(api_key)
     await session.flush()
     return api_key, key
@@ -55,8 +60,9 @@ async def create_api_key(
 async def list_api_keys(session: AsyncSession, actor: Actor, *, page: PageRequest) -> Page[ApiKey]:
     """A page of API keys, newest first (admins)."""
     require_admin(actor)
-    return await paginate(session, select(ApiKey), scope="api_keys",
-                          sort=API_KEY_SORTS["-created_at"], request=page)
+    return await paginate(
+        session, select(ApiKey), scope="api_keys", sort=API_KEY_SORTS["-created_at"], request=page
+    )
 
 
 async def revoke_api_key(session: AsyncSession, actor: Actor, *, key_id: int) -> ApiKey:
@@ -78,10 +84,14 @@ async def find_key_by_secret(session: AsyncSession, key: str) -> ApiKey:
     prefix = rest.partition("_")[0]
     api_key = (
         await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-        if kind == KEY_PREFIX and prefix else None
+        if kind == KEY_PREFIX and prefix
+        else None
     )
-    if (api_key is None or api_key.revoked_at is not None
-            or not hmac.compare_digest(api_key.key_hash, _digest(key))):
+    if (
+        api_key is None
+        or api_key.revoked_at is not None
+        or not hmac.compare_digest(api_key.key_hash, _digest(key))
+    ):
         raise Unauthenticated("The API key is invalid or revoked.")
     return api_key
 

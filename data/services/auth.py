@@ -39,21 +39,31 @@ async def register(
     session: AsyncSession, actor: Actor, *, email: str, password: str, name: str
 ) -> User:
     """Sign up: always a customer, whatever else the request carried."""
-    return await create_user(session, email=email, password=password, name=name,
-                             role="customer")
+    return await create_user(session, email=email, password=password, name=name, role="customer")
 
 
-async def _start_login(session: AsyncSession, tokens: TokenIssuer, user: User,
-                       family: str) -> TokenPair:
+async def _start_login(
+    session: AsyncSession, tokens: TokenIssuer, user: User, family: str
+) -> TokenPair:
     jti = uuid.uuid4().hex
-    session.add(RefreshToken(jti=jti, family=family, user_id=user.id,
-                             expires_at=utcnow() + timedelta(seconds=tokens.refresh_ttl)))
+    session.add(
+        RefreshToken(
+            jti=jti,
+            family=family,
+            user_id=user.id,
+            expires_at=utcnow() + timedelta(seconds=tokens.refresh_ttl),
+        )
+    )
     await session.flush()
     return tokens.issue(user_id=user.id, role=user.role, family=family, refresh_jti=jti)
 
 
 async def login(
-    session: AsyncSession, *, email: str, password: str, tokens: TokenIssuer,
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    tokens: TokenIssuer,
     attempts: LoginAttempts = NO_BACKOFF,
 ) -> TokenPair:
     """Tokens for a correct email and password; the same answer for every failure.
@@ -65,8 +75,11 @@ async def login(
     email = normalize_email(email)
     account = account_key(email)
     await attempts.check(account)
-    user = (await session.scalar(select(User).where(User.email == email))
-            if storable_text(email) else None)
+    user = (
+        await session.scalar(select(User).where(User.email == email))
+        if storable_text(email)
+        else None
+    )
     # The check does the same work with or without a user, so timing tells nothing.
     valid = await verify_password_async(user.password_hash if user else None, password)
     if user is None or not valid or not user.is_active:
@@ -114,9 +127,11 @@ async def authenticate_access_token(session: AsyncSession, claims: Claims) -> Ac
     revoked = exists().where(
         and_(RefreshToken.family == claims.family, RefreshToken.revoked_at.is_not(None))
     )
-    row = (await session.execute(
-        select(User.role, User.is_active, revoked).where(User.id == claims.sub)
-    )).first()
+    row = (
+        await session.execute(
+            select(User.role, User.is_active, revoked).where(User.id == claims.sub)
+        )
+    ).first()
     if row is None or not row.is_active or row[2]:
         raise Unauthenticated("The token is invalid or expired.")
     return user_actor(claims.sub, row.role)
@@ -145,7 +160,10 @@ BEARER, KEY = "bearer:", "key:"
 
 
 async def resolve_credentials(
-    db: Database, tokens: TokenIssuer, authorization: str | None, api_key: str | None,
+    db: Database,
+    tokens: TokenIssuer,
+    authorization: str | None,
+    api_key: str | None,
     principals: PrincipalCache = NO_CACHE,
 ) -> Actor:
     """The principal behind a credential (anonymous without one), for HTTP and WebSocket.
@@ -169,9 +187,13 @@ async def resolve_credentials(
         claims = tokens.verify(token, kind=ACCESS)
         async with db.read() as session:
             actor = await authenticate_access_token(session, claims)
-        principals.put(BEARER + token, actor, (f"user:{claims.sub}", f"login:{claims.family}"),
-                       epoch=epoch,
-                       expires_at=claims.expires_at.replace(tzinfo=UTC).timestamp())
+        principals.put(
+            BEARER + token,
+            actor,
+            (f"user:{claims.sub}", f"login:{claims.family}"),
+            epoch=epoch,
+            expires_at=claims.expires_at.replace(tzinfo=UTC).timestamp(),
+        )
         return actor
     if api_key is not None:
         api_key = api_key.strip()
@@ -181,7 +203,12 @@ async def resolve_credentials(
         epoch = principals.epoch
         async with db.write() as session:
             actor = await authenticate_api_key(session, api_key)
-        principals.put(KEY + api_key, actor, (f"api_key:{actor.api_key_id}",), epoch=epoch,
-                       expires_at=time.time() + API_KEY_RECHECK_SECONDS)
+        principals.put(
+            KEY + api_key,
+            actor,
+            (f"api_key:{actor.api_key_id}",),
+            epoch=epoch,
+            expires_at=time.time() + API_KEY_RECHECK_SECONDS,
+        )
         return actor
     return ANONYMOUS

@@ -60,8 +60,11 @@ def _problem(name: str, value: Any) -> str | None:
         ok = len(value) <= 100 and SLUG.fullmatch(value)
         return None if ok else "1 to 100 lowercase letters, digits and single hyphens"
     if name == "sku":
-        return None if len(value) <= 64 and SKU.fullmatch(value) else (
-            "1 to 64 printable characters without spaces")
+        return (
+            None
+            if len(value) <= 64 and SKU.fullmatch(value)
+            else ("1 to 64 printable characters without spaces")
+        )
     limit = TEXT_LIMITS[name]
     if name in ("name", "title") and not value.strip():
         return "may not be blank"
@@ -76,8 +79,11 @@ async def _flush_unique(session: AsyncSession, what: str) -> None:
 
 
 async def _category_by_slug(session: AsyncSession, slug: str) -> Category:
-    category = (await session.scalar(select(Category).where(Category.slug == slug))
-                if storable_text(slug) else None)
+    category = (
+        await session.scalar(select(Category).where(Category.slug == slug))
+        if storable_text(slug)
+        else None
+    )
     if category is None:
         raise NotFound(f"No category with slug {slug!r}.")
     return category
@@ -113,8 +119,10 @@ async def delete_category(session: AsyncSession, actor: Actor, *, slug: str) -> 
     """Removes an empty category; one that holds products is a ``Conflict``."""
     require_catalog_writer(actor)
     category = await _category_by_slug(session, slug)
-    refusal = Conflict(f"Category {slug!r} still holds products: move them to another "
-                       "category or deactivate them (is_active: false) instead.")
+    refusal = Conflict(
+        f"Category {slug!r} still holds products: move them to another "
+        "category or deactivate them (is_active: false) instead."
+    )
     if await session.scalar(select(exists().where(Product.category_id == category.id))):
         raise refusal
     await session.delete(category)
@@ -130,14 +138,18 @@ def only_fields(changes: dict[str, Any], allowed: set[str]) -> None:
     """Refuses fields an update may not set (the server owns ids and timestamps)."""
     unknown = sorted(set(changes) - allowed)
     if unknown:
-        raise InvalidInput("Unknown fields.", errors=[
-            FieldError((name,), "not a field you may set") for name in unknown])
+        raise InvalidInput(
+            "Unknown fields.",
+            errors=[FieldError((name,), "not a field you may set") for name in unknown],
+        )
 
 
 async def _check_category(session: AsyncSession, category_id: int) -> None:
     if not await session.scalar(select(exists().where(Category.id == category_id))):
-        raise InvalidInput("No such category.", errors=[
-            FieldError(("category_id",), f"no category has id {category_id}")])
+        raise InvalidInput(
+            "No such category.",
+            errors=[FieldError(("category_id",), f"no category has id {category_id}")],
+        )
 
 
 async def _product_for_writer(session: AsyncSession, product_id: int) -> Product:
@@ -147,24 +159,47 @@ async def _product_for_writer(session: AsyncSession, product_id: int) -> Product
     return product
 
 
-PRODUCT_FIELDS = {"sku", "name", "description", "price_cents", "stock", "category_id",
-                  "is_active"}
+PRODUCT_FIELDS = {"sku", "name", "description", "price_cents", "stock", "category_id", "is_active"}
 
 
 async def create_product(
-    session: AsyncSession, actor: Actor, *, sku: str, name: str, price_cents: int,
-    category_id: int, description: str = "", stock: int = 0, is_active: bool = True,
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    sku: str,
+    name: str,
+    price_cents: int,
+    category_id: int,
+    description: str = "",
+    stock: int = 0,
+    is_active: bool = True,
 ) -> Product:
     """A new product; ``Conflict`` if the sku is taken."""
     require_catalog_writer(actor)
-    check_fields({"sku": sku, "name": name, "description": description,
-                  "price_cents": price_cents, "stock": stock, "category_id": category_id,
-                  "is_active": is_active})
+    check_fields(
+        {
+            "sku": sku,
+            "name": name,
+            "description": description,
+            "price_cents": price_cents,
+            "stock": stock,
+            "category_id": category_id,
+            "is_active": is_active,
+        }
+    )
     await _check_category(session, category_id)
     now = utcnow()
-    product = Product(sku=sku, name=name.strip(), description=description,
-                      price_cents=price_cents, stock=stock, category_id=category_id,
-                      is_active=is_active, created_at=now, updated_at=now)
+    product = Product(
+        sku=sku,
+        name=name.strip(),
+        description=description,
+        price_cents=price_cents,
+        stock=stock,
+        category_id=category_id,
+        is_active=is_active,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(product)
     await _flush_unique(session, f"The sku {sku!r}")
     product_changed(session, product.id)
@@ -203,8 +238,9 @@ async def delete_product(session: AsyncSession, actor: Actor, *, product_id: int
     """Removes a product never ordered; one in an order is a ``Conflict``."""
     require_catalog_writer(actor)
     product = await _product_for_writer(session, product_id)
-    refusal = Conflict("This product appears in orders: deactivate it (is_active: false) "
-                       "instead of deleting it.")
+    refusal = Conflict(
+        "This product appears in orders: deactivate it (is_active: false) instead of deleting it."
+    )
     if await session.scalar(select(exists().where(OrderItem.product_id == product.id))):
         raise refusal
     await session.delete(product)

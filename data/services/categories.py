@@ -23,8 +23,11 @@ async def list_categories(
 ) -> Page[Category]:
     """A page of categories, by name."""
     return await paginate(
-        session, select(Category), scope="categories",
-        sort=parse_sort(CATEGORY_SORTS, sort), request=page,
+        session,
+        select(Category),
+        scope="categories",
+        sort=parse_sort(CATEGORY_SORTS, sort),
+        request=page,
     )
 
 

@@ -58,13 +58,17 @@ def _validate_lines(lines: Sequence[OrderLine]) -> None:
         if not storable_int(line.product_id) or line.product_id < 1:
             errors.append(FieldError(("items", i, "product_id"), "not a product id"))
         elif line.product_id in seen:
-            errors.append(FieldError(("items", i, "product_id"),
-                                     "the same product twice: give it once with the sum"))
+            errors.append(
+                FieldError(
+                    ("items", i, "product_id"), "the same product twice: give it once with the sum"
+                )
+            )
         else:
             seen.add(line.product_id)
         if not storable_int(line.quantity) or not 1 <= line.quantity <= MAX_QUANTITY:
-            errors.append(FieldError(("items", i, "quantity"),
-                                     f"an integer from 1 to {MAX_QUANTITY}"))
+            errors.append(
+                FieldError(("items", i, "quantity"), f"an integer from 1 to {MAX_QUANTITY}")
+            )
     if errors:
         raise InvalidInput("Invalid order items.", errors=errors)
 
@@ -73,8 +77,14 @@ def _validate_key(key: str | None) -> None:
     if key is None:
         return
     if not (1 <= len(key) <= MAX_KEY_LENGTH and all(" " <= c <= "~" for c in key)):
-        raise InvalidInput("Invalid idempotency key.", errors=[FieldError(
-            ("idempotency_key",), f"1 to {MAX_KEY_LENGTH} printable ASCII characters")])
+        raise InvalidInput(
+            "Invalid idempotency key.",
+            errors=[
+                FieldError(
+                    ("idempotency_key",), f"1 to {MAX_KEY_LENGTH} printable ASCII characters"
+                )
+            ],
+        )
 
 
 def _request_hash(lines: Sequence[OrderLine]) -> str:
@@ -88,7 +98,8 @@ def _require_customer_or_staff(actor: Actor) -> int:
 
 async def _existing(session: AsyncSession, customer_id: int, key: str, digest: str) -> Order:
     order = await session.scalar(
-        select(Order).where(Order.customer_id == customer_id, Order.idempotency_key == key))
+        select(Order).where(Order.customer_id == customer_id, Order.idempotency_key == key)
+    )
     if order is None:  # the winner rolled back since: the client may simply retry
         raise Conflict("A request with this idempotency key is in progress; retry.")
     if order.request_hash != digest:
@@ -97,7 +108,10 @@ async def _existing(session: AsyncSession, customer_id: int, key: str, digest: s
 
 
 async def place_order(
-    session: AsyncSession, actor: Actor, *, lines: Sequence[OrderLine],
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    lines: Sequence[OrderLine],
     idempotency_key: str | None = None,
 ) -> tuple[Order, list[OrderItem]]:
     """Places an order for the signed-in user; a repeated idempotency key returns the
@@ -111,9 +125,15 @@ async def place_order(
     # decides between concurrent copies. The order row is the transaction's first
     # statement, so rolling back on a duplicate loses nothing.
     now = utcnow()
-    order = Order(customer_id=customer_id, status="pending", total_cents=0,
-                  idempotency_key=idempotency_key, request_hash=digest,
-                  created_at=now, updated_at=now)
+    order = Order(
+        customer_id=customer_id,
+        status="pending",
+        total_cents=0,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(order)
     try:
         await session.flush()
@@ -122,21 +142,40 @@ async def place_order(
         if idempotency_key is None:
             raise
         order = await _existing(session, customer_id, idempotency_key, digest)
-        items = (await session.scalars(
-            select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id)
-        )).all()
+        items = (
+            await session.scalars(
+                select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id)
+            )
+        ).all()
         return order, list(items)
 
     ids = sorted(line.product_id for line in lines)
-    found = {p.id: p for p in (await session.execute(
-        select(Product.id, Product.sku, Product.name, Product.price_cents, Product.stock,
-               Product.is_active)
-        .where(Product.id.in_(ids)).order_by(Product.id).with_for_update()
-    )).all()}
-    missing = [FieldError(("items", i, "product_id"),
-                          f"product {line.product_id} does not exist or is not for sale")
-               for i, line in enumerate(lines)
-               if line.product_id not in found or not found[line.product_id].is_active]
+    found = {
+        p.id: p
+        for p in (
+            await session.execute(
+                select(
+                    Product.id,
+                    Product.sku,
+                    Product.name,
+                    Product.price_cents,
+                    Product.stock,
+                    Product.is_active,
+                )
+                .where(Product.id.in_(ids))
+                .order_by(Product.id)
+                .with_for_update()
+            )
+        ).all()
+    }
+    missing = [
+        FieldError(
+            ("items", i, "product_id"),
+            f"product {line.product_id} does not exist or is not for sale",
+        )
+        for i, line in enumerate(lines)
+        if line.product_id not in found or not found[line.product_id].is_active
+    ]
     if missing:
         raise InvalidInput("Some items name no product for sale.", errors=missing)
     short = [line for line in lines if found[line.product_id].stock < line.quantity]
@@ -144,32 +183,52 @@ async def place_order(
         raise Conflict(_shortage(actor, short, found))
 
     quantity = case({line.product_id: line.quantity for line in lines}, value=Product.id)
-    taken = (await session.execute(
-        update(Product)
-        .where(Product.id.in_(ids), Product.stock >= quantity)
-        .values(stock=Product.stock - quantity)
-        .returning(Product.id)
-        .execution_options(synchronize_session=False)
-    )).scalars().all()
+    taken = (
+        (
+            await session.execute(
+                update(Product)
+                .where(Product.id.in_(ids), Product.stock >= quantity)
+                .values(stock=Product.stock - quantity)
+                .returning(Product.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        .scalars()
+        .all()
+    )
     if len(taken) != len(ids):  # the rows are locked, so only a bug gets here
-        raise Conflict(_shortage(actor, [li for li in lines if li.product_id not in taken],
-                                       found))
+        raise Conflict(_shortage(actor, [li for li in lines if li.product_id not in taken], found))
 
     # One multi-row VALUES statement (executemany would be a statement per line on SQLite).
-    inserted = {item.product_id: item for item in (await session.scalars(
-        insert(OrderItem).values([
-            {"order_id": order.id, "product_id": line.product_id, "quantity": line.quantity,
-             "unit_price_cents": found[line.product_id].price_cents} for line in lines
-        ]).returning(OrderItem)
-    )).all()}
+    inserted = {
+        item.product_id: item
+        for item in (
+            await session.scalars(
+                insert(OrderItem)
+                .values(
+                    [
+                        {
+                            "order_id": order.id,
+                            "product_id": line.product_id,
+                            "quantity": line.quantity,
+                            "unit_price_cents": found[line.product_id].price_cents,
+                        }
+                        for line in lines
+                    ]
+                )
+                .returning(OrderItem)
+            )
+        ).all()
+    }
     items = [inserted[line.product_id] for line in lines]
     order.total_cents = sum(item.subtotal_cents for item in items)
     order.updated_at = now  # a new order was not updated (onupdate would stamp it later)
     await session.flush()
 
     for line in lines:  # inStock flips only for the last item(s) taken
-        stock_changed(session, line.product_id,
-                      flipped=found[line.product_id].stock == line.quantity)
+        stock_changed(
+            session, line.product_id, flipped=found[line.product_id].stock == line.quantity
+        )
     emit(session, OrderEvent(order.id, customer_id, "pending", None, as_utc(now)))
     return order, items
 
@@ -180,15 +239,18 @@ def _shortage(actor: Actor, lines: Sequence[OrderLine], found: dict[int, Any]) -
     tell = can_read_stock(actor)
     names = ", ".join(
         f"{found[li.product_id].name} (sku {found[li.product_id].sku}, "
-        f"product {li.product_id}"
-        + (f": {found[li.product_id].stock} left)" if tell else ")")
-        for li in lines)
+        f"product {li.product_id}" + (f": {found[li.product_id].stock} left)" if tell else ")")
+        for li in lines
+    )
     return f"Not enough stock for: {names}."
 
 
 async def _visible_order(session: AsyncSession, actor: Actor, order_id: int) -> Order:
-    order = (await session.scalar(select(Order).where(order_visible(actor), Order.id == order_id))
-             if storable_int(order_id) else None)
+    order = (
+        await session.scalar(select(Order).where(order_visible(actor), Order.id == order_id))
+        if storable_int(order_id)
+        else None
+    )
     if order is None:
         raise NotFound("No such order.")
     return order
@@ -198,13 +260,15 @@ async def _move(session: AsyncSession, actor: Actor, order_id: int, status: str)
     """The conditional status change: one row moves, or none (then NotFound or Conflict)."""
     now = utcnow()
     for previous in TRANSITIONS.get(status, ()):
-        moved = (await session.scalars(
-            update(Order)
-            .where(Order.id == order_id, Order.status == previous, order_visible(actor))
-            .values(status=status, updated_at=now)
-            .returning(Order)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )).one_or_none()
+        moved = (
+            await session.scalars(
+                update(Order)
+                .where(Order.id == order_id, Order.status == previous, order_visible(actor))
+                .values(status=status, updated_at=now)
+                .returning(Order)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            )
+        ).one_or_none()
         if moved is not None:
             if status == "cancelled":
                 await _restock(session, moved.id)
@@ -217,19 +281,35 @@ async def _move(session: AsyncSession, actor: Actor, order_id: int, status: str)
 async def _restock(session: AsyncSession, order_id: int) -> None:
     """Puts a cancelled order's items back on the shelf (locks in id order, like placing)."""
     lines = select(OrderItem.product_id).where(OrderItem.order_id == order_id)
-    before = {row.id: row.stock for row in (await session.execute(
-        select(Product.id, Product.stock).where(Product.id.in_(lines)).order_by(Product.id)
-        .with_for_update())).all()}
+    before = {
+        row.id: row.stock
+        for row in (
+            await session.execute(
+                select(Product.id, Product.stock)
+                .where(Product.id.in_(lines))
+                .order_by(Product.id)
+                .with_for_update()
+            )
+        ).all()
+    }
     returned = (
         select(func.sum(OrderItem.quantity))
         .where(OrderItem.order_id == order_id, OrderItem.product_id == Product.id)
         .scalar_subquery()
     )
-    restocked = (await session.execute(
-        update(Product).where(Product.id.in_(lines))
-        .values(stock=Product.stock + returned)
-        .returning(Product.id).execution_options(synchronize_session=False)
-    )).scalars().all()
+    restocked = (
+        (
+            await session.execute(
+                update(Product)
+                .where(Product.id.in_(lines))
+                .values(stock=Product.stock + returned)
+                .returning(Product.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        .scalars()
+        .all()
+    )
     for product_id in restocked:
         stock_changed(session, product_id, flipped=before[product_id] == 0)
 
@@ -253,8 +333,10 @@ async def update_order_status(
         await _visible_order(session, actor, order_id)  # another customer's: NotFound
         raise Forbidden("Only staff and admins change an order's status; you may cancel it.")
     if status not in ORDER_STATUSES:
-        raise InvalidInput("Unknown order status.", errors=[
-            FieldError(("status",), f"one of {', '.join(ORDER_STATUSES)}")])
+        raise InvalidInput(
+            "Unknown order status.",
+            errors=[FieldError(("status",), f"one of {', '.join(ORDER_STATUSES)}")],
+        )
     if not storable_int(order_id):
         raise NotFound("No such order.")
     return await _move(session, actor, order_id, status)
@@ -262,6 +344,10 @@ async def update_order_status(
 
 async def load_items(session: AsyncSession, order: Order) -> list[OrderItem]:
     """An order's items, for answering a write (the caller already may see the order)."""
-    return list((await session.scalars(
-        select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id))).all())
-
+    return list(
+        (
+            await session.scalars(
+                select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id)
+            )
+        ).all()
+    )

@@ -28,8 +28,10 @@ def _check_reader(actor: Actor) -> None:
 
 def _check_status(status: str | None) -> None:
     if status is not None and status not in ORDER_STATUSES:
-        raise Invalid("Unknown order status.",
-                      errors=[FieldError(("status",), f"one of {list(ORDER_STATUSES)}")])
+        raise Invalid(
+            "Unknown order status.",
+            errors=[FieldError(("status",), f"one of {list(ORDER_STATUSES)}")],
+        )
 
 
 def _visible_orders(actor: Actor, status: str | None) -> Select[tuple[Order]]:
@@ -43,8 +45,13 @@ async def list_orders(
     """A page of the orders this actor may see, newest first."""
     _check_reader(actor)
     _check_status(status)
-    return await paginate(session, _visible_orders(actor, status), scope="orders",
-                          sort=ORDER_SORTS[DEFAULT_ORDER_SORT], request=page)
+    return await paginate(
+        session,
+        _visible_orders(actor, status),
+        scope="orders",
+        sort=ORDER_SORTS[DEFAULT_ORDER_SORT],
+        request=page,
+    )
 
 
 async def count_orders(session: AsyncSession, actor: Actor, *, status: str | None = None) -> int:
@@ -58,8 +65,11 @@ async def count_orders(session: AsyncSession, actor: Actor, *, status: str | Non
 async def find_order(session: AsyncSession, actor: Actor, *, order_id: int) -> Order:
     """An order this actor may see; another customer's is ``NotFound``."""
     _check_reader(actor)
-    order = (await session.scalar(_visible_orders(actor, None).where(Order.id == order_id))
-             if storable_int(order_id) else None)
+    order = (
+        await session.scalar(_visible_orders(actor, None).where(Order.id == order_id))
+        if storable_int(order_id)
+        else None
+    )
     if order is None:
         raise NotFound("No such order.")
     return order
@@ -72,8 +82,11 @@ async def find_order_to_follow(session: AsyncSession, actor: Actor, *, order_id:
     Unlike reading, nobody learns here that signing in or a scope would help: a stream
     is refused the same way whoever asks. A bad credential never gets this far (401).
     """
-    order = (await session.scalar(_visible_orders(actor, None).where(Order.id == order_id))
-             if storable_int(order_id) else None)
+    order = (
+        await session.scalar(_visible_orders(actor, None).where(Order.id == order_id))
+        if storable_int(order_id)
+        else None
+    )
     if order is None:
         raise NotFound("No such order.")
     return order
@@ -93,8 +106,11 @@ async def load_order_items(
     """The items of each order this actor may see, in key order."""
     stmt = (
         select(OrderItem)
-        .where(OrderItem.order_id.in_(select(Order.id).where(order_visible(actor),
-                                                             Order.id.in_(order_ids))))
+        .where(
+            OrderItem.order_id.in_(
+                select(Order.id).where(order_visible(actor), Order.id.in_(order_ids))
+            )
+        )
         .order_by(OrderItem.order_id, OrderItem.id)
     )
     grouped: dict[int, list[OrderItem]] = {i: [] for i in order_ids}
@@ -104,14 +120,23 @@ async def load_order_items(
 
 
 async def load_customer_order_pages(
-    session: AsyncSession, actor: Actor, customer_ids: Sequence[int], *, page: PageRequest,
+    session: AsyncSession,
+    actor: Actor,
+    customer_ids: Sequence[int],
+    *,
+    page: PageRequest,
     status: str | None = None,
 ) -> list[Page[Order]]:
     """Each customer's orders that this actor may see (``User.orders``), in one statement."""
     _check_status(status)
     pages = await paginate_per_parent(
-        session, _visible_orders(actor, status), model=Order, parent=Order.customer_id,
-        parent_ids=customer_ids, scope="orders", sort=ORDER_SORTS[DEFAULT_ORDER_SORT],
+        session,
+        _visible_orders(actor, status),
+        model=Order,
+        parent=Order.customer_id,
+        parent_ids=customer_ids,
+        scope="orders",
+        sort=ORDER_SORTS[DEFAULT_ORDER_SORT],
         request=page,
     )
     return [pages[i] for i in customer_ids]

@@ -99,8 +99,11 @@ async def list_products(
     """A page of the products this actor may see, filtered and sorted."""
     where = (where or ProductFilter()).validate()
     return await paginate(
-        session, _visible_products(actor, where), scope="products",
-        sort=parse_sort(PRODUCT_SORTS, sort), request=page,
+        session,
+        _visible_products(actor, where),
+        scope="products",
+        sort=parse_sort(PRODUCT_SORTS, sort),
+        request=page,
     )
 
 
@@ -108,10 +111,12 @@ def _group_total(actor: Actor, where: ProductFilter) -> Select[tuple[int]]:
     """The SUM over ``product_counts`` that equals the COUNT over ``_visible_products``
     for a filter ``counted_by_group``, without a category of its own (add that)."""
     stmt = select(func.coalesce(func.sum(ProductCount.total), 0)).where(
-        product_visible(actor, ProductCount))
+        product_visible(actor, ProductCount)
+    )
     if where.category is not None:
-        stmt = stmt.where(ProductCount.category_id.in_(
-            select(Category.id).where(Category.slug == where.category)))
+        stmt = stmt.where(
+            ProductCount.category_id.in_(select(Category.id).where(Category.slug == where.category))
+        )
     if where.in_stock is not None:
         stmt = stmt.where(ProductCount.in_stock == where.in_stock)
     return stmt
@@ -164,27 +169,39 @@ async def load_category_product_pages(
     """A page of products for each category, in one statement, in key order."""
     where = (where or ProductFilter()).validate()
     pages = await paginate_per_parent(
-        session, _visible_products(actor, where), model=Product, parent=Product.category_id,
-        parent_ids=category_ids, scope="products", sort=parse_sort(PRODUCT_SORTS, sort),
+        session,
+        _visible_products(actor, where),
+        model=Product,
+        parent=Product.category_id,
+        parent_ids=category_ids,
+        scope="products",
+        sort=parse_sort(PRODUCT_SORTS, sort),
         request=page,
     )
     return [pages[i] for i in category_ids]
 
 
 async def count_category_products(
-    session: AsyncSession, actor: Actor, category_ids: Sequence[int],
-    *, where: ProductFilter | None = None,
+    session: AsyncSession,
+    actor: Actor,
+    category_ids: Sequence[int],
+    *,
+    where: ProductFilter | None = None,
 ) -> list[int]:
     """How many visible, matching products each category has, in key order."""
     where = (where or ProductFilter()).validate()
     if where.counted_by_group:
         total = _group_total(actor, where)
-        stmt = total.add_columns(ProductCount.category_id).where(
-            ProductCount.category_id.in_(category_ids)).group_by(ProductCount.category_id)
+        stmt = (
+            total.add_columns(ProductCount.category_id)
+            .where(ProductCount.category_id.in_(category_ids))
+            .group_by(ProductCount.category_id)
+        )
         counts = {category: n for n, category in (await session.execute(stmt)).all()}
     else:
-        inner = _visible_products(actor, where).where(
-            Product.category_id.in_(category_ids)).subquery()
+        inner = (
+            _visible_products(actor, where).where(Product.category_id.in_(category_ids)).subquery()
+        )
         stmt = select(inner.c.category_id, func.count()).group_by(inner.c.category_id)
         counts = dict((await session.execute(stmt)).all())
     return [int(counts.get(i, 0)) for i in category_ids]

@@ -22,34 +22,48 @@ REVIEW_FIELDS = {"rating", "title", "body"}
 
 
 async def create_review(
-    session: AsyncSession, actor: Actor, *, product_id: int, rating: int, title: str,
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    product_id: int,
+    rating: int,
+    title: str,
     body: str = "",
 ) -> Review:
     """Your review of a product you may see; a second one is a ``Conflict``."""
     author_id = require_user(actor)
     check_fields({"rating": rating, "title": title, "body": body})
     product = await find_product(session, actor, id=product_id)
-    review = Review(product_id=product.id, author_id=author_id, rating=rating,
-                    title=title.strip(), body=body, created_at=utcnow())
+    review = Review(
+        product_id=product.id,
+        author_id=author_id,
+        rating=rating,
+        title=title.strip(),
+        body=body,
+        created_at=utcnow(),
+    )
     session.add(review)
     try:
         await session.flush()
     except IntegrityError:  # the unique (author, product) constraint: also under a race
-        raise Conflict("You have already reviewed this product: edit that review "
-                       "instead.") from None
+        raise Conflict(
+            "You have already reviewed this product: edit that review instead."
+        ) from None
     product_changed(session, product.id)
     return review
 
 
-async def _review(session: AsyncSession, actor: Actor, review_id: int, *,
-                  staff_may: bool) -> Review:
+async def _review(
+    session: AsyncSession, actor: Actor, review_id: int, *, staff_may: bool
+) -> Review:
     """A review this actor may change: its own (or any, for staff when ``staff_may``);
     anyone else's does not exist for it."""
     review = None
     if storable_int(review_id):
         stmt = select(Review).where(
             Review.id == review_id,
-            Review.product_id.in_(select(Product.id).where(product_visible(actor))))
+            Review.product_id.in_(select(Product.id).where(product_visible(actor))),
+        )
         if not (staff_may and actor.is_staff):
             stmt = stmt.where(Review.author_id == actor.user_id)
         review = await session.scalar(stmt)
@@ -81,4 +95,3 @@ async def delete_review(session: AsyncSession, actor: Actor, *, review_id: int) 
     await session.flush()
     product_changed(session, review.product_id)
     return review
-

@@ -26,25 +26,41 @@ def _visible_reviews(actor: Actor) -> Select[tuple[Review]]:
 
 
 async def list_product_reviews(
-    session: AsyncSession, actor: Actor, *, product_id: int, page: PageRequest,
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    product_id: int,
+    page: PageRequest,
     sort: str = DEFAULT_REVIEW_SORT,
 ) -> Page[Review]:
     """A page of a product's reviews, newest first; ``NotFound`` if the product is hidden."""
     await find_product(session, actor, id=product_id)
     return await paginate(
-        session, select(Review).where(Review.product_id == product_id), scope="reviews",
-        sort=parse_sort(REVIEW_SORTS, sort), request=page,
+        session,
+        select(Review).where(Review.product_id == product_id),
+        scope="reviews",
+        sort=parse_sort(REVIEW_SORTS, sort),
+        request=page,
     )
 
 
 async def load_product_review_pages(
-    session: AsyncSession, actor: Actor, product_ids: Sequence[int], *, page: PageRequest,
+    session: AsyncSession,
+    actor: Actor,
+    product_ids: Sequence[int],
+    *,
+    page: PageRequest,
     sort: str = DEFAULT_REVIEW_SORT,
 ) -> list[Page[Review]]:
     """A page of reviews for each product, in one statement, in key order."""
     pages = await paginate_per_parent(
-        session, _visible_reviews(actor), model=Review, parent=Review.product_id,
-        parent_ids=product_ids, scope="reviews", sort=parse_sort(REVIEW_SORTS, sort),
+        session,
+        _visible_reviews(actor),
+        model=Review,
+        parent=Review.product_id,
+        parent_ids=product_ids,
+        scope="reviews",
+        sort=parse_sort(REVIEW_SORTS, sort),
         request=page,
     )
     return [pages[i] for i in product_ids]
@@ -82,13 +98,22 @@ async def load_reviews(
 
 
 async def load_author_review_pages(
-    session: AsyncSession, actor: Actor, author_ids: Sequence[int], *, page: PageRequest,
+    session: AsyncSession,
+    actor: Actor,
+    author_ids: Sequence[int],
+    *,
+    page: PageRequest,
     sort: str = DEFAULT_REVIEW_SORT,
 ) -> list[Page[Review]]:
     """A page of each author's reviews (of products this actor may see), in one statement."""
     pages = await paginate_per_parent(
-        session, _visible_reviews(actor), model=Review, parent=Review.author_id,
-        parent_ids=author_ids, scope="reviews", sort=parse_sort(REVIEW_SORTS, sort),
+        session,
+        _visible_reviews(actor),
+        model=Review,
+        parent=Review.author_id,
+        parent_ids=author_ids,
+        scope="reviews",
+        sort=parse_sort(REVIEW_SORTS, sort),
         request=page,
     )
     return [pages[i] for i in author_ids]

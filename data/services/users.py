@@ -46,8 +46,13 @@ async def _email_taken(session: AsyncSession, email: str, other_than: int) -> bo
 
 
 async def update_viewer(
-    session: AsyncSession, actor: Actor, *, name: str | None = None, email: str | None = None,
-    password: str | None = None, current_password: str | None = None,
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    current_password: str | None = None,
 ) -> User:
     """Edits the signed-in user's own name, email or password (never the role)."""
     user = await find_viewer(session, actor)
@@ -83,22 +88,31 @@ async def update_viewer(
 async def list_users(session: AsyncSession, actor: Actor, *, page: PageRequest) -> Page[User]:
     """A page of all users, newest first (staff and admins)."""
     require_staff(actor)
-    return await paginate(session, select(User), scope="users",
-                          sort=USER_SORTS["-created_at"], request=page)
+    return await paginate(
+        session, select(User), scope="users", sort=USER_SORTS["-created_at"], request=page
+    )
 
 
 async def find_user(session: AsyncSession, actor: Actor, *, user_id: int) -> User:
     """A user this actor may see as a user (itself; everyone for staff), else ``NotFound``."""
-    user = (await session.scalar(select(User).where(user_visible(actor), User.id == user_id))
-            if storable_int(user_id) else None)
+    user = (
+        await session.scalar(select(User).where(user_visible(actor), User.id == user_id))
+        if storable_int(user_id)
+        else None
+    )
     if user is None:
         raise NotFound("No such user.")
     return user
 
 
 async def update_user(
-    session: AsyncSession, actor: Actor, *, user_id: int, role: str | None = None,
-    is_active: bool | None = None, name: str | None = None,
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    user_id: int,
+    role: str | None = None,
+    is_active: bool | None = None,
+    name: str | None = None,
 ) -> User:
     """Changes a user's role, active flag or name (admins)."""
     user = await find_user(session, actor, user_id=user_id)
