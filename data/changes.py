@@ -6,8 +6,9 @@ to its commit listeners after a successful commit, before the request returns, a
 drops them on rollback: nothing is announced that did not happen.
 
 Tag vocabulary. The response cache keys each entry by the versions of the tags its
-request depends on (``gateway.cache`` derives them from the request alone, before the
-answer is computed), and a write bumps only the tags of what a reader can see change:
+request depends on (``gateway.cache.middleware`` derives them from the request alone,
+before the answer is computed), and a write bumps only the tags of what a reader can see
+change:
 
 - ``catalog``: every entry. Bumped by the rare writes whose reach is wide: a category
   created, renamed or deleted (categories show in product answers) and a user's name

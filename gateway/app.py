@@ -10,18 +10,18 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.db import Database
-from gateway.auth import IdentityMiddleware, build_token_issuer, principal_cache
-from gateway.cache import CacheMiddleware, ResponseCache
+from gateway.cache.middleware import CacheMiddleware, ResponseCache
 from gateway.compiled_lane import CompiledLane
 from gateway.docs import install_docs
 from gateway.events import running_event_bus
 from gateway.graphiql import mount_graphiql_assets
 from gateway.graphql_options import graphql_options
-from gateway.limits import RequestLimitsMiddleware
-from gateway.logging import configure_logging, resolve_format
+from gateway.http.identity import IdentityMiddleware, build_token_issuer, principal_cache
+from gateway.http.limits import RequestLimitsMiddleware
+from gateway.http.problems import install_problem_handlers
+from gateway.observability.logging import configure_logging, resolve_format
 from gateway.operations import install_operations
-from gateway.problems import install_problem_handlers
-from gateway.ratelimit import install_rate_limits
+from gateway.ratelimit.middleware import install_rate_limits
 from gateway.replica_floor import share_floor
 from gateway.settings import Settings, load_settings
 from resolvers.plans import GraphQLPlans

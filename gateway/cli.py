@@ -137,7 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
                 "gateway.app:app_from_environment()",
             ],
         )
-    from gateway.logging import configure_logging, resolve_format
+    from gateway.observability.logging import configure_logging, resolve_format
     from gateway.server import serve
 
     configure_logging(

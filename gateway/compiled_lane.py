@@ -43,8 +43,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from data.compiled import compiled_data, fetch_raw
 from data.compiled.plans import BoundedCache
 from data.errors import Unavailable
-from gateway.cache_asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
-from gateway.front import route_of as front_route_of
+from gateway.cache.asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
+from gateway.http.front import route_of as front_route_of
 from resolvers.media import CONTENT_TYPES, RAW_CONTENT_TYPES, negotiate
 from resolvers.plans import GraphQLPlans
 from rest.compiled import RestPlans

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from gateway.logging import logging_config, resolve_format
+from gateway.observability.logging import logging_config, resolve_format
 from gateway.settings import load_settings
 
 settings = load_settings()

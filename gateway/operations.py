@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway.front import FrontDoor
 from gateway.health import health_router
-from gateway.metrics import Metrics, metrics_router
+from gateway.http.front import FrontDoor
+from gateway.observability.metrics import Metrics, metrics_router
 from gateway.settings import Settings
 
 EXPOSED_HEADERS = [

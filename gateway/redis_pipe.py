@@ -34,7 +34,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from data.running import running_loop
-from gateway.coalescing import CoalescingTransport
+from gateway.http.coalescing import CoalescingTransport
 
 Arg = str | bytes | int | float
 

@@ -20,7 +20,7 @@ import uvicorn
 from uvicorn_worker import UvicornWorker
 
 from gateway.health import DRAIN
-from gateway.http_protocol import GatewayHttpProtocol, HeadLimits
+from gateway.http.protocol import GatewayHttpProtocol, HeadLimits
 from gateway.settings import Settings
 
 APP = "gateway.app:app_from_environment"

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     login_backoff_base_seconds: int = Field(30, ge=1)
     login_backoff_max_seconds: int = Field(3600, ge=1)
     # Account-wide, whatever the network: from this many failures in the window on, each
-    # login for the account waits this long (never a lock; gateway.login_backoff).
+    # login for the account waits this long (never a lock; gateway.ratelimit.login_backoff).
     login_slowdown_failures: int = Field(20, ge=1)
     login_slowdown_seconds: float = Field(1.0, ge=0, le=10)
     password_hash_threads: int = Field(2, ge=1)

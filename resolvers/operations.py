@@ -28,7 +28,7 @@ class OperationInfo(SchemaExtension):
             kind = "unknown"
         errors = getattr(context.result, "errors", None)
         # Refused before it ran (it does not parse, fails validation or a limit): the
-        # rate limit gives its cost back (gateway.ratelimit).
+        # rate limit gives its cost back (gateway.ratelimit.middleware).
         refused = (
             bool(errors)
             and getattr(context.result, "data", None) is None

@@ -3,7 +3,7 @@
 Routers name only the errors that depend on what a route does (``problems(403, 409)``);
 ``finish_openapi`` adds those every route of its kind can answer, and documents every
 error as ``application/problem+json`` with the one ``Problem`` schema, as
-``gateway.problems`` renders them.
+``gateway.http.problems`` renders them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Redis store's local copies of entries (gateway.cache_store.RedisStore.copies):
+"""The Redis store's local copies of entries (gateway.cache.store.RedisStore.copies):
 served only while Redis confirms they are current, byte for byte what Redis holds."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.cache_store import Entry, RedisStore
+from gateway.cache.store import Entry, RedisStore
 from tests.cache_world import CacheSetup, CacheWorld
 from tests.conftest import REDIS_URL
 from tests.test_cache_writes import gql_reviews, rest_patch_me

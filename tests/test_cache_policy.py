@@ -8,8 +8,8 @@ import pytest
 
 from data.actor import ANONYMOUS, api_key_actor, user_actor
 from data.policy import visibility_class
-from gateway.cache import ResponseCache
-from gateway.cache_graphql import PUBLIC_FIELDS, DocumentPolicy
+from gateway.cache.documents import PUBLIC_FIELDS, DocumentPolicy
+from gateway.cache.middleware import ResponseCache
 from resolvers.schema import schema
 from tests.conftest import make_settings
 

@@ -1,4 +1,4 @@
-"""The per-request time limit (gateway.limits): one timer for every request in flight
+"""The per-request time limit (gateway.http.limits): one timer for every request in flight
 still stops exactly the slow ones, spares streams that started, and never touches a
 request that already finished."""
 
@@ -9,7 +9,7 @@ import time
 
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.limits import RequestLimitsMiddleware
+from gateway.http.limits import RequestLimitsMiddleware
 
 
 def _scope(path: str) -> Scope:

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.limits import RequestLimitsMiddleware
+from gateway.http.limits import RequestLimitsMiddleware
 from resolvers.media import negotiate, request_error_status
 from tests.cache_world import CacheWorld
 from tests.conftest import Gateway, SeededDatabase, make_settings, running_gateway

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.health import DRAIN
-from gateway.security import DOCS_CSP, PAGE_CSP, STRICT_CSP
+from gateway.http.security import DOCS_CSP, PAGE_CSP, STRICT_CSP
 from gateway.settings import Settings
 from tests.conftest import (
     POSTGRES_URL,

@@ -1,4 +1,4 @@
-"""The server's coalescing transport (gateway.http_protocol): the writes of one loop turn
+"""The server's coalescing transport (gateway.http.protocol): the writes of one loop turn
 leave in one write, in order; closing writes what is kept first, aborting drops it; the
 gateway's response cycle writes what uvicorn's writes, byte for byte, and fails where it
 fails; and the gateway's HTTP protocol answers a real client, keep-alive and all."""
@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from gateway.coalescing import CoalescingTransport
-from gateway.http_protocol import GatewayCycle, GatewayHttpProtocol
+from gateway.http.coalescing import CoalescingTransport
+from gateway.http.protocol import GatewayCycle, GatewayHttpProtocol
 
 
 class FakeTransport(asyncio.Transport):

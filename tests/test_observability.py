@@ -16,8 +16,8 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from data.services import products
-from gateway.logging import AccessLog, configure_logging
-from gateway.security import PAGE_CSP, STRICT_CSP
+from gateway.http.security import PAGE_CSP, STRICT_CSP
+from gateway.observability.logging import AccessLog, configure_logging
 from tests.conftest import Gateway, SeededDatabase, make_settings, running_gateway
 
 SECRETS = ("SECRETBEARER0123456789", "SECRETAPIKEY0123456789", "hunter2-SECRETPASSWORD")
@@ -54,7 +54,7 @@ def json_stream_alone() -> Iterator[None]:
     """The root's handlers as a server has them, the JSON stream alone: pytest adds a
     capture handler for each test phase, and with it ``AccessLog`` goes the stdlib's
     way (a test of its own way would test nothing). Used inside the test's body."""
-    from gateway import logging as gateway_logging
+    from gateway.observability import logging as gateway_logging
 
     handlers = logging.root.handlers
     logging.root.handlers = [gateway_logging._json_sink]  # type: ignore[list-item]
@@ -230,7 +230,7 @@ async def test_metrics_count_sql_statements(gateway: Gateway) -> None:
 
 
 def test_log_format_auto_is_json_in_production() -> None:
-    from gateway.logging import resolve_format
+    from gateway.observability.logging import resolve_format
 
     assert resolve_format("auto", production=True) == "json"
     assert resolve_format("console", production=True) == "console"
@@ -280,8 +280,8 @@ def test_the_front_doors_access_line_is_the_general_paths_line(
 ) -> None:
     """``AccessLog.request`` writes from a remembered template: the same bytes as
     ``info`` writes for the same fields, the first time and from the template after."""
-    from gateway import logging as gateway_logging
-    from gateway.front import REQUEST_ID
+    from gateway.observability import logging as gateway_logging
+    from gateway.http.front import REQUEST_ID
 
     monkeypatch.setattr(gateway_logging, "utc_now_iso", lambda: "2026-11-30T03:00:00.123456Z")
     method, route, status, duration, principal, operation = fields
@@ -312,7 +312,7 @@ def test_the_front_doors_access_line_is_the_general_paths_line(
 def test_the_front_doors_access_line_merges_what_else_is_bound(logs: Logs) -> None:
     """Anything else bound in structlog's context, or an id JSON would escape, goes the
     general way: the line still carries it."""
-    from gateway.front import REQUEST_ID
+    from gateway.http.front import REQUEST_ID
 
     access = AccessLog("gateway.access")
     token = REQUEST_ID.set('not "sane"')
@@ -410,7 +410,7 @@ async def test_gateway_access_lines_arrive_within_the_flush_interval(
 def test_the_access_line_timestamp_is_structlogs_iso_form() -> None:
     from datetime import UTC, datetime
 
-    from gateway.logging import utc_now_iso
+    from gateway.observability.logging import utc_now_iso
 
     before = datetime.now(UTC)
     stamp = utc_now_iso()
@@ -426,7 +426,7 @@ def _sample(registry: Any, name: str, **labels: str) -> float | None:
 
 
 async def test_metrics_are_written_at_the_end_of_the_loop_turn() -> None:
-    from gateway.metrics import Metrics
+    from gateway.observability.metrics import Metrics
 
     metrics = Metrics()
     metrics.request_started()
@@ -452,7 +452,7 @@ async def test_metrics_are_written_at_the_end_of_the_loop_turn() -> None:
 
 
 def test_metrics_recorded_outside_a_loop_are_written_at_once() -> None:
-    from gateway.metrics import Metrics
+    from gateway.observability.metrics import Metrics
 
     metrics = Metrics()
     metrics.request_started()
@@ -486,7 +486,7 @@ def test_a_turns_observations_land_in_the_buckets_observe_would_use(
 ) -> None:
     from prometheus_client import CollectorRegistry, Histogram
 
-    from gateway.metrics import BUCKETS, observe_all
+    from gateway.observability.metrics import BUCKETS, observe_all
 
     one, batch = CollectorRegistry(), CollectorRegistry()
     by_one = Histogram("h", "h", buckets=BUCKETS, registry=one)
@@ -506,7 +506,7 @@ def test_a_turns_observations_land_in_the_buckets_observe_would_use(
 
 
 def test_the_front_doors_headers_for_a_repeated_tuple_are_its_first_answers() -> None:
-    from gateway.front import FrontHeaders, front_headers
+    from gateway.http.front import FrontHeaders, front_headers
 
     front = FrontHeaders(size=2)
     json_answer = (
@@ -534,7 +534,7 @@ def test_the_front_doors_headers_for_a_repeated_tuple_are_its_first_answers() ->
 
 
 def test_the_access_lines_own_keys_are_no_secrets_names() -> None:
-    from gateway.logging import _ACCESS_KEYS, _is_secret
+    from gateway.observability.logging import _ACCESS_KEYS, _is_secret
 
     assert _ACCESS_KEYS
     assert not [key for key in _ACCESS_KEYS if _is_secret(key)]
@@ -543,7 +543,7 @@ def test_the_access_lines_own_keys_are_no_secrets_names() -> None:
 async def test_pool_gauges_follow_the_requests_to_the_second() -> None:
     from types import SimpleNamespace
 
-    from gateway.metrics import Metrics
+    from gateway.observability.metrics import Metrics
 
     class Pool:
         checked_out = 3

@@ -22,7 +22,7 @@ from data.errors import RateLimited
 from data.models import Base
 from data.passwords import HashingPool
 from data.seed import DEMO_PASSWORD, seed
-from gateway.buckets import Backoff, Spend, Store
+from gateway.ratelimit.buckets import Backoff, Spend, Store
 from tests.conftest import RATE_LIMIT_PREFIX, REDIS_URL, REQUIRE_SERVICES, make_settings
 from tests.conftest import running_gateway as _running_gateway
 

@@ -65,7 +65,7 @@ def test_a_forked_worker_writes_metrics_files_of_its_own(tmp_path: Path) -> None
     was written still starts files under its own pid, as with ``os.getpid``."""
     script = textwrap.dedent("""
         import os, sys
-        from gateway.metrics import Metrics
+        from gateway.observability.metrics import Metrics
         metrics = Metrics()
         metrics.requests.labels("GET", "/x", "200").inc()
         pid = os.fork()

@@ -16,8 +16,8 @@ import pytest
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.limits import RequestLimitsMiddleware
-from gateway.logging import configure_logging
+from gateway.http.limits import RequestLimitsMiddleware
+from gateway.observability.logging import configure_logging
 from tests.conftest import Gateway, SeededDatabase, make_settings, running_gateway
 
 JSON = {"content-type": "application/json"}

@@ -41,7 +41,7 @@ from starlette.responses import Response
 
 from data.errors import Unauthenticated
 from data.running import process_id, running_loop
-from gateway.problems import domain_problem
+from gateway.http.problems import domain_problem
 
 UNMATCHED = "<unmatched>"
 ANONYMOUS_OPERATION = "<anonymous>"

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from starlette.types import Scope
 
 from data.attempts import LoginAttempts
-from gateway.buckets import Store
+from gateway.ratelimit.buckets import Store
 
 
 def client_network(address: str) -> str:

@@ -5,7 +5,7 @@ response heads written in one pass, and its request heads bounded (``HeadLimits`
 uvicorn writes a response's status line and headers when the app sends
 ``http.response.start`` and its body when it sends ``http.response.body``: two system
 calls per response, each a wake-up of the client on loopback. Over a
-``gateway.coalescing.CoalescingTransport`` a whole small response goes out in one.
+``gateway.http.coalescing.CoalescingTransport`` a whole small response goes out in one.
 
 uvicorn also checks every header of a response with two regular expressions and
 lower-cases its name, one header at a time; the gateway's answers carry ten headers
@@ -34,7 +34,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
-from gateway.coalescing import CoalescingTransport
+from gateway.http.coalescing import CoalescingTransport
 
 _CONTENT_LENGTH = b"content-length"
 _TRANSFER_ENCODING = b"transfer-encoding"

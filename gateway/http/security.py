@@ -1,4 +1,4 @@
-"""Security headers (``gateway.front`` adds them) and trusted hosts, set from the settings."""
+"""Security headers (``gateway.http.front`` adds them) and trusted hosts, set from the settings."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.cache_store import Entry
+from gateway.cache.store import Entry
 
 GRAPHQL_PATH = "/graphql"
 

@@ -33,7 +33,7 @@ from data.invalidations import (
     record_invalidations,
     undelivered_invalidations,
 )
-from gateway.cache_store import RedisStore, StoreUnavailable
+from gateway.cache.store import RedisStore, StoreUnavailable
 
 log = structlog.get_logger("gateway.cache")
 

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from data.errors import Unavailable
 from data.outages import DATABASE, RETRY_AFTER_SECONDS
 from data.running import running_loop
-from gateway.problems import problem_response
+from gateway.http.problems import problem_response
 from resolvers.media import JSON, RAW_CONTENT_TYPES, media_of_headers
 
 GRAPHQL_PATH = "/graphql"

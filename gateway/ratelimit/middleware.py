@@ -48,9 +48,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from data.actor import Actor, ActorKind
 from data.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from data.passwords import configure_hashing
-from gateway.buckets import Backoff, Level, Spend, Store
-from gateway.login_backoff import attempts_for
-from gateway.problems import problem_response
+from gateway.http.problems import problem_response
+from gateway.ratelimit.buckets import Backoff, Level, Spend, Store
+from gateway.ratelimit.login_backoff import attempts_for
 from gateway.settings import Settings
 from resolvers.cost import estimate_cost
 from resolvers.media import GRAPHQL_RESPONSE, JSON, RAW_CONTENT_TYPES, media_of_headers

@@ -176,7 +176,7 @@ def unexpected_answer(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    # Starlette answers with this and re-raises; the front door (gateway.front), outside
+    # Starlette answers with this and re-raises; the front door (gateway.http.front), outside
     # it, logs the exception once (an outage only when it begins).
     return unexpected_answer(request, exc)
 

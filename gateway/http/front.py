@@ -5,7 +5,7 @@ wrapping ``send`` and rewriting the headers with ``MutableHeaders``; at a few th
 requests a second their bookkeeping cost more than the compiled lane's work.
 One layer now:
 
-- checks ``Host`` against ``TRUSTED_HOSTS`` (``gateway.security.TrustedHosts``; a
+- checks ``Host`` against ``TRUSTED_HOSTS`` (``gateway.http.security.TrustedHosts``; a
   refusal is answered inside, so it is logged and carries the headers below);
 - takes a sane ``X-Request-ID`` from the caller or makes one, stores it in
   ``state["request_id"]`` (WebSockets too), binds it into structlog's context (every
@@ -38,11 +38,11 @@ from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 from uvicorn.protocols.utils import ClientDisconnected
 
 from data.outages import unavailable_from
-from gateway.limits import outage_answer
-from gateway.logging import SAFE_REQUEST_ID, AccessLog
-from gateway.metrics import UNMATCHED, Metrics
-from gateway.problems import internal_error
-from gateway.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP, TrustedHosts
+from gateway.http.limits import outage_answer
+from gateway.http.problems import internal_error
+from gateway.http.security import DOCS_CSP, HEADERS, PAGE_CSP, PAGE_PATHS, STRICT_CSP, TrustedHosts
+from gateway.observability.logging import SAFE_REQUEST_ID, AccessLog
+from gateway.observability.metrics import UNMATCHED, Metrics
 
 log = structlog.get_logger("gateway.access")
 errors = structlog.get_logger("gateway.errors")
@@ -70,7 +70,7 @@ def route_of(scope: Scope) -> str:
     segments of the path that the template does not account for.
     """
     route = scope.get("route")
-    label = getattr(route, "label", None)  # ``gateway.cache_asgi.Route``: worked out once
+    label = getattr(route, "label", None)  # ``gateway.cache.asgi.Route``: worked out once
     if label is not None:
         return label  # type: ignore[no-any-return]
     template = getattr(route, "path_format", getattr(route, "path", None))

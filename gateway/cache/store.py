@@ -140,7 +140,7 @@ class RedisStore:
     ``retry_seconds`` so a dead Redis costs nothing per request.
 
     A version bump that fails is remembered (``pending``) and sent again before the next
-    lookup and by the invalidation courier (``gateway.cache_courier``) in the background:
+    lookup and by the invalidation courier (``gateway.cache.courier``) in the background:
     until it is sent this process bypasses the cache, so an entry made stale by a write it
     could not announce is never served by it. Other processes learn of it through the
     database; until this process has checked there recently (``trusted_until``, set by

@@ -2,7 +2,7 @@
 
 The gateway's own events and the stdlib records of uvicorn, gunicorn and SQLAlchemy go
 through one ``ProcessorFormatter``, so every line has the same shape and carries the
-request id bound by the front door (gateway.front). A last processor blanks any field whose
+request id bound by the front door (gateway.http.front). A last processor blanks any field whose
 name says it holds a secret: nothing logs headers or bodies, and this makes sure.
 """
 
@@ -32,7 +32,8 @@ SECRET_FIELD = re.compile(r"pass(word)?|secret|token|authorization|api[-_]?key|c
 REDACTED = "[redacted]"
 # Loggers of the servers: their handlers are dropped so their records reach the root's.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error", "gunicorn.access")
-# uvicorn's access line is replaced by the gateway's own (gateway.front, logger gateway.access).
+# uvicorn's access line is replaced by the gateway's own (gateway.http.front, logger
+# gateway.access).
 SILENT_LOGGERS = ("uvicorn.access",)
 QUIET_LOGGERS = ("httpx", "httpcore")
 
@@ -313,7 +314,7 @@ class AccessLog:
         return template if made == line else None
 
 
-# A request id the gateway takes from a caller (gateway.front), and the access line can
+# A request id the gateway takes from a caller (gateway.http.front), and the access line can
 # carry as it is: nothing JSON would escape.
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -413,7 +414,7 @@ def logging_config(
         "formatters": {"structlog": {"()": formatter, "log_format": log_format}},
         "handlers": {
             "default": {
-                "class": "gateway.logging.JsonLines",
+                "class": "gateway.observability.logging.JsonLines",
                 "formatter": "structlog",
                 "stream": stream,
             }

@@ -5,7 +5,7 @@ actor): a hit is answered before FastAPI routing or Strawberry run. What is shar
 
 - REST ``GET /api/v{1,2}/products[/{id}[/reviews]]`` and ``/categories[/{slug}]``;
 - GraphQL queries (POST JSON or GET) whose every field is a public catalog field
-  (``gateway.cache_graphql``).
+  (``gateway.cache.documents``).
 
 Everything else, a failed credential and an unreachable Redis are ``BYPASS`` (the
 front door's default ``X-Cache``, for whatever the cache does not answer). The key is
@@ -40,10 +40,10 @@ from data.changes import CATALOG, LISTS, STOCK, Changes, product_tag, stock_tag
 from data.db import Database
 from data.errors import Invalid
 from data.policy import can_read_stock, visibility_class
-from gateway.cache_asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry
-from gateway.cache_courier import InvalidationCourier
-from gateway.cache_graphql import DocumentPolicy, ProductId
-from gateway.cache_store import Entry, MemoryStore, RedisStore, StoreUnavailable
+from gateway.cache.asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry
+from gateway.cache.courier import InvalidationCourier
+from gateway.cache.documents import DocumentPolicy, ProductId
+from gateway.cache.store import Entry, MemoryStore, RedisStore, StoreUnavailable
 from gateway.settings import Settings
 from resolvers.ids import database_id_of
 from resolvers.media import media_of_headers
