@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cachetools import LRUCache
 from graphql import GraphQLError, parse, validate
 
 MANIFEST_FORMAT = "apollo-persisted-query-manifest"
@@ -43,19 +43,13 @@ class MemoryStore:
 
     def __init__(self, size: int = IN_PROCESS_ENTRIES) -> None:
         self.size = size
-        self.entries: OrderedDict[str, str] = OrderedDict()
+        self.entries: LRUCache[str, str] = LRUCache(size)
 
     async def get(self, key: str) -> str | None:
-        query = self.entries.get(key)
-        if query is not None:
-            self.entries.move_to_end(key)
-        return query
+        return self.entries.get(key)
 
     async def put(self, key: str, query: str) -> None:
         self.entries[key] = query
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
 
 
 class RedisStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,6 +95,24 @@ def test_the_policy_cache_is_bounded() -> None:
     for n in range(10):
         small.shareable(f"{{ products(first: {n + 1}) {{ totalCount }} }}", None)
     assert len(small.seen) == 3
+
+
+def test_the_policy_cache_keeps_the_document_in_use() -> None:
+    """Least recently used out first: a document asked between newcomers stays."""
+    small = DocumentPolicy(schema._schema, max_documents=3)
+    decided: list[str] = []
+    decide = small._decide
+
+    def counted(document: str, operation_name: str | None) -> Any:
+        decided.append(document)
+        return decide(document, operation_name)
+
+    small._decide = counted  # type: ignore[method-assign]
+    hot = "{ categories { edges { node { slug } } } }"
+    for n in range(10):
+        assert small.shareable(hot, None) is not None
+        small.shareable(f"{{ products(first: {n + 1}) {{ totalCount }} }}", None)
+    assert decided.count(hot) == 1  # first in, never pushed out
 
 
 def test_visibility_classes() -> None:

@@ -280,8 +280,8 @@ def test_the_front_doors_access_line_is_the_general_paths_line(
 ) -> None:
     """``AccessLog.request`` writes from a remembered template: the same bytes as
     ``info`` writes for the same fields, the first time and from the template after."""
-    from gateway.observability import logging as gateway_logging
     from gateway.http.front import REQUEST_ID
+    from gateway.observability import logging as gateway_logging
 
     monkeypatch.setattr(gateway_logging, "utc_now_iso", lambda: "2026-11-30T03:00:00.123456Z")
     method, route, status, duration, principal, operation = fields

@@ -15,9 +15,9 @@ products' own reviews depends on those products alone; any other on every produc
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from typing import NamedTuple
 
+from cachetools import LRUCache
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
@@ -139,7 +139,7 @@ class DocumentPolicy:
     def __init__(self, schema: GraphQLSchema, max_documents: int = 1_000) -> None:
         self.schema = schema
         self.max_documents = max_documents
-        self.seen: OrderedDict[tuple[str, str | None], Shareable | None] = OrderedDict()
+        self.seen: LRUCache[tuple[str, str | None], Shareable | None] = LRUCache(max_documents)
 
     def shareable(self, document: str, operation_name: str | None) -> Shareable | None:
         key = (document, operation_name)
@@ -147,8 +147,6 @@ class DocumentPolicy:
             found = self.seen[key]
         except KeyError:
             found = self.seen[key] = self._decide(document, operation_name)
-            if len(self.seen) > self.max_documents:
-                self.seen.popitem(last=False)
         return found
 
     def _decide(self, document: str, operation_name: str | None) -> Shareable | None:

@@ -23,12 +23,12 @@ import hashlib
 import ipaddress
 import math
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from cachetools import LRUCache
 from fastapi import FastAPI
 from graphql import (
     DocumentNode,
@@ -137,10 +137,10 @@ class GraphQLCosts:
     """What GraphQL payloads cost, with parsed documents cached by their text."""
 
     def __init__(self) -> None:
-        self._documents: OrderedDict[str, DocumentNode | None] = OrderedDict()
+        self._documents: LRUCache[str, DocumentNode | None] = LRUCache(PARSE_CACHE_SIZE)
         # Persisted-query hash -> text seen with it, so a document later sent by hash
         # alone costs what its text did (unknown hashes spend 1).
-        self._persisted: OrderedDict[str, str] = OrderedDict()
+        self._persisted: LRUCache[str, str] = LRUCache(PARSE_CACHE_SIZE)
 
     def _text(self, payload: dict[str, Any]) -> str | None:
         query = payload.get("query")
@@ -157,15 +157,12 @@ class GraphQLCosts:
                 == digest.lower()
             ):
                 self._persisted[digest] = query
-                if len(self._persisted) > PARSE_CACHE_SIZE:
-                    self._persisted.popitem(last=False)
             return query
         return self._persisted.get(digest)
 
     def document(self, text: str) -> DocumentNode | None:
         cached = self._documents.get(text, False)
         if cached is not False:
-            self._documents.move_to_end(text)
             return cached  # type: ignore[return-value]
         try:
             document: DocumentNode | None = parse(text, max_tokens=MAX_TOKENS)
@@ -173,8 +170,6 @@ class GraphQLCosts:
             document = None
         if len(text) <= MAX_CACHED_TEXT:
             self._documents[text] = document
-            if len(self._documents) > PARSE_CACHE_SIZE:
-                self._documents.popitem(last=False)
         return document
 
     def operation(self, payload: Any) -> tuple[int, int]:
