@@ -55,6 +55,18 @@ class Reads:
             assert x_cache == "HIT", name
         return bodies
 
+    async def kept(self, before: dict[str, str], *names: str) -> None:
+        """Each still a hit, with the bytes it had before the write."""
+        for name in names:
+            assert await self.get(name) == ("HIT", before[name]), name
+
+    async def moved(self, before: dict[str, str], *names: str) -> None:
+        """Each recomputed (a miss) and different from before the write."""
+        for name in names:
+            x_cache, body = await self.get(name)
+            assert x_cache == "MISS", name
+            assert body != before[name], name
+
     plan: dict[str, tuple[str, str, str, Any]]
 
 
@@ -144,12 +156,8 @@ async def test_an_order_that_leaves_stock_changes_only_what_stock_readers_see(
 
     await order(cache_world, a, 1)
 
-    for name in kept:
-        assert await reads.get(name) == ("HIT", before[name]), name
-    for name in moved:
-        x_cache, body = await reads.get(name)
-        assert x_cache == "MISS", name
-        assert body != before[name], name
+    await reads.kept(before, *kept)
+    await reads.moved(before, *moved)
     # A catalog:read key shares staff's class: staff's fresh answer serves it.
     assert await reads.get("key rest a") == await reads.get("staff rest a")
     assert field((await reads.get("staff gql a"))[1], "stock") == 2
@@ -177,12 +185,8 @@ async def test_the_last_item_flips_in_stock_for_everyone_and_a_cancel_flips_it_b
     before = await reads.warm(*mine, *others)
 
     order_id = await order(cache_world, a, 2)
-    for name in mine:
-        x_cache, body = await reads.get(name)
-        assert x_cache == "MISS", name
-        assert body != before[name], name
-    for name in others:
-        assert await reads.get(name) == ("HIT", before[name]), name
+    await reads.moved(before, *mine)
+    await reads.kept(before, *others)
     assert field((await reads.get("anon gql a"))[1], "inStock") is False
 
     await reads.warm(*mine)
@@ -194,8 +198,7 @@ async def test_the_last_item_flips_in_stock_for_everyone_and_a_cancel_flips_it_b
         x_cache, body = await reads.get(name)
         assert x_cache == "MISS", name
         assert body == before[name], name  # back where it was, stock included
-    for name in others:
-        assert await reads.get(name) == ("HIT", before[name]), name
+    await reads.kept(before, *others)
 
 
 async def test_a_price_change_spares_other_products_pages_but_not_lists(
@@ -222,12 +225,8 @@ async def test_a_price_change_spares_other_products_pages_but_not_lists(
     )
     assert response.status_code == 200, response.text
 
-    for name in changed:
-        x_cache, body = await reads.get(name)
-        assert x_cache == "MISS", name
-        assert body != before[name], name
-    for name in spared:
-        assert await reads.get(name) == ("HIT", before[name]), name
+    await reads.moved(before, *changed)
+    await reads.kept(before, *spared)
     assert field((await reads.get("anon gql a"))[1], "price")["amount"] == "1234.56"
 
 
@@ -241,10 +240,8 @@ async def test_a_staff_stock_edit_is_seen_by_stock_readers_only(cache_world: Cac
         f"/api/v2/products/{a}", json={"stock": 7}, headers=cache_world.headers["staff"]
     )
     assert response.status_code == 200, response.text
-    for name in kept:
-        assert await reads.get(name) == ("HIT", before[name]), name
-    for name in moved:
-        assert (await reads.get(name))[0] == "MISS", name
+    await reads.kept(before, *kept)
+    await reads.moved(before, *moved)
     assert field((await reads.get("staff gql a"))[1], "stock") == 7
 
 
