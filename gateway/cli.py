@@ -125,7 +125,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print("migrated to the latest revision")
     workers = args.workers or settings.web_concurrency
     if workers > 1:
-        os.environ.update(GATEWAY_BIND=f"{args.host}:{args.port}", GATEWAY_WORKERS=str(workers))
+        # WEB_CONCURRENCY too: each worker's settings must know it has siblings (without
+        # Redis, per-process caches turn themselves off then: one worker would not see
+        # another's writes).
+        os.environ.update(
+            GATEWAY_BIND=f"{args.host}:{args.port}",
+            GATEWAY_WORKERS=str(workers),
+            WEB_CONCURRENCY=str(workers),
+        )
         os.execvp(
             sys.executable,
             [

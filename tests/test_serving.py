@@ -61,6 +61,16 @@ def test_metrics_sum_requests_across_gunicorn_workers(tmp_path: Path) -> None:
         assert "server" not in {key.lower() for key in response.headers}
 
 
+def test_several_workers_without_redis_serve_without_the_response_cache(tmp_path: Path) -> None:
+    """``--workers 2`` alone (no WEB_CONCURRENCY, no Redis): each worker knows it has a
+    sibling, so no in-process cache can answer from before another worker's write."""
+    with serving(["serve", "--workers", "2"], tmp_path, {}) as served:
+        for _ in range(6):
+            response = httpx.get(served.url + PRODUCTS + "?limit=1", timeout=10)
+            assert response.status_code == 200
+            assert response.headers["x-cache"] == "BYPASS"
+
+
 async def _slow_graphql(
     client: httpx.AsyncClient, sent_head: asyncio.Event, release: asyncio.Event
 ) -> httpx.Response:
