@@ -427,7 +427,11 @@ async def test_workers_share_entries_writes_and_recompute_locks(
 async def test_redis_down_bypasses_and_answers_correctly(cache_world: CacheWorld) -> None:
     # The world's own gateway is not used: this one's Redis is a closed port.
     settings = cache_settings(
-        cache_world.url, cache_world.tmp, cache_world.setup, redis_url="redis://127.0.0.1:1/0"
+        cache_world.url,
+        cache_world.tmp,
+        cache_world.setup,
+        redis_url="redis://127.0.0.1:1/0",
+        cache_trust_seconds=2.0,
     )
     async with running_gateway(settings, cache_world.gateway.backend) as gw:
         down = await build_cache_world(gw, cache_world.url, cache_world.tmp, cache_world.setup)
@@ -464,6 +468,7 @@ async def test_a_redis_that_never_answers_costs_one_timeout_then_bypasses(
         cache_world.setup,
         redis_url=f"redis://127.0.0.1:{port}/0",
         cache_redis_timeout_seconds=0.3,
+        cache_trust_seconds=2.0,
         rate_limit_enabled=False,
     )
     try:
