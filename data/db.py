@@ -151,13 +151,13 @@ class _ReplicaSession(Session):
 
     _depth = 0
 
-    def execute(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
         return self._run(super().execute, args, kwargs)
 
-    def scalar(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def scalar(self, *args: Any, **kwargs: Any) -> Any:
         return self._run(super().scalar, args, kwargs)
 
-    def scalars(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def scalars(self, *args: Any, **kwargs: Any) -> Any:
         return self._run(super().scalars, args, kwargs)
 
     def _run(self, method: Any, args: Any, kwargs: Any) -> Any:
@@ -332,9 +332,11 @@ class Database:
         engine = reads.sync_engine
         pool = engine.pool
         record = await pool.lease() if isinstance(pool, FairAsyncPool) else None
-        if record is None:
+        if record is None or not isinstance(pool, FairAsyncPool):
             return await greenlet_spawn(self._value_pooled, engine, sql, params)
-        driver = record.dbapi_connection.driver_connection  # type: ignore[union-attr]
+        dbapi = record.dbapi_connection
+        assert dbapi is not None, "a leased record is connected"
+        driver = dbapi.driver_connection
         failed: BaseException | None = None
         try:
             engine.dispatch.before_cursor_execute(None, None, sql, params, None, False)
@@ -367,7 +369,7 @@ class Database:
 
     async def _probe_replica(self) -> ReplicaState:
         async with self._reads.connect() as connection:
-            recovering, replay, lag = (await connection.exec_driver_sql(_PROBE)).one()
+            recovering, replay, lag = (await connection.exec_driver_sql(_PROBE)).one()  # type: ignore[misc]  # SQLAlchemy types a raw statement's row as one column
         if not recovering:
             # Not a standby: the primary itself under another name (or promoted), whose
             # own position is at or past every commit it acknowledged.

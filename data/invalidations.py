@@ -21,13 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from data.models import CacheInvalidation, utcnow
 
-TABLE = CacheInvalidation.__table__
-
 
 async def record_invalidations(engine: AsyncEngine, tags: Iterable[str]) -> None:
     """Keeps ``tags`` for another instance to announce (its own transaction)."""
     async with engine.begin() as conn:
-        await conn.execute(insert(TABLE).values(tags=sorted(tags), created_at=utcnow()))
+        await conn.execute(insert(CacheInvalidation).values(tags=sorted(tags), created_at=utcnow()))
 
 
 async def undelivered_invalidations(
@@ -36,7 +34,9 @@ async def undelivered_invalidations(
     """The oldest rows not yet announced: ``(id, tags)``."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(TABLE.c.id, TABLE.c.tags).order_by(TABLE.c.id).limit(limit)
+            select(CacheInvalidation.id, CacheInvalidation.tags)
+            .order_by(CacheInvalidation.id)
+            .limit(limit)
         )
         return [(row.id, list(row.tags)) for row in rows]
 
@@ -45,4 +45,4 @@ async def forget_invalidations(engine: AsyncEngine, ids: Sequence[int]) -> None:
     """Deletes rows whose tags have been announced."""
     if ids:
         async with engine.begin() as conn:
-            await conn.execute(delete(TABLE).where(TABLE.c.id.in_(ids)))
+            await conn.execute(delete(CacheInvalidation).where(CacheInvalidation.id.in_(ids)))

@@ -9,24 +9,30 @@ Connection loaders take ``(parent_id, args)`` keys and run one statement per dis
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
 from data.db import Database
+from data.models import Category, Order, OrderItem, Product, Review, User
+from data.pagination import Page, PageRequest
 from data.services import categories, orders, products, reviews, users
+
+K = TypeVar("K", bound=Hashable)
+A = TypeVar("A", bound=Hashable)
+V = TypeVar("V")
 
 
 def _loader(
     db: Database,
     actor: Actor,
-    fetch: Callable[[AsyncSession, Actor, Sequence[Any]], Awaitable[Sequence[Any]]],
-) -> DataLoader:
-    async def batch(keys: list[Any]) -> list[Any]:
+    fetch: Callable[[AsyncSession, Actor, Sequence[K]], Awaitable[Sequence[V]]],
+) -> DataLoader[K, V]:
+    async def batch(keys: list[K]) -> list[V]:
         async with db.read() as session:
             return list(await fetch(session, actor, keys))
 
@@ -36,16 +42,16 @@ def _loader(
 def _grouped_loader(
     db: Database,
     actor: Actor,
-    fetch: Callable[[AsyncSession, Actor, Sequence[Any], Any], Awaitable[Sequence[Any]]],
-) -> DataLoader:
+    fetch: Callable[[AsyncSession, Actor, Sequence[K], A], Awaitable[Sequence[V]]],
+) -> DataLoader[tuple[K, A], V]:
     """Keys are ``(parent_id, args)``: one fetch per distinct ``args``."""
 
-    async def batch(keys: list[tuple[Any, Any]]) -> list[Any]:
-        by_args: dict[Any, list[Any]] = defaultdict(list)
+    async def batch(keys: list[tuple[K, A]]) -> list[V]:
+        by_args: dict[A, list[K]] = defaultdict(list)
         for parent_id, args in keys:
             if parent_id not in by_args[args]:
                 by_args[args].append(parent_id)
-        results: dict[tuple[Any, Any], Any] = {}
+        results: dict[tuple[K, A], V] = {}
         async with db.read() as session:
             for args, parent_ids in by_args.items():
                 values = await fetch(session, actor, parent_ids, args)
@@ -59,39 +65,42 @@ def _grouped_loader(
 class ProductPageArgs:
     where: products.ProductFilter
     sort: str
-    page: products.PageRequest
+    page: PageRequest
+
+
+OrderPageArgs = tuple[PageRequest, str | None]
 
 
 @dataclass(frozen=True)
 class Loaders:
-    category: DataLoader
-    product: DataLoader
-    user: DataLoader
-    review: DataLoader
-    review_stats: DataLoader
-    product_reviews: DataLoader
-    category_products: DataLoader
-    category_product_count: DataLoader
-    visible_user: DataLoader
-    order: DataLoader
-    order_items: DataLoader
-    customer_orders: DataLoader
-    author_reviews: DataLoader
-    customer_order_count: DataLoader
-    author_review_count: DataLoader
+    category: DataLoader[int, Category | None]
+    product: DataLoader[int, Product | None]
+    user: DataLoader[int, User | None]
+    review: DataLoader[int, Review | None]
+    review_stats: DataLoader[int, tuple[int, float | None]]
+    product_reviews: DataLoader[tuple[int, PageRequest], Page[Review]]
+    category_products: DataLoader[tuple[int, ProductPageArgs], Page[Product]]
+    category_product_count: DataLoader[tuple[int, products.ProductFilter], int]
+    visible_user: DataLoader[int, User | None]
+    order: DataLoader[int, Order | None]
+    order_items: DataLoader[int, list[OrderItem]]
+    customer_orders: DataLoader[tuple[int, OrderPageArgs], Page[Order]]
+    author_reviews: DataLoader[tuple[int, PageRequest], Page[Review]]
+    customer_order_count: DataLoader[tuple[int, str | None], int]
+    author_review_count: DataLoader[int, int]
 
 
 def build_loaders(db: Database, actor: Actor) -> Loaders:
     """The loaders for one request, bound to its actor."""
 
     async def review_pages(
-        session: AsyncSession, actor: Actor, ids: Sequence[int], page: products.PageRequest
-    ) -> list[Any]:
+        session: AsyncSession, actor: Actor, ids: Sequence[int], page: PageRequest
+    ) -> list[Page[Review]]:
         return await reviews.load_product_review_pages(session, actor, ids, page=page)
 
     async def product_pages(
         session: AsyncSession, actor: Actor, ids: Sequence[int], args: ProductPageArgs
-    ) -> list[Any]:
+    ) -> list[Page[Product]]:
         return await products.load_category_product_pages(
             session, actor, ids, where=args.where, sort=args.sort, page=args.page
         )
@@ -102,16 +111,16 @@ def build_loaders(db: Database, actor: Actor) -> Loaders:
         return await products.count_category_products(session, actor, ids, where=where)
 
     async def author_review_pages(
-        session: AsyncSession, actor: Actor, ids: Sequence[int], page: products.PageRequest
-    ) -> list[Any]:
+        session: AsyncSession, actor: Actor, ids: Sequence[int], page: PageRequest
+    ) -> list[Page[Review]]:
         return await reviews.load_author_review_pages(session, actor, ids, page=page)
 
     async def customer_order_pages(
         session: AsyncSession,
         actor: Actor,
         ids: Sequence[int],
-        args: tuple[products.PageRequest, str | None],
-    ) -> list[Any]:
+        args: OrderPageArgs,
+    ) -> list[Page[Order]]:
         page, status = args
         return await orders.load_customer_order_pages(session, actor, ids, page=page, status=status)
 

@@ -6,19 +6,19 @@ Keeping rows rules as SQL expressions lets a future SQL compiler reuse them.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import ColumnElement, false, true
 
 from data.actor import Actor
-from data.models import Order, Product, User
+from data.models import Order, Product, ProductCount, User
 
 
 def sees_inactive_products(actor: Actor) -> bool:
     return actor.is_staff or actor.has_scope("catalog:read")
 
 
-def product_visible(actor: Actor, rows: Any = Product) -> ColumnElement[bool]:
+def product_visible(
+    actor: Actor, rows: type[Product] | type[ProductCount] = Product
+) -> ColumnElement[bool]:
     """Rows of ``products`` that exist for this actor; with ``rows=ProductCount``, the
     groups of ``product_counts`` that count them."""
     if sees_inactive_products(actor):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
 from sqlalchemy import exc
@@ -40,6 +40,9 @@ from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.queue import Empty
 
 from data.running import running_loop
+
+if TYPE_CHECKING:
+    from sqlalchemy.pool.base import _ConnectionRecord
 
 _RETURNED_AT = "gateway.returned_at"
 
@@ -177,7 +180,7 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
         except TimeoutError:
             raise self._timed_out() from None
         try:
-            record: Any = self._pool.get_nowait()
+            record: _ConnectionRecord = self._pool.get_nowait()  # type: ignore[assignment]  # the queue holds SQLAlchemy's _ConnectionRecord, whose times are read below
         except Empty:  # fewer connections than slots yet: the checkout opens one
             gate.release()
             return None
@@ -192,7 +195,7 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
             self._pool.put_nowait(record)
             gate.release()
             return None
-        return record  # type: ignore[no-any-return]
+        return record
 
     async def end_lease(
         self,

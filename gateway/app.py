@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.db import Database
+from data.tokens import TokenIssuer
 from gateway.cache.middleware import CacheMiddleware, ResponseCache
 from gateway.compiled_lane import CompiledLane
 from gateway.docs import install_docs
@@ -125,7 +126,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     @app.get("/.well-known/jwks.json", include_in_schema=False)
     async def jwks() -> dict[str, Any]:
         """The public keys that verify access tokens (empty with HS256)."""
-        return app.state.tokens.jwks()
+        tokens: TokenIssuer = app.state.tokens
+        return tokens.jwks()
 
     install_problem_handlers(app)
     # Limits: GraphQL limits, persisted queries; HTTP limits around identity

@@ -8,6 +8,7 @@ start with a placeholder secret fails before any worker forks.
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from gateway.observability.logging import logging_config, resolve_format
 from gateway.settings import load_settings
@@ -44,7 +45,13 @@ def on_starting(server: object) -> None:
         stale.unlink()
 
 
-def child_exit(server: object, worker: object) -> None:
+class _Worker(Protocol):
+    """What ``child_exit`` reads of gunicorn's worker (gunicorn ships no types)."""
+
+    pid: int
+
+
+def child_exit(server: object, worker: _Worker) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated

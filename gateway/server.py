@@ -10,11 +10,13 @@ delay at once.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import socket
 import time
 from types import FrameType
+from typing import TypedDict
 
 import uvicorn
 from uvicorn_worker import UvicornWorker
@@ -64,7 +66,16 @@ class GatewayServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def server_options(settings: Settings) -> dict[str, object]:
+class ServerOptions(TypedDict):
+    """The keyword arguments of ``uvicorn.Config`` that ``server_options`` sets."""
+
+    http: type[asyncio.Protocol]
+    server_header: bool
+    access_log: bool
+    timeout_graceful_shutdown: float
+
+
+def server_options(settings: Settings) -> ServerOptions:
     """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
     return {
         # httptools, one write per loop turn, request heads bounded
@@ -91,12 +102,12 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         port=port,
         proxy_headers=True,
         log_config=None,
-        **server_options(settings),
-    )  # type: ignore[arg-type]
+        **server_options(settings),  # type: ignore[arg-type]  # uvicorn annotates timeout_graceful_shutdown int; its asyncio.timeout takes a float
+    )
     GatewayServer(config, drain_seconds=settings.shutdown_drain_seconds).run()
 
 
-class GatewayWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn-worker is untyped
+class GatewayWorker(UvicornWorker):
     """gunicorn's uvicorn worker, with no server banner, no second access log, and drain."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:

@@ -97,11 +97,6 @@ class OrderFilter:
     status: str | None = None
 
 
-def _given(value: object) -> dict[str, object]:
-    """An input object's fields that were set (None means "leave as it is")."""
-    return {k: v for k, v in vars(value).items() if v is not None}
-
-
 @strawberry.type
 class AccountQuery:
     @strawberry.field(description="The signed-in user.")
@@ -220,14 +215,26 @@ class Mutation:
     @strawberry.mutation(description="Edit your own name, email or password.")
     async def update_viewer(self, info: Info, input: UpdateViewerInput) -> User:
         async with info.context.db.write() as session:
-            row = await users.update_viewer(session, info.context.actor, **_given(input))
+            row = await users.update_viewer(  # None leaves a field as it is
+                session,
+                info.context.actor,
+                name=input.name,
+                email=input.email,
+                password=input.password,
+                current_password=input.current_password,
+            )
         return User.of(row)
 
     @strawberry.mutation(description="Change a user's role, active flag or name (admins).")
     async def update_user(self, info: Info, id: strawberry.ID, input: UpdateUserInput) -> User:
         async with info.context.db.write() as session:
             row = await users.update_user(
-                session, info.context.actor, user_id=database_id_of("User", id), **_given(input)
+                session,
+                info.context.actor,
+                user_id=database_id_of("User", id),
+                role=input.role,
+                is_active=input.is_active,
+                name=input.name,
             )
         return User.of(row)
 

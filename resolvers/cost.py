@@ -69,7 +69,7 @@ class _Estimator:
             return list(node.values)
         return None
 
-    def included(self, node: FieldNode | InlineFragmentNode | FragmentSpreadNode) -> bool:
+    def included(self, node: SelectionNode) -> bool:
         for directive in node.directives or ():
             arguments = {a.name.value: a.value for a in directive.arguments or ()}
             condition = arguments.get("if")
@@ -119,7 +119,7 @@ class _Estimator:
         seen = set() if seen is None else seen
         total = 0
         for node in nodes:
-            if not self.included(node):  # type: ignore[arg-type]
+            if not self.included(node):
                 continue
             if isinstance(node, FieldNode):
                 total += self.field(parent, node, spread, page)

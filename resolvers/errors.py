@@ -70,7 +70,7 @@ def _with_code(error: GraphQLError, request_id: str | None) -> GraphQLError:
 def document_order(error: GraphQLError) -> tuple[int, int, tuple[tuple[int, str], ...]]:
     """Where an error points in the document, then its path: sibling fields resolve
     concurrently, and the order they fail in must not decide the order of ``errors``."""
-    location = (error.locations or [None])[0]
+    location = error.locations[0] if error.locations else None
     line, column = (location.line, location.column) if location is not None else (0, 0)
     path = tuple((p, "") if isinstance(p, int) else (-1, str(p)) for p in error.path or ())
     return line, column, path

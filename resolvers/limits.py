@@ -34,6 +34,7 @@ from graphql import (
 )
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from resolvers.cost import estimate_cost
 
@@ -104,9 +105,11 @@ class _Shape:
         return depth, aliases
 
 
-def check_limits(execution_context: object, limits: GraphQLLimits) -> GraphQLError | None:
+def check_limits(execution_context: ExecutionContext, limits: GraphQLLimits) -> GraphQLError | None:
     """The first limit the parsed document exceeds, as the error to answer with."""
-    document: DocumentNode = execution_context.graphql_document  # type: ignore[attr-defined]
+    document = execution_context.graphql_document
+    if document is None:  # nothing parsed, nothing to measure
+        return None
     shape = _Shape(document)
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     measured = [shape.selection_set(op.selection_set) for op in operations]
@@ -122,13 +125,10 @@ def check_limits(execution_context: object, limits: GraphQLLimits) -> GraphQLErr
         return limit_error(
             f"The query uses {aliases} aliases; the alias limit is {limits.max_aliases}."
         )
-    schema = execution_context.schema._schema  # type: ignore[attr-defined]
+    schema = execution_context.schema._schema
     cost = estimate_cost(
-        schema,
-        document,
-        execution_context.variables,  # type: ignore[attr-defined]
-        execution_context.operation_name,
-    )  # type: ignore[attr-defined]
+        schema, document, execution_context.variables, execution_context.operation_name
+    )
     if cost > limits.max_cost:
         return limit_error(
             f"The query may return about {cost} objects; the cost limit is "
@@ -145,9 +145,13 @@ _PASSED: dict[tuple[Any, ...], DocumentNode] = {}
 MAX_PASSED = 1024
 
 
-def checked_limits(execution_context: Any, limits: GraphQLLimits) -> GraphQLError | None:
+def checked_limits(
+    execution_context: ExecutionContext, limits: GraphQLLimits
+) -> GraphQLError | None:
     """``check_limits``, remembered for a document asked again with the same variables."""
     document = execution_context.graphql_document
+    if document is None:  # nothing parsed, nothing to measure
+        return None
     try:
         variables = orjson.dumps(execution_context.variables or {}, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # not JSON-able the usual way (an integer beyond 64 bits): measured

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from resolvers.errors import code_of
@@ -26,7 +27,7 @@ class OperationInfo(SchemaExtension):
             kind = context.operation_type.value if context.graphql_document else "unknown"
         except Exception:  # an operation name the document does not define
             kind = "unknown"
-        errors = getattr(context.result, "errors", None)
+        errors: list[GraphQLError] = getattr(context.result, "errors", None) or []
         # Refused before it ran (it does not parse, fails validation or a limit): the
         # rate limit gives its cost back (gateway.ratelimit.middleware).
         refused = (

@@ -66,7 +66,7 @@ class RedisStore:
             value = await self.client.get(self.prefix + key)
         except Exception:  # Redis down: the client resends the query, which still works
             return None
-        return value.decode("utf-8") if value is not None else None
+        return value.decode("utf-8") if isinstance(value, bytes) else value
 
     async def put(self, key: str, query: str) -> None:
         try:

@@ -34,6 +34,7 @@ from strawberry.types.unset import UNSET
 
 from data.errors import malformed_body
 from data.loaders import build_loaders
+from resolvers.context import Context
 from resolvers.limits import DEFAULT_LIMITS, GraphQLLimits
 from resolvers.media import (
     CONTENT_TYPES,
@@ -86,7 +87,7 @@ def _error_result(error: GraphQLError, request: Any) -> ExecutionResult:
     return ExecutionResult(data=None, errors=[error])
 
 
-class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
+class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter[Context, None]):  # type: ignore[misc]  # websocket_adapter_class: strawberry's own GraphQLRouter sets it under an ignore too
     def __init__(
         self,
         schema: BaseSchema,

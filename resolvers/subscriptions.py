@@ -62,6 +62,11 @@ class TextFrames(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from exc
 
 
+# What ``on_ws_connect`` answers to keep the connection with no payload of its own
+# (strawberry types ``UNSET`` as Any).
+KEEP: UnsetType = UNSET
+
+
 class SubscriptionAuth:
     """The ``/graphql`` router's WebSocket hook (mixed into ``GatewayGraphQLRouter``)."""
 
@@ -76,14 +81,14 @@ class SubscriptionAuth:
                 # No credential in the payload: the handshake's headers decided.
                 if context.identity_error is not None:
                     raise context.identity_error
-                return UNSET
+                return KEEP
             actor = await auth.resolve_credentials(
                 context.db, context.tokens, found["authorization"], found["api_key"]
             )
         except DomainError as exc:
             raise ConnectionRejectionError({"code": exc.code, "message": exc.detail}) from exc
         context.use_actor(actor)
-        return UNSET
+        return KEEP
 
 
 @strawberry.type

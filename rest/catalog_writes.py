@@ -13,14 +13,25 @@ from data.inputs import MAX_INT
 from data.models import Review
 from data.money import cents_of
 from data.services import catalog_writes, review_writes, users
-from rest.bodies import AMOUNT, NON_BLANK, SKU, SLUG, TEXT, JsonInt, PatchBody, StrictBody, located
+from rest.bodies import (
+    AMOUNT,
+    NON_BLANK,
+    SKU,
+    SLUG,
+    TEXT,
+    JsonInt,
+    Loc,
+    PatchBody,
+    StrictBody,
+    located,
+)
 from rest.deps import ActorDep, WriteSession
 from rest.openapi import problems
 from rest.representations import Representation
 from rest.responses import json_response
 from rest.schemas import CategoryOut, ProductV1, ProductV2, ReviewOut
 
-CATEGORY_LOC = {("category_id",): ("body", "category")}
+CATEGORY_LOC: dict[Loc, Loc] = {("category_id",): ("body", "category")}
 
 
 class CategoryIn(StrictBody):
@@ -152,9 +163,9 @@ def catalog_writes_router(rep: Representation) -> APIRouter:
     @router.post("/products", status_code=201, responses={201: {"model": product_model}})
     async def create_product(
         request: Request,
-        body: ProductIn,
+        body: ProductIn,  # type: ignore[valid-type]  # the version's model, read by FastAPI
         session: WriteSession,
-        actor: ActorDep,  # type: ignore[valid-type]
+        actor: ActorDep,
     ) -> Response:
         """Create a product (staff, admins, catalog:write keys)."""
         with located(renames=CATEGORY_LOC):
@@ -165,8 +176,8 @@ def catalog_writes_router(rep: Representation) -> APIRouter:
     async def update_product(
         request: Request,
         product_id: int,
-        body: ProductPatch,
-        session: WriteSession,  # type: ignore[valid-type]
+        body: ProductPatch,  # type: ignore[valid-type]  # the version's model, read by FastAPI
+        session: WriteSession,
         actor: ActorDep,
     ) -> Response:
         """Change a product's fields, its stock and whether it is for sale."""

@@ -21,11 +21,13 @@ from data.tokens import TokenIssuer
 
 
 async def get_db(request: Request) -> Database:
-    return request.app.state.db
+    db: Database = request.app.state.db
+    return db
 
 
 async def get_tokens(request: Request) -> TokenIssuer:
-    return request.app.state.tokens
+    tokens: TokenIssuer = request.app.state.tokens
+    return tokens
 
 
 async def get_actor(request: Request) -> Actor:

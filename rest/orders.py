@@ -12,7 +12,7 @@ from data.inputs import MAX_INT
 from data.models import ORDER_STATUSES
 from data.services import order_writes, orders
 from data.services.order_writes import MAX_KEY_LENGTH, MAX_LINES, MAX_QUANTITY, OrderLine
-from rest.bodies import JsonInt, StrictBody, located
+from rest.bodies import JsonInt, Loc, StrictBody, located
 from rest.deps import ActorDep, PageDep, ReadSession, WriteSession
 from rest.openapi import problems
 from rest.representations import Representation
@@ -20,7 +20,7 @@ from rest.responses import json_response, list_response
 from rest.schemas import ListOf, OrderV1, OrderV2
 
 OrderStatus = Literal["pending", "paid", "shipped", "delivered", "cancelled"]
-KEY_HEADER = {("idempotency_key",): ("header", "Idempotency-Key")}
+KEY_HEADER: dict[Loc, Loc] = {("idempotency_key",): ("header", "Idempotency-Key")}
 
 
 class OrderLineIn(StrictBody):
@@ -49,7 +49,7 @@ def orders_router(rep: Representation) -> APIRouter:
 
     order_model = OrderV2 if rep.money_objects else OrderV1
 
-    @router.get("/orders", responses={200: {"model": ListOf[order_model]}})  # type: ignore[valid-type]
+    @router.get("/orders", responses={200: {"model": ListOf[order_model]}})  # type: ignore[valid-type]  # the version's model, for OpenAPI
     async def list_orders(
         request: Request,
         session: ReadSession,

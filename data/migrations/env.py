@@ -19,7 +19,10 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    url: str | None = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError('no database URL: set config.attributes["url"] or sqlalchemy.url')
+    return url
 
 
 def _configure(connection: Connection) -> None:

@@ -34,7 +34,7 @@ def _check_status(status: str | None) -> None:
         )
 
 
-def _visible_orders(actor: Actor, status: str | None) -> Select[tuple[Order]]:
+def _visible_orders(actor: Actor, status: str | None) -> Select[Order]:
     stmt = select(Order).where(order_visible(actor))
     return stmt.where(Order.status == status) if status is not None else stmt
 
@@ -149,5 +149,5 @@ async def count_customer_orders(
     _check_status(status)
     inner = _visible_orders(actor, status).where(Order.customer_id.in_(customer_ids)).subquery()
     stmt = select(inner.c.customer_id, func.count()).group_by(inner.c.customer_id)
-    counts = dict((await session.execute(stmt)).all())
+    counts: dict[int, int] = dict((await session.execute(stmt)).all())
     return [int(counts.get(i, 0)) for i in customer_ids]

@@ -71,7 +71,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _visible_products(actor: Actor, where: ProductFilter) -> Select[tuple[Product]]:
+def _visible_products(actor: Actor, where: ProductFilter) -> Select[Product]:
     stmt = select(Product).where(product_visible(actor))
     if where.category is not None:
         stmt = stmt.where(
@@ -107,7 +107,7 @@ async def list_products(
     )
 
 
-def _group_total(actor: Actor, where: ProductFilter) -> Select[tuple[int]]:
+def _group_total(actor: Actor, where: ProductFilter) -> Select[int]:
     """The SUM over ``product_counts`` that equals the COUNT over ``_visible_products``
     for a filter ``counted_by_group``, without a category of its own (add that)."""
     stmt = select(func.coalesce(func.sum(ProductCount.total), 0)).where(

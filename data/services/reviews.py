@@ -19,7 +19,7 @@ REVIEW_SORTS = sort_set(created_at=(Review.created_at, Review.id))
 DEFAULT_REVIEW_SORT = "-created_at"
 
 
-def _visible_reviews(actor: Actor) -> Select[tuple[Review]]:
+def _visible_reviews(actor: Actor) -> Select[Review]:
     return select(Review).where(
         Review.product_id.in_(select(Product.id).where(product_visible(actor)))
     )
@@ -125,5 +125,5 @@ async def count_author_reviews(
     """How many reviews (of products this actor may see) each author wrote, in key order."""
     inner = _visible_reviews(actor).where(Review.author_id.in_(author_ids)).subquery()
     stmt = select(inner.c.author_id, func.count()).group_by(inner.c.author_id)
-    counts = dict((await session.execute(stmt)).all())
+    counts: dict[int, int] = dict((await session.execute(stmt)).all())
     return [int(counts.get(i, 0)) for i in author_ids]

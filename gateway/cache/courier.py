@@ -90,6 +90,12 @@ class InvalidationCourier:
         if self.engine is not None:
             await self.engine.dispose()
 
+    def _engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """The engine for writes and the one for reads (autocommit on PostgreSQL)."""
+        if self.engine is None or self.reads is None:
+            raise RuntimeError("the invalidation courier is not started")
+        return self.engine, self.reads
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
@@ -107,13 +113,11 @@ class InvalidationCourier:
             async with asyncio.timeout(self.trust_seconds):
                 if store.pending:
                     await self._send_pending()
-                rows = await undelivered_invalidations(self.reads)  # type: ignore[arg-type]
+                engine, reads = self._engines()
+                rows = await undelivered_invalidations(reads)
                 if rows:
                     await store.send_bumps({tag for _, tags in rows for tag in tags})
-                    await forget_invalidations(
-                        self.engine,  # type: ignore[arg-type]
-                        [row_id for row_id, _ in rows],
-                    )
+                    await forget_invalidations(engine, [row_id for row_id, _ in rows])
                     if self.metrics is not None:
                         self.metrics.cache_invalidations_relayed.inc(len(rows))
                     log.info("cache_invalidations_relayed", rows=len(rows))
@@ -162,7 +166,8 @@ class InvalidationCourier:
 
     async def _record(self, tags: set[str]) -> None:
         if tags:
-            await record_invalidations(self.engine, tags)  # type: ignore[arg-type]
+            engine, _ = self._engines()
+            await record_invalidations(engine, tags)
 
     def _failed_send(self) -> None:
         if self.metrics is not None:

@@ -36,6 +36,7 @@ import structlog
 from graphql import GraphQLSchema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from data.actor import Actor
 from data.changes import CATALOG, LISTS, STOCK, Changes, product_tag, stock_tag
 from data.db import Database
 from data.errors import Invalid
@@ -176,7 +177,7 @@ class CacheMiddleware:
             return
         cache = self.cache
         state = scope.get("state") or {}
-        actor = state.get("actor")
+        actor: Actor | None = state.get("actor")
         keyed: tuple[str, tuple[str, ...]] | None = None
         if cache.enabled and actor is not None and state.get("identity_error") is None:
             stock = can_read_stock(actor)
@@ -188,7 +189,7 @@ class CacheMiddleware:
                 keyed = self._graphql_post_base(scope, body, stock)
             elif method == "GET":
                 keyed = self._graphql_get_base(scope, stock)
-        if keyed is None:
+        if keyed is None or actor is None:
             cache.count("bypass", interface)
             await self.app(scope, receive, send)
             return

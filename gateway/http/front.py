@@ -70,9 +70,10 @@ def route_of(scope: Scope) -> str:
     segments of the path that the template does not account for.
     """
     route = scope.get("route")
-    label = getattr(route, "label", None)  # ``gateway.cache.asgi.Route``: worked out once
+    # ``gateway.cache.asgi.Route``: worked out once
+    label: str | None = getattr(route, "label", None)
     if label is not None:
-        return label  # type: ignore[no-any-return]
+        return label
     template = getattr(route, "path_format", getattr(route, "path", None))
     if not isinstance(template, str):
         return UNMATCHED
@@ -110,7 +111,7 @@ def principal_of(state: dict[str, Any]) -> str:
 def new_request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == _REQUEST_ID:
-            given = value.decode("latin-1")
+            given: str = value.decode("latin-1")
             if SAFE_REQUEST_ID.fullmatch(given):
                 return given
             break

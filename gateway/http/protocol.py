@@ -189,7 +189,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     limits = HeadLimits()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own: a stream server hands a Transport
         super().connection_made(CoalescingTransport(transport))
         self.in_head = True
         self.head_received = 0

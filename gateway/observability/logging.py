@@ -90,11 +90,11 @@ def _pre_chain() -> list[Processor]:
     ]
 
 
-def _json_renderer() -> Processor:
+def _json_renderer() -> structlog.processors.JSONRenderer:
     return structlog.processors.JSONRenderer(dumps)
 
 
-class JsonLines(logging.StreamHandler):  # type: ignore[type-arg]
+class JsonLines(logging.StreamHandler[TextIO]):
     """The root's handler: a stream handler that can also take ready-made lines in
     batches (``write_line``), written together after ``delay`` seconds.
 
@@ -219,7 +219,8 @@ class AccessLog:
         try:  # the JSON renderer's ``dumps``, without its two wrappers
             line = orjson.dumps(event_dict, default=_fallback, option=PASSTHROUGH)
         except TypeError:
-            line = self.render(self.logger, "info", event_dict).encode()
+            rendered = self.render(self.logger, "info", event_dict)  # a str from ``dumps``
+            line = rendered.encode() if isinstance(rendered, str) else rendered
         sink.write_line(line, self.flush_seconds)
 
     def request(
@@ -243,7 +244,7 @@ class AccessLog:
         ``info``.
         """
         sink = self._sink()
-        bound = ...
+        bound: object = ...
         if sink is not None:
             context = contextvars.copy_context()
             for var in context:
@@ -252,7 +253,7 @@ class AccessLog:
                 elif var.name.startswith(STRUCTLOG_KEY_PREFIX) and context[var] is not ...:
                     sink = None  # something else is bound: the general path merges it
                     break
-        template = None
+        template: tuple[str, str, str] | None = None
         if (
             sink is not None
             and type(bound) is str
@@ -263,12 +264,13 @@ class AccessLog:
             if sink.level > logging.INFO or not self.logger.isEnabledFor(logging.INFO):
                 return
             key = (method, route, status, principal, operation)
-            template = self.templates.get(key, ...)
-            if template is ...:
-                template = self.templates[key] = self._template(
+            known = self.templates.get(key, ...)
+            if known is ...:
+                known = self.templates[key] = self._template(
                     _request_fields(method, route, status, duration_ms, principal, operation)
                 )
-        if template is None:
+            template = known
+        if template is None or sink is None:
             self.info(
                 "request", _request_fields(method, route, status, duration_ms, principal, operation)
             )

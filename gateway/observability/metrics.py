@@ -61,7 +61,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 if getattr(prometheus_values.ValueClass, "_multiprocess", False):
     prometheus_values.ValueClass = prometheus_values.MultiProcessValue(
         process_identifier=process_id
-    )  # type: ignore[no-untyped-call]
+    )  # type: ignore[no-untyped-call]  # prometheus-client leaves MultiProcessValue unannotated
 
 
 class Metrics:
@@ -400,7 +400,7 @@ class Metrics:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
         return generate_latest(registry)
 
 

@@ -161,9 +161,9 @@ class GraphQLCosts:
         return self._persisted.get(digest)
 
     def document(self, text: str) -> DocumentNode | None:
-        cached = self._documents.get(text, False)
-        if cached is not False:
-            return cached  # type: ignore[return-value]
+        cached = self._documents.get(text, ...)
+        if cached is not ...:
+            return cached
         try:
             document: DocumentNode | None = parse(text, max_tokens=MAX_TOKENS)
         except Exception:  # GraphQLError, RecursionError: the GraphQL layer will refuse it
