@@ -52,31 +52,29 @@ def catalog_router(rep: Representation) -> APIRouter:
     product_model = ProductV2 if rep.money_objects else ProductV1
 
     def fieldset(allowed: set[str]) -> Any:
+        """The ``fields`` query parameter of this version for these field names."""
         names = "|".join(sorted(allowed))
-        return Annotated[
-            str | None,
-            Query(
-                description="Sparse fieldset, e.g. `id,name`: only `id` and the fields named "
-                "are in each object (v2 only).",
-                include_in_schema=rep.sparse_fieldsets,
-                json_schema_extra={"pattern": f"^(({names})(,({names}))*)?$"},
-            ),
-        ]
+        return Query(
+            description="Sparse fieldset, e.g. `id,name`: only `id` and the fields named "
+            "are in each object (v2 only).",
+            include_in_schema=rep.sparse_fieldsets,
+            json_schema_extra={"pattern": f"^(({names})(,({names}))*)?$"},
+        )
 
-    CategoryFields = fieldset(CATEGORY_FIELDS)
-    ProductFields = fieldset(PRODUCT_FIELDS)
-    ReviewFields = fieldset(REVIEW_FIELDS)
+    category_fields = fieldset(CATEGORY_FIELDS)
+    product_fields = fieldset(PRODUCT_FIELDS)
+    review_fields = fieldset(REVIEW_FIELDS)
     product_sparse = ProductV2Sparse if rep.sparse_fieldsets else product_model
     category_sparse = CategorySparse if rep.sparse_fieldsets else CategoryOut
     review_sparse = ReviewSparse if rep.sparse_fieldsets else ReviewOut
 
-    @router.get("/categories", responses={200: {"model": ListOf[category_sparse]}})  # type: ignore[valid-type]
+    @router.get("/categories", responses={200: {"model": ListOf[category_sparse]}})  # type: ignore[valid-type]  # the version's model, for OpenAPI
     async def list_categories(
         request: Request,
         session: ReadSession,
         actor: ActorDep,
         page: PageDep,
-        fields: CategoryFields = None,
+        fields: Annotated[str | None, category_fields] = None,
     ) -> Response:
         """List categories by name."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
@@ -99,7 +97,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         slug: str,
         session: ReadSession,
         actor: ActorDep,
-        fields: CategoryFields = None,
+        fields: Annotated[str | None, category_fields] = None,
     ) -> Response:
         """Get one category by its slug."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
@@ -116,7 +114,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         category = await categories.find_category(session, actor, slug=slug)
         return json_response(request, render(actor, category))
 
-    @router.get("/products", responses={200: {"model": ListOf[product_sparse]}})  # type: ignore[valid-type]
+    @router.get("/products", responses={200: {"model": ListOf[product_sparse]}})  # type: ignore[valid-type]  # the version's model, for OpenAPI
     async def list_products(
         request: Request,
         session: ReadSession,
@@ -143,7 +141,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         ] = None,
         in_stock: bool | None = None,
         sort: ProductSort = "-created_at",
-        fields: ProductFields = None,
+        fields: Annotated[str | None, product_fields] = None,
     ) -> Response:
         """List the products the caller may see, filtered and sorted."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
@@ -176,7 +174,7 @@ def catalog_router(rep: Representation) -> APIRouter:
         product_id: int,
         session: ReadSession,
         actor: ActorDep,
-        fields: ProductFields = None,
+        fields: Annotated[str | None, product_fields] = None,
     ) -> Response:
         """Get one product by id."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
@@ -193,14 +191,14 @@ def catalog_router(rep: Representation) -> APIRouter:
         product = await products.find_product(session, actor, id=product_id)
         return json_response(request, render(actor, product))
 
-    @router.get("/products/{product_id}/reviews", responses={200: {"model": ListOf[review_sparse]}})  # type: ignore[valid-type]
+    @router.get("/products/{product_id}/reviews", responses={200: {"model": ListOf[review_sparse]}})  # type: ignore[valid-type]  # the version's model, for OpenAPI
     async def list_product_reviews(
         request: Request,
         product_id: int,
         session: ReadSession,
         actor: ActorDep,
         page: PageDep,
-        fields: ReviewFields = None,
+        fields: Annotated[str | None, review_fields] = None,
     ) -> Response:
         """List a product's reviews, newest first."""
         render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)
