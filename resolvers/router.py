@@ -103,7 +103,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
         self.batching = batching
         self.ide_html = ide_html
 
-    # --- responses -------------------------------------------------------------------
+    # Responses.
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET with only a persisted query's hash is an operation, not a visit.
@@ -180,7 +180,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(self.graphql_ide_html)
 
-    # --- parsing ---------------------------------------------------------------------
+    # Parsing.
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)  # orjson.JSONDecodeError is a json.JSONDecodeError
@@ -235,7 +235,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter):
         if protocol != "http":
             raise TransportError(400, "Batches cannot be streamed.")
 
-    # --- execution -------------------------------------------------------------------
+    # Execution.
 
     async def execute_operation(
         self,
