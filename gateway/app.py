@@ -11,7 +11,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.db import Database
 from gateway.cache.middleware import CacheMiddleware, ResponseCache
-from gateway.compiled_lane import CompiledLane
+from gateway.compiled.graphql_plans import GraphQLPlans
+from gateway.compiled.lane import CompiledLane
+from gateway.compiled.rest import RestPlans
 from gateway.docs import install_docs
 from gateway.events import running_event_bus
 from gateway.graphiql import mount_graphiql_assets
@@ -24,10 +26,8 @@ from gateway.operations import install_operations
 from gateway.ratelimit.middleware import install_rate_limits
 from gateway.replica_floor import share_floor
 from gateway.settings import Settings, load_settings
-from resolvers.plans import GraphQLPlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
-from rest.compiled import RestPlans
 from rest.openapi import finish_openapi
 
 API_VERSIONS = ("v1", "v2")

@@ -36,7 +36,7 @@ class Context(BaseContext):
         self.events = events
         self.login_attempts: LoginAttempts = NO_BACKOFF
         self.compiled_reads = False  # set by get_context from the app's settings
-        self.lane_plans: Any = None  # the app's resolvers.plans.GraphQLPlans, if any
+        self.lane_plans: Any = None  # the app's gateway.compiled.graphql_plans.GraphQLPlans, if any
 
     @property
     def loaders(self) -> Loaders:

@@ -10,10 +10,10 @@ from graphql.error import GraphQLError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext
 
+from gateway.compiled.graphql import CompiledReads
 from resolvers.accounts import AccountQuery, ApiKey
 from resolvers.accounts import Mutation as AccountMutation
 from resolvers.catalog_writes import CatalogMutation
-from resolvers.compiled import CompiledReads
 from resolvers.context import get_context
 from resolvers.documents import DocumentCache
 from resolvers.errors import ErrorCodes, RejectBadCredentials, is_unexpected

@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from data.compiled import rest as compiled
 from data.inputs import MAX_INT
 from data.pagination import PageRequest
 from data.services import categories, products, reviews, users
+from gateway.compiled.planner import rest as compiled
+from gateway.compiled.rest import compiled_body, path_int, path_text, query_value, shape
 from rest.bodies import TEXT
-from rest.compiled import compiled_body, path_int, path_text, query_value, shape
 from rest.deps import ActorDep, PageDep, ReadSession
 from rest.openapi import problems
 from rest.representations import (

@@ -1,4 +1,4 @@
-"""The branch to the compiled read path (``data.compiled.rest``) for catalog handlers.
+"""The branch to the compiled read path (``gateway.compiled.planner.rest``) for catalog handlers.
 
 A handler asks ``compiled_body``; ``None`` means "answer as before" (the service path,
 which stays the reference: not found, invalid input, SQLite, the setting off).
@@ -18,11 +18,11 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 from starlette.types import Scope
 
-from data.compiled import Unsupported, actor_key
-from data.compiled.plans import BoundedCache, Record
-from data.compiled.rest import STATEMENTS, Shape
-from data.compiled.sql import Bound, Unbindable, bind
 from data.outages import unavailable_from
+from gateway.compiled.cache import BoundedCache, Record
+from gateway.compiled.planner import Unsupported, actor_key
+from gateway.compiled.planner.rest import STATEMENTS, Shape
+from gateway.compiled.planner.sql import Bound, Unbindable, bind
 from rest.representations import Representation
 
 log = logging.getLogger("gateway.rest")
@@ -128,7 +128,7 @@ class RestPlan:
 class RestPlans:
     """REST reads the handlers answered with one compiled statement, one plan per shape:
     route template, the actor's key and the query's ``KEYED`` values and ``BOUND`` kinds
-    (path ids, slugs, cursors and filter values are bound). ``gateway.compiled_lane``
+    (path ids, slugs, cursors and filter values are bound). ``gateway.compiled.lane``
     answers later requests of each shape. Bounded (``BoundedCache``)."""
 
     def __init__(self, size: int, record: Record | None = None) -> None:

@@ -1,7 +1,7 @@
 """The compiled read path: a validated catalog query answered by one SQL statement.
 
 ``CompiledReads`` runs after Strawberry has parsed and validated the document. It turns
-the operation into the neutral selection tree of ``data.compiled`` (fragments, aliases,
+the operation into the neutral selection tree of ``gateway.compiled.planner`` (fragments, aliases,
 ``@skip``/``@include`` and variables resolved here, with graphql-core's own coercion) and
 sets the result, so graphql-core never executes. Whatever it does not cover returns
 ``None`` and the resolver path runs exactly as before.
@@ -40,7 +40,17 @@ from graphql.type import GraphQLIncludeDirective
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
-from data.compiled import (
+from data.errors import DomainError
+from data.outages import unavailable_from
+from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
+from gateway.compiled.graphql_plans import (
+    FILTER_BOUND,
+    FILTER_ROLES,
+    SCALAR_ROLES,
+    GraphQLPlan,
+    GraphQLPlans,
+)
+from gateway.compiled.planner import (
     NODE_TYPES,
     CompiledQuery,
     Sel,
@@ -50,12 +60,8 @@ from data.compiled import (
     fetch_json,
     page_request,
 )
-from data.compiled.sql import Bound, bind, mapped
-from data.errors import DomainError
-from data.outages import unavailable_from
-from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
+from gateway.compiled.planner.sql import Bound, bind, mapped
 from resolvers.ids import database_id_of, from_global_id
-from resolvers.plans import FILTER_BOUND, FILTER_ROLES, SCALAR_ROLES, GraphQLPlan, GraphQLPlans
 
 log = logging.getLogger("gateway.graphql")
 _CONDITIONS = {"skip", "include"}
@@ -189,7 +195,7 @@ def _variable(name: str, member: str | None = None) -> Any:
 
 
 def _bound(parent: str, name: str, node: FieldNode, args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` with the values of ``resolvers.plans``' roles bound to their variables
+    """``args`` with the values of ``graphql_plans``' roles bound to their variables
     (the plan of this shape takes them from each request)."""
     for argument in node.arguments or ():
         role, value, arg = (parent, name, argument.name.value), argument.value, argument.name.value

@@ -1,0 +1,1 @@
+"""The compiled read path: catalog reads answered by one SQL statement (PostgreSQL)."""
