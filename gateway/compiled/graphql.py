@@ -10,11 +10,10 @@ sets the result, so graphql-core never executes. Whatever it does not cover retu
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from graphql import (
-    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -38,7 +37,6 @@ from graphql.execution.values import (
 )
 from graphql.type import GraphQLIncludeDirective
 from graphql.utilities import get_operation_ast
-from strawberry.extensions import SchemaExtension
 
 from data.errors import DomainError
 from data.outages import unavailable_from
@@ -343,26 +341,26 @@ def compiled_for(
     return compiled, compiled.params
 
 
-class CompiledReads(SchemaExtension):
-    """Answers catalog queries on PostgreSQL with one statement; else does nothing."""
+class CompiledReads:
+    """Answers catalog queries on PostgreSQL with one statement; else ``None`` (the
+    schema's ``resolvers.fast_reads.FastReads``, installed by the app factory)."""
 
-    async def on_execute(self) -> AsyncIterator[None]:
-        ec = self.execution_context
+    def __init__(self, plans: GraphQLPlans | None) -> None:
+        self.plans = plans
+
+    async def answer(self, ec: Any) -> dict[str, Any] | None:
         context = ec.context
         if (
             getattr(context, "compiled_reads", False)
-            and ec.result is None
             and getattr(context, "identity_error", None) is None
             and context.db.dialect == "postgresql"
         ):
-            data = await self._run(ec, context)
-            if data is not None:
-                ec.result = ExecutionResult(data=data)
-        yield
+            return await self._run(ec, context)
+        return None
 
     async def _run(self, ec: Any, context: Any) -> dict[str, Any] | None:
         try:
-            found = compiled_for(ec, context.actor, getattr(context, "lane_plans", None))
+            found = compiled_for(ec, context.actor, self.plans)
             if found is None:
                 return None
             compiled, params = found
