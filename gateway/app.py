@@ -11,7 +11,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from data.db import Database
 from gateway.cache.middleware import CacheMiddleware, ResponseCache
-from gateway.compiled_lane import CompiledLane
+from gateway.compiled.graphql import CompiledReads
+from gateway.compiled.graphql_plans import GraphQLPlans
+from gateway.compiled.lane import CompiledLane
+from gateway.compiled.rest import CompiledRestReads, RestPlans
 from gateway.docs import install_docs
 from gateway.events import running_event_bus
 from gateway.graphiql import mount_graphiql_assets
@@ -24,10 +27,8 @@ from gateway.operations import install_operations
 from gateway.ratelimit.middleware import install_rate_limits
 from gateway.replica_floor import share_floor
 from gateway.settings import Settings, load_settings
-from resolvers.plans import GraphQLPlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
-from rest.compiled import RestPlans
 from rest.openapi import finish_openapi
 
 API_VERSIONS = ("v1", "v2")
@@ -121,6 +122,9 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.state.compiled_reads = settings.compiled_reads
     app.state.lane_plans = GraphQLPlans(schema._schema, settings.compiled_plans_max_entries)
     app.state.rest_plans = RestPlans(settings.compiled_plans_max_entries)
+    # ... and the hooks through which the resolvers and the REST handlers ask for them
+    app.state.graphql_fast_reads = CompiledReads(app.state.lane_plans)
+    app.state.rest_fast_reads = CompiledRestReads()
 
     @app.get("/.well-known/jwks.json", include_in_schema=False)
     async def jwks() -> dict[str, Any]:
