@@ -199,12 +199,6 @@ def _quiet(task: asyncio.Task[None]) -> None:
 
 def commands(client: Client, settings: Settings) -> Commands:
     """The calls for ``client`` in the way ``REDIS_CLIENT`` picks."""
-    if settings.redis_client == "pipe":
-        from gateway.redis_pipe import PipelinedRedis
-
-        assert settings.redis_url is not None
-        pipe = PipelinedRedis(settings.redis_url, timeout=settings.redis_timeout_seconds)
-        return pipe  # type: ignore[return-value]
     return Batched(client) if settings.redis_client == "batched" else Commands(client)
 
 

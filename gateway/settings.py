@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     )
     redis_sentinel_service: str = Field("mymaster", description="the master's name")
     redis_cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster")
-    redis_client: Literal["redis-py", "batched", "pipe"] = Field(
-        "redis-py", description="one round trip per command, or a loop turn's together"
+    redis_client: Literal["batched", "redis-py"] = Field(
+        "batched", description="one round trip per command, or a loop turn's together"
     )
     jwt_secret: str | None = None
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
