@@ -143,11 +143,11 @@ async def test_readiness_asks_the_client_that_serves(tmp_path: Path) -> None:
             assert first.json()["checks"]["redis"] == "ok"
             redis.kill()
             down = (await gw.client.get("/health/ready")).json()
-            assert down["checks"]["database"] == "ok", down
-            assert (down["status"], down["degraded"]) == ("degraded", ["redis"])
+            assert down["degraded"] == ["redis"], down
+            assert down["checks"]["redis"].startswith("failed"), down
             redis.start()
             back = (await gw.client.get("/health/ready")).json()
-            assert (back["status"], back["checks"]["redis"]) == ("ok", "ok")
+            assert back["checks"]["redis"] == "ok", back
 
 
 async def test_an_acl_user_from_the_url(tmp_path: Path) -> None:
