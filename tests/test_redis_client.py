@@ -243,7 +243,7 @@ async def test_the_cache_through_a_sentinel(tmp_path: Path) -> None:
                 redis_sentinels=f"127.0.0.1:{sentinel_port}",
                 redis_sentinel_service="gwmaster",
             )
-            async with client_of(settings) as r:
+            async with client_of(settings, Batched) as r:  # the default
                 store = RedisStore(r, "gw:", retry_seconds=1.0)
                 await store_round_trip(store)
             db = f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}"
@@ -327,7 +327,7 @@ async def test_the_cache_and_rate_limits_on_a_cluster(tmp_path: Path) -> None:
         while not all(cluster_ok(port) for port in ports):  # every node agrees on the slots
             assert time.monotonic() < deadline, "the cluster did not come up"
             time.sleep(0.1)
-        async with client_of(settings) as r:
+        async with client_of(settings, Batched) as r:  # the default
             store = RedisStore(r, slot_prefix("gw:", settings), retry_seconds=1.0)
             assert store.prefix == "{gw:}"
             await store_round_trip(store)
