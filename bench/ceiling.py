@@ -1,10 +1,8 @@
 """The ceiling: a bare ASGI app that answers every request with one Redis GET.
 
 No framework, no middleware: what a Python server on uvicorn can do when the answer is
-already stored. ``BENCH_REDIS_URL`` and ``BENCH_REDIS_KEY`` say where the body is.
-``BENCH_REDIS_CLIENT`` picks the client: ``redis-py`` (default: the standard client, the
-the cached scenario's reference) or ``pipelined``, the gateway's own connection
-(``gateway.redis_pipe``), to see what that client alone is worth.
+already stored. ``BENCH_REDIS_URL`` and ``BENCH_REDIS_KEY`` say where the body is; the
+client is redis-py, the one the gateway uses.
 """
 
 from __future__ import annotations
@@ -15,19 +13,6 @@ from typing import Any
 import redis.asyncio as aioredis
 
 HEADERS = [(b"content-type", b"application/json")]
-
-
-class Pipelined:
-    """The two calls the ceiling makes, on the gateway's pipelined connection."""
-
-    def __init__(self, redis: Any) -> None:
-        self.redis = redis
-
-    async def get(self, key: str) -> bytes | None:
-        return await self.redis.call("GET", key)  # type: ignore[no-any-return]
-
-    async def aclose(self) -> None:
-        await self.redis.aclose()
 
 
 client: Any = None
@@ -41,12 +26,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 key = os.environ["BENCH_REDIS_KEY"]
-                if os.environ.get("BENCH_REDIS_CLIENT") == "pipelined":
-                    from gateway.redis_pipe import PipelinedRedis
-
-                    client = Pipelined(PipelinedRedis(os.environ["BENCH_REDIS_URL"]))
-                else:
-                    client = aioredis.from_url(os.environ["BENCH_REDIS_URL"], max_connections=64)
+                client = aioredis.from_url(os.environ["BENCH_REDIS_URL"], max_connections=64)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await client.aclose()

@@ -12,9 +12,9 @@ trip per request); the floor changes no session state, so its pool resets nothin
 
 Routes: ``POST /graphql/catalog`` (``variables``: ``orderBy``, ``after``,
 ``filter.minPrice``; ``/graphql/catalog-count`` with ``totalCount``),
-``POST /graphql/product`` (``variables.id`` is the product's
-database id), ``POST /graphql/category`` (``variables.slug``; ``/graphql/category-count``
-with ``totalCount``), ``GET /api/v2/products``
+``POST /graphql/product`` (``variables.id`` is the product's database id),
+``POST /graphql/category`` (``variables``: ``slug``, ``after``;
+``/graphql/category-count`` with ``totalCount``), ``GET /api/v2/products``
 (``sort``, ``cursor``, ``min_price``, ``category``, ``limit``), ``GET /api/v1/products/{id}``,
 ``GET /health/live``. Cursors are the gateway's (the bench hands both the same
 arguments); a list's statement text is made once per sort and set of filters, its values
@@ -199,7 +199,7 @@ CATEGORY = f"""
 SELECT json_build_object('data', json_build_object('category', (
   SELECT json_build_object('id', {GID.format(type="'Category'", id="c.id")}, 'name', c.name,
     'slug', c.slug, 'products', (
-      WITH page AS (SELECT * FROM products WHERE is_active AND category_id = c.id
+      WITH page AS (SELECT * FROM products WHERE is_active AND category_id = c.id{{after}}
                     ORDER BY created_at DESC, id DESC LIMIT 21),
            shown AS (SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT 20)
       SELECT json_build_object({{count}}'edges', coalesce((SELECT json_agg(json_build_object(
@@ -213,10 +213,14 @@ SELECT json_build_object('data', json_build_object('category', (
                         ORDER BY created_at, id LIMIT 1)))))
   FROM categories c WHERE c.slug = $1)))::text
 """
-CATEGORY_COUNT = CATEGORY.format(
-    count="'totalCount', (SELECT count(*) FROM products WHERE is_active AND category_id = c.id), "
-)
-CATEGORY = CATEGORY.format(count="")
+_TOTAL = "'totalCount', (SELECT count(*) FROM products WHERE is_active AND category_id = c.id), "
+_AFTER = " AND (created_at, id) < ($2, $3)"
+# (totalCount?, after a cursor?) -> the category page's text.
+CATEGORIES = {
+    (count, after): CATEGORY.format(count=_TOTAL if count else "", after=_AFTER if after else "")
+    for count in (False, True)
+    for after in (False, True)
+}
 
 JSON = [(b"content-type", b"application/json")]
 NOT_FOUND = b'{"status":404,"title":"Not Found"}'
@@ -282,8 +286,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _answer(send, 200, (await pool.fetchval(PRODUCT, int(variables["id"]))).encode())
     elif path in ("/graphql/category", "/graphql/category-count"):
         variables = orjson.loads(await _read_body(receive)).get("variables") or {}
-        sql = CATEGORY_COUNT if path.endswith("-count") else CATEGORY
-        await _answer(send, 200, (await pool.fetchval(sql, variables["slug"])).encode())
+        after = variables.get("after")
+        sql = CATEGORIES[path.endswith("-count"), after is not None]
+        params = [variables["slug"]]
+        if after is not None:
+            params.extend(_cursor_values("-created_at", after))
+        await _answer(send, 200, (await pool.fetchval(sql, *params)).encode())
     elif path == "/api/v2/products":
         query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
         low = query.get("min_price")

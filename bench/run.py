@@ -145,13 +145,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for the gateway (repeatable)",
     )
-    parser.add_argument(
-        "--ceiling-client",
-        choices=("redis-py", "pipelined"),
-        default="redis-py",
-        help="the ceiling's Redis client: redis-py (the bar's reference) or "
-        "the gateway's own pipelined connection (for comparison)",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
         "--database",
@@ -286,7 +279,6 @@ class Bench:
             {
                 "BENCH_REDIS_URL": self.args.redis_url,
                 "BENCH_REDIS_KEY": redis_key,
-                "BENCH_REDIS_CLIENT": self.args.ceiling_client,
             },
         )
         self.processes.wait_ready("gateway", self.gateway, "/health/live")

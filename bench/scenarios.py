@@ -10,7 +10,7 @@ page asked again and again, reported beside the varied run.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -54,10 +54,10 @@ PRODUCT_PAGE = """query ProductPage($id: ID!) {
   }
 }"""
 
-CATEGORY_PAGE = """query CategoryPage($slug: String!) {
+CATEGORY_PAGE = """query CategoryPage($slug: String!, $after: String) {
   category(slug: $slug) {
     id name slug
-    products(first: 20) {
+    products(first: 20, after: $after) {
       {total}edges { cursor node { id databaseId name price { amount currency } inStock } }
       pageInfo { hasNextPage endCursor }
     }
@@ -103,6 +103,8 @@ class Catalog:
     slugs: list[str]
     cursors: dict[str, list[str]]  # real rows' cursors by sort
     prices: list[int]
+    # Cursors of real rows of each category, in a category page's order (newest first).
+    category_cursors: dict[str, list[str]] = field(default_factory=dict)
 
 
 def gid(type_name: str, database_id: int) -> str:
@@ -124,6 +126,41 @@ def _list_pages(catalog: Catalog, rng: random.Random, count: int) -> list[dict[s
             page["min_price"] = rng.choice(catalog.prices)
         pages.append(page)
     return pages
+
+
+def _category_pages(
+    catalog: Catalog, slugs: list[str], rng: random.Random, one: bool
+) -> list[dict[str, Any]]:
+    """Category-page arguments: every slug, then pages of random slugs, half of them
+    after a cursor of one of that category's rows (``one``: the first slug's first page)."""
+    if one:
+        return [{"slug": slugs[0]}]
+    pages: list[dict[str, Any]] = [{"slug": s} for s in slugs]
+    for _ in range(max(0, VARIED - len(pages))):
+        page: dict[str, Any] = {"slug": rng.choice(slugs)}
+        cursors = catalog.category_cursors.get(page["slug"])
+        if cursors and rng.random() < 0.5:
+            page["after"] = rng.choice(cursors)
+        pages.append(page)
+    return pages
+
+
+def _category_requests(page: dict[str, Any], count: bool = False) -> tuple[Request, Request]:
+    name = "CategoryCountPage" if count else "CategoryPage"
+    body = {
+        "query": CATEGORY_COUNT_PAGE if count else CATEGORY_PAGE,
+        "operationName": name,
+        "variables": dict(page),
+    }
+    path = "/graphql/category-count" if count else "/graphql/category"
+    return Request("POST", "/graphql", body), Request("POST", path, body)
+
+
+def _rest_category(page: dict[str, Any]) -> Request:
+    query = f"/api/v2/products?category={page['slug']}&limit=20"
+    if "after" in page:
+        query += f"&cursor={page['after']}"
+    return Request("GET", query)
 
 
 def _catalog_requests(page: dict[str, Any], count: bool = False) -> tuple[Request, Request]:
@@ -160,8 +197,9 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
     slugs = catalog.slugs[:1] if one else catalog.slugs
     pages = [{"sort": "-created_at"}] if one else _list_pages(catalog, rng, VARIED)
     product = {"query": PRODUCT_PAGE, "operationName": "ProductPage"}
-    category = {"query": CATEGORY_PAGE, "operationName": "CategoryPage"}
-    category_count = {"query": CATEGORY_COUNT_PAGE, "operationName": "CategoryCountPage"}
+    category_pages = _category_pages(catalog, slugs, rng, one)
+    categories = [_category_requests(page) for page in category_pages]
+    count_categories = [_category_requests(page, count=True) for page in category_pages]
     lists = [_catalog_requests(page) for page in pages]
     count_lists = [_catalog_requests(page, count=True) for page in pages]
     rest_lists = [_rest_list(page) for page in pages]
@@ -185,12 +223,9 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
         ),
         Scenario(
             "category",
-            "GraphQL category page",
-            [Request("POST", "/graphql", {**category, "variables": {"slug": s}}) for s in slugs],
-            [
-                Request("POST", "/graphql/category", {**category, "variables": {"slug": s}})
-                for s in slugs
-            ],
+            "GraphQL category page (slugs, after cursors)",
+            [g for g, _ in categories],
+            [f for _, f in categories],
             graphql=True,
         ),
         Scenario(
@@ -203,16 +238,8 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
         Scenario(
             "category-count",
             "GraphQL category page with totalCount",
-            [
-                Request("POST", "/graphql", {**category_count, "variables": {"slug": s}})
-                for s in slugs
-            ],
-            [
-                Request(
-                    "POST", "/graphql/category-count", {**category_count, "variables": {"slug": s}}
-                )
-                for s in slugs
-            ],
+            [g for g, _ in count_categories],
+            [f for _, f in count_categories],
             graphql=True,
         ),
         Scenario(
@@ -229,9 +256,9 @@ def scenarios(catalog: Catalog, *, one: bool = False, seed: int = 7) -> list[Sce
         ),
         Scenario(
             "rest-category",
-            "REST GET /api/v2/products?category={slug}",
-            [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs],
-            [Request("GET", f"/api/v2/products?category={s}&limit=20") for s in slugs],
+            "REST GET /api/v2/products?category={slug} (slugs, cursors)",
+            [_rest_category(page) for page in category_pages],
+            [_rest_category(page) for page in category_pages],
         ),
         Scenario(
             "cached", "GraphQL catalog page, response cache warm", [lists[0][0]], None, graphql=True
@@ -303,7 +330,17 @@ async def load_catalog(connection: Any) -> Catalog:
         }[name.lstrip("-")]
         cursors[name] = [encode_cursor("products", sort, values(r)) for r in rows]
     prices = sorted({r["price_cents"] for r in rows})
-    return Catalog(ids, slugs, cursors, prices)
+    newest = PRODUCT_SORTS["-created_at"]
+    category_cursors: dict[str, list[str]] = {}
+    for r in await connection.fetch(
+        "SELECT c.slug, p.created_at, p.id FROM products p "
+        "JOIN categories c ON c.id = p.category_id WHERE p.is_active "
+        "ORDER BY random() LIMIT 2000"
+    ):
+        category_cursors.setdefault(r["slug"], []).append(
+            encode_cursor("products", newest, (_naive(r["created_at"]), r["id"]))
+        )
+    return Catalog(ids, slugs, cursors, prices, category_cursors)
 
 
 def _naive(value: datetime) -> datetime:

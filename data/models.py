@@ -101,6 +101,9 @@ class Product(Base):
         Index("ix_products_price_cents_id", "price_cents", "id"),
         Index("ix_products_name_id", "name", "id"),
         Index("ix_products_category_id_created_at_id", "category_id", "created_at", "id"),
+        # A price range's total for those who see active products only (totalCount with
+        # minPrice/maxPrice) is counted from this index alone, without the rows.
+        Index("ix_products_is_active_price_cents", "is_active", "price_cents"),
     )
 
     @property

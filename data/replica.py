@@ -149,7 +149,7 @@ class ReplicaRouter:
         self._fetching: asyncio.Task[None] | None = None
         self._queued: asyncio.Future[int] | None = None
 
-    # --- writes ---------------------------------------------------------------------
+    # Writes.
 
     async def committed(self, lsn: int) -> None:
         """A write committed at ``lsn``: no read goes to a replica behind it from now on."""
@@ -210,7 +210,7 @@ class ReplicaRouter:
         finally:
             self._publishing = None
 
-    # --- reads ----------------------------------------------------------------------
+    # Reads.
 
     async def use_replica(self) -> bool:
         """Whether the next read may go to the replica."""
@@ -294,7 +294,7 @@ class ReplicaRouter:
             await self.board.raise_to(lsn)
         return lsn
 
-    # --- the replica's state ----------------------------------------------------------
+    # The replica's state.
 
     def _probe_soon(self, not_before: float) -> None:
         if self._probing is None and time.monotonic() >= not_before:

@@ -12,7 +12,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from data.db import Database
 from data.tokens import TokenIssuer
 from gateway.cache.middleware import CacheMiddleware, ResponseCache
-from gateway.compiled_lane import CompiledLane
+from gateway.compiled.graphql import CompiledReads
+from gateway.compiled.graphql_plans import GraphQLPlans
+from gateway.compiled.lane import CompiledLane
+from gateway.compiled.rest import CompiledRestReads, RestPlans
 from gateway.docs import install_docs
 from gateway.events import running_event_bus
 from gateway.graphiql import mount_graphiql_assets
@@ -23,12 +26,11 @@ from gateway.http.problems import install_problem_handlers
 from gateway.observability.logging import configure_logging, resolve_format
 from gateway.operations import install_operations
 from gateway.ratelimit.middleware import install_rate_limits
+from gateway.redis_client import commands, connect, slot_prefix
 from gateway.replica_floor import share_floor
 from gateway.settings import Settings, load_settings
-from resolvers.plans import GraphQLPlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
-from rest.compiled import RestPlans
 from rest.openapi import finish_openapi
 
 API_VERSIONS = ("v1", "v2")
@@ -87,14 +89,13 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         if db.replica is not None:  # read-your-writes with a replica (docs/operations.md)
             share_floor(
                 db.replica,
-                redis_url=settings.redis_url,
-                prefix=settings.redis_prefix,
-                timeout=settings.db_replica_timeout_seconds,
+                redis=app.state.redis_commands,
+                prefix=slot_prefix(settings.redis_prefix, settings),
                 retry_seconds=settings.db_replica_retry_seconds,
             )
         app.state.db = db
         app.state.metrics.watch(db)  # SQL statements per request, pool gauges
-        await cache.start(db, getattr(app.state, "metrics", None))
+        await cache.start(db, getattr(app.state, "metrics", None), app.state.redis_commands)
         try:
             # Live order events: app.state.events, fed by db commits
             async with running_event_bus(db, settings, app.state.principals) as app.state.events:
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             app.state.metrics.flush()  # this loop turn's records, before the loop ends
             await app.state.rate_limits.aclose()  # rate limits
             await graphql["persisted"].close()
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
 
     app = GatewayApp(
         title="Commerce gateway",
@@ -116,12 +119,20 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
+    # One Redis client for the cache, rate limits, replica floor and readiness probe
+    app.state.redis = connect(settings)
+    app.state.redis_commands = (
+        commands(app.state.redis, settings) if app.state.redis is not None else None
+    )
     app.state.tokens = build_token_issuer(settings)
     app.state.principals = principal_cache(settings)
     # Compiled reads: one plan per operation shape, per interface
     app.state.compiled_reads = settings.compiled_reads
     app.state.lane_plans = GraphQLPlans(schema._schema, settings.compiled_plans_max_entries)
     app.state.rest_plans = RestPlans(settings.compiled_plans_max_entries)
+    # ... and the hooks through which the resolvers and the REST handlers ask for them
+    app.state.graphql_fast_reads = CompiledReads(app.state.lane_plans)
+    app.state.rest_fast_reads = CompiledRestReads()
 
     @app.get("/.well-known/jwks.json", include_in_schema=False)
     async def jwks() -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Probes: ``/health/live`` while the process runs, ``/health/ready`` when it can serve.
 
 Readiness checks the database (``SELECT 1``) and, when ``REDIS_URL`` is set, Redis
-(``PING``), each within ``HEALTH_TIMEOUT_SECONDS`` (the probe does not wait for a check
-that overran to clean up: a frozen server would hold it for longer). The database is a
+(``PING`` through the process's one client, the one that serves requests), each within
+``HEALTH_TIMEOUT_SECONDS`` (the probe does not wait for a check that overran to clean up:
+a frozen server would hold it for longer). The database is a
 hard dependency: without it the answer is 503 naming it, as once shutdown has begun
 (``DRAIN``), while in-flight requests finish. Redis is a soft one: every request is still
 served correctly without it (the cache bypasses, limits fall back to this process), so
@@ -17,12 +18,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.responses import JSONResponse
 
 from data.outages import DATABASE
+from gateway.redis_client import ping
 from gateway.settings import Settings
 
 SOFT_DEPENDENCIES = frozenset({"redis"})  # down: degraded, still ready
@@ -58,14 +59,6 @@ health_router = APIRouter(include_in_schema=False)
 async def _check_database(db: Any) -> None:
     async with db.engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
-
-
-async def _check_redis(url: str, timeout: float) -> None:
-    client = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    try:
-        await client.ping()
-    finally:
-        await client.aclose()
 
 
 def _forget(task: asyncio.Task[Any]) -> None:
@@ -104,8 +97,9 @@ async def ready(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     timeout = settings.health_timeout_seconds
     checks = {"database": _outcome(_check_database(request.app.state.db), timeout)}
-    if settings.redis_url:
-        checks["redis"] = _outcome(_check_redis(settings.redis_url, timeout), timeout)
+    redis = getattr(request.app.state, "redis", None)
+    if redis is not None:
+        checks["redis"] = _outcome(ping(redis), timeout)
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     if results["database"] == "ok":
         DATABASE.recovered()

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import time
 
-from redis.exceptions import RedisError
-
 from data.replica import ReplicaRouter
-from gateway.redis_pipe import PipelinedRedis, Script
+from gateway.redis_client import FAILURES, Commands, Script
 
 RAISE_TO = Script("""
 local current = redis.call('GET', KEYS[1])
@@ -31,12 +29,13 @@ class FloorUnavailable(Exception):
 
 
 class RedisFloorBoard:
-    """``data.replica.FloorBoard`` on one pipelined Redis connection."""
+    """``data.replica.FloorBoard`` on the process's Redis client (``gateway.redis_client``),
+    whose ``REDIS_TIMEOUT_SECONDS`` bounds every call."""
 
-    def __init__(self, url: str, key: str, *, timeout: float, retry_seconds: float) -> None:
+    def __init__(self, client: Commands, key: str, *, retry_seconds: float) -> None:
         self.key = key
         self.retry_seconds = retry_seconds
-        self.client = PipelinedRedis(url, timeout=timeout)
+        self.client = client
         self.down_until = 0.0
 
     async def _call(self, *command: str | int) -> bytes | None:
@@ -47,7 +46,7 @@ class RedisFloorBoard:
                 reply = await self.client.run(RAISE_TO, [self.key], [command[1]])
             else:
                 reply = await self.client.call(*command)
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             self.down_until = time.monotonic() + self.retry_seconds
             raise FloorUnavailable(str(exc) or type(exc).__name__) from exc
         return reply  # type: ignore[no-any-return]
@@ -60,22 +59,21 @@ class RedisFloorBoard:
         return int(raw, 16) if raw is not None else None
 
     async def close(self) -> None:
-        await self.client.aclose()
+        return None  # the client is the app's, closed by it
 
 
 def share_floor(
     router: ReplicaRouter,
     *,
-    redis_url: str | None,
+    redis: Commands | None,
     prefix: str,
-    timeout: float,
     retry_seconds: float,
 ) -> None:
     """Tells ``router`` where every process's writes are known: Redis when there is one,
     else the primary itself (other workers and instances write too, unseen by this one)."""
-    if redis_url:
+    if redis is not None:
         router.board = RedisFloorBoard(
-            redis_url, f"{prefix}:replica-floor", timeout=timeout, retry_seconds=retry_seconds
+            redis, f"{prefix}:replica-floor", retry_seconds=retry_seconds
         )
     else:
         router.floor_from_primary = True

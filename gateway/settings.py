@@ -26,7 +26,27 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     database_url: str | None = None
     database_read_url: str | None = None
-    redis_url: str | None = None
+    # Redis (see docs/operations.md "Redis"): one client per process, shared by the
+    # response cache, rate limits, the replica floor and the readiness probe.
+    redis_url: str | None = Field(
+        None, description="redis://[user:password@]host:port/db, rediss:// for TLS"
+    )
+    redis_timeout_seconds: float = Field(
+        0.5, gt=0, description="to connect, and for each reply; a call that overruns fails"
+    )
+    redis_health_check_seconds: int = Field(
+        30, ge=0, description="PING a connection idle this long before using it (0: never)"
+    )
+    redis_max_connections: int = Field(64, ge=1, description="per process")
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="host:port of each sentinel, comma-separated: the master is asked of them",
+    )
+    redis_sentinel_service: str = Field("mymaster", description="the master's name")
+    redis_cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster")
+    redis_client: Literal["batched", "redis-py"] = Field(
+        "batched", description="one round trip per command, or a loop turn's together"
+    )
     jwt_secret: str | None = None
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
     jwt_private_key: str | None = Field(None, description="PEM text or a path to it")
@@ -140,7 +160,6 @@ class Settings(BaseSettings):
     cache_prefix: str = Field("gw:", max_length=64)
     cache_max_entries: int = Field(10_000, ge=1)
     cache_max_body_bytes: int = Field(1_048_576, ge=1)
-    cache_redis_timeout_seconds: float = Field(0.5, gt=0)
     cache_redis_retry_seconds: float = Field(1.0, ge=0)
     cache_lock_seconds: float = Field(5.0, gt=0)
     cache_lock_wait_seconds: float = Field(2.0, ge=0)
@@ -157,7 +176,7 @@ class Settings(BaseSettings):
     compiled_plans_max_entries: int = Field(2_000, ge=1)
     compiled_memo_max_bytes: int = Field(8 * 1024 * 1024, ge=0)
 
-    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    @field_validator("cors_origins", "trusted_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -16,6 +16,7 @@ from data.errors import DomainError
 from data.events import EventBus
 from data.loaders import Loaders, build_loaders
 from data.tokens import TokenIssuer
+from resolvers.fast_reads import FastReads
 
 
 class Context(BaseContext):
@@ -36,7 +37,7 @@ class Context(BaseContext):
         self.events = events
         self.login_attempts: LoginAttempts = NO_BACKOFF
         self.compiled_reads = False  # set by get_context from the app's settings
-        self.lane_plans: Any = None  # the app's resolvers.plans.GraphQLPlans, if any
+        self.fast_reads: FastReads | None = None  # the app's hook, if any
 
     @property
     def loaders(self) -> Loaders:
@@ -88,7 +89,7 @@ async def get_context(request: HTTPConnection) -> Context:
     context.compiled_reads = getattr(request.app.state, "compiled_reads", False) and not getattr(
         request.state, "compiled_missed", False
     )
-    context.lane_plans = getattr(request.app.state, "lane_plans", None)
+    context.fast_reads = getattr(request.app.state, "graphql_fast_reads", None)
     return context
 
 

@@ -104,7 +104,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter[Context, None]):  # t
         self.batching = batching
         self.ide_html = ide_html
 
-    # --- responses -------------------------------------------------------------------
+    # Responses.
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET with only a persisted query's hash is an operation, not a visit.
@@ -181,7 +181,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter[Context, None]):  # t
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(self.graphql_ide_html)
 
-    # --- parsing ---------------------------------------------------------------------
+    # Parsing.
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)  # orjson.JSONDecodeError is a json.JSONDecodeError
@@ -236,7 +236,7 @@ class GatewayGraphQLRouter(SubscriptionAuth, GraphQLRouter[Context, None]):  # t
         if protocol != "http":
             raise TransportError(400, "Batches cannot be streamed.")
 
-    # --- execution -------------------------------------------------------------------
+    # Execution.
 
     async def execute_operation(
         self,

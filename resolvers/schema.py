@@ -13,10 +13,10 @@ from strawberry.types import ExecutionContext
 from resolvers.accounts import AccountQuery, ApiKey
 from resolvers.accounts import Mutation as AccountMutation
 from resolvers.catalog_writes import CatalogMutation
-from resolvers.compiled import CompiledReads
 from resolvers.context import get_context
 from resolvers.documents import DocumentCache
 from resolvers.errors import ErrorCodes, RejectBadCredentials, is_unexpected
+from resolvers.fast_reads import FastReadsHook
 from resolvers.limits import DEFAULT_LIMITS, GraphQLLimits, Limits
 from resolvers.operations import OperationInfo
 from resolvers.orders import OrderMutation
@@ -57,9 +57,9 @@ def build_schema() -> GatewaySchema:
         subscription=Subscription,  # live order events
         types=[Product, Category, Review, User, Order, ApiKey],
         # Limits before DocumentCache: it sets the parse options the cache keys on, and its
-        # refusals must stand before cached validation. CompiledReads answers in on_execute
-        # only when nothing before it did. RateLimitedStatus after ErrorCodes: it must see
-        # the original errors.
+        # refusals must stand before cached validation. FastReadsHook (the compiled read path
+        # the app installs) answers in on_execute only when nothing before it did.
+        # RateLimitedStatus after ErrorCodes: it must see the original errors.
         extensions=[
             ErrorCodes,
             RejectBadCredentials,
@@ -67,7 +67,7 @@ def build_schema() -> GatewaySchema:
             OperationInfo,
             Limits,
             DocumentCache,
-            CompiledReads,
+            FastReadsHook,
             RateLimitedStatus,
         ],
     )

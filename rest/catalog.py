@@ -8,13 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from data.compiled import rest as compiled
 from data.inputs import MAX_INT
-from data.pagination import PageRequest
 from data.services import categories, products, reviews, users
 from rest.bodies import TEXT
-from rest.compiled import compiled_body, path_int, path_text, query_value, shape
 from rest.deps import ActorDep, PageDep, ReadSession
+from rest.fast_reads import fast_reads
 from rest.openapi import problems
 from rest.representations import (
     CATEGORY_FIELDS,
@@ -23,7 +21,7 @@ from rest.representations import (
     Representation,
     sparse,
 )
-from rest.responses import envelope_response, json_response, list_response
+from rest.responses import json_response, list_response
 from rest.schemas import (
     CategoryOut,
     CategorySparse,
@@ -36,11 +34,6 @@ from rest.schemas import (
 )
 
 Q_MAX_LENGTH = 200
-
-
-def bound_page(page: PageRequest) -> PageRequest:
-    """The page with its cursor bound to the query (the size is the plan's own)."""
-    return PageRequest(first=page.first, after=query_value("cursor", page.after))
 
 
 ProductSort = Literal["created_at", "-created_at", "price", "-price", "name", "-name"]
@@ -78,16 +71,11 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """List categories by name."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
-        body = await compiled_body(
-            request,
-            session,
-            lambda: compiled.rest_categories(
-                session, actor, shape(rep, fields), page=bound_page(page)
-            ),
-            envelope_response,
-        )
-        if body is not None:
-            return envelope_response(request, body)
+        fast = fast_reads(request)
+        if fast is not None:
+            answer = await fast.categories(request, session, actor, rep, fields, page=page)
+            if answer is not None:
+                return answer
         result = await categories.list_categories(session, actor, page=page)
         return list_response(request, result, lambda c: render(actor, c))
 
@@ -101,16 +89,11 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """Get one category by its slug."""
         render = sparse(rep.category, rep.fieldset(fields), CATEGORY_FIELDS)
-        body = await compiled_body(
-            request,
-            session,
-            lambda: compiled.rest_category(
-                session, actor, shape(rep, fields), slug=path_text("slug", slug)
-            ),
-            json_response,
-        )
-        if body is not None:
-            return json_response(request, body)
+        fast = fast_reads(request)
+        if fast is not None:
+            answer = await fast.category(request, session, actor, rep, fields, slug=slug)
+            if answer is not None:
+                return answer
         category = await categories.find_category(session, actor, slug=slug)
         return json_response(request, render(actor, category))
 
@@ -148,23 +131,13 @@ def catalog_router(rep: Representation) -> APIRouter:
         where = products.ProductFilter(
             category=category, q=q, min_price=min_price, max_price=max_price, in_stock=in_stock
         )
-        bound = products.ProductFilter(
-            category=query_value("category", category),
-            q=query_value("q", q, max_length=Q_MAX_LENGTH),
-            min_price=query_value("min_price", min_price, number=True),
-            max_price=query_value("max_price", max_price, number=True),
-            in_stock=in_stock,
-        )
-        body = await compiled_body(
-            request,
-            session,
-            lambda: compiled.rest_products(
-                session, actor, shape(rep, fields), where=bound, sort=sort, page=bound_page(page)
-            ),
-            envelope_response,
-        )
-        if body is not None:
-            return envelope_response(request, body)
+        fast = fast_reads(request)
+        if fast is not None:
+            answer = await fast.products(
+                request, session, actor, rep, fields, where=where, sort=sort, page=page
+            )
+            if answer is not None:
+                return answer
         result = await products.list_products(session, actor, where=where, sort=sort, page=page)
         return list_response(request, result, lambda p: render(actor, p))
 
@@ -178,16 +151,11 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """Get one product by id."""
         render = sparse(rep.product, rep.fieldset(fields), PRODUCT_FIELDS)
-        body = await compiled_body(
-            request,
-            session,
-            lambda: compiled.rest_product(
-                session, actor, shape(rep, fields), product_id=path_int("product_id", product_id)
-            ),
-            json_response,
-        )
-        if body is not None:
-            return json_response(request, body)
+        fast = fast_reads(request)
+        if fast is not None:
+            answer = await fast.product(request, session, actor, rep, fields, product_id=product_id)
+            if answer is not None:
+                return answer
         product = await products.find_product(session, actor, id=product_id)
         return json_response(request, render(actor, product))
 
@@ -202,20 +170,13 @@ def catalog_router(rep: Representation) -> APIRouter:
     ) -> Response:
         """List a product's reviews, newest first."""
         render = sparse(rep.review, rep.fieldset(fields), REVIEW_FIELDS)
-        body = await compiled_body(
-            request,
-            session,
-            lambda: compiled.rest_product_reviews(
-                session,
-                actor,
-                shape(rep, fields),
-                product_id=path_int("product_id", product_id),
-                page=bound_page(page),
-            ),
-            envelope_response,
-        )
-        if body is not None:
-            return envelope_response(request, body)
+        fast = fast_reads(request)
+        if fast is not None:
+            answer = await fast.product_reviews(
+                request, session, actor, rep, fields, product_id=product_id, page=page
+            )
+            if answer is not None:
+                return answer
         result = await reviews.list_product_reviews(
             session, actor, product_id=product_id, page=page
         )

@@ -126,7 +126,7 @@ def cache_settings(url: str, tmp: Path, setup: CacheSetup, **overrides: Any) -> 
     values = {
         "redis_url": setup.redis_url,
         "cache_prefix": setup.prefix,
-        "cache_redis_timeout_seconds": 5.0,
+        "redis_timeout_seconds": 5.0,
         "cache_trust_seconds": 10.0,
         **overrides,
     }

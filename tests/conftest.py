@@ -40,7 +40,7 @@ RUN_ID = uuid.uuid4().hex[:10]
 SEED_SCALE = 60
 
 # Fixtures of their own module: the world of principals for access tests.
-pytest_plugins = ["tests.principals", "tests.cache_world"]  # cache_world: issue 8
+pytest_plugins = ["tests.principals", "tests.cache_world"]
 
 
 async def _postgres_reachable() -> bool:
@@ -235,7 +235,7 @@ async def fresh(backend: str, tmp_path: Path, pg_databases: PostgresDatabases) -
     return SeededDatabase(backend, url, counts)
 
 
-# --- rate limits (issue 8): generous unless a test asks for strict ones; a run's own keys ---
+# Rate limits: generous unless a test asks for strict ones; a run's own keys.
 RATE_LIMIT_PREFIX = f"gw-test-{RUN_ID}:rl:"
 GENEROUS_LIMITS: dict[str, Any] = {
     "rate_limit_per_minute": 1_000_000,
@@ -243,7 +243,6 @@ GENEROUS_LIMITS: dict[str, Any] = {
     "login_backoff_failures": 1_000_000,
     "rate_limit_key_prefix": RATE_LIMIT_PREFIX,
 }
-# --- end rate limits ---
 
 # Every Redis key a test's gateway may write lives under this run's own prefix, which the
 # session deletes at its end: an earlier run's cached answers, tag stamps or persisted

@@ -7,6 +7,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cache.store import Entry, RedisStore
+from gateway.redis_client import Commands, connect
+from gateway.settings import Settings
 from tests.cache_world import CacheSetup, CacheWorld
 from tests.conftest import REDIS_URL
 from tests.test_cache_writes import gql_reviews, rest_patch_me
@@ -63,8 +65,15 @@ async def test_a_write_makes_the_copy_unreachable_at_once(cache_world: CacheWorl
     assert (seen.x_cache, "Copy Breaker" in seen.text) == ("HIT", True)
 
 
+def redis_calls() -> Commands:
+    """The gateway's calls on a client of the test Redis (it connects on first use)."""
+    client = connect(Settings(redis_url=REDIS_URL, redis_timeout_seconds=5))
+    assert client is not None
+    return Commands(client)
+
+
 def test_copies_stay_within_their_byte_budget() -> None:
-    store = RedisStore(REDIS_URL, "unused:", timeout=1, retry_seconds=1, copies_max_bytes=800)
+    store = RedisStore(redis_calls(), "unused:", retry_seconds=1, copies_max_bytes=800)
     for i in range(10):
         store._keep(f"base{i}", b"1", Entry(200, (), b"x" * 90), 100)
     assert list(store.copies) == [f"base{i}" for i in range(2, 10)]
@@ -79,9 +88,8 @@ def test_copies_stay_within_their_byte_budget() -> None:
 async def test_a_copy_in_use_is_the_last_to_be_dropped(cache_setup: CacheSetup) -> None:
     entry = Entry(200, (), b"x" * 90)
     size = len(entry.encode())
-    store = RedisStore(
-        REDIS_URL, cache_setup.prefix, timeout=5, retry_seconds=1, copies_max_bytes=size * 8
-    )
+    calls = redis_calls()
+    store = RedisStore(calls, cache_setup.prefix, retry_seconds=1, copies_max_bytes=size * 8)
     try:
 
         async def read(base: str) -> Entry | None:
@@ -98,14 +106,15 @@ async def test_a_copy_in_use_is_the_last_to_be_dropped(cache_setup: CacheSetup) 
         assert await read("base8") == entry  # over budget: the least recently used goes
         assert list(store.copies) == [*(f"base{i}" for i in range(2, 8)), "base0", "base8"]
     finally:
-        await store.close()
+        await calls.client.aclose()
 
 
 @pytest.mark.parametrize("cache_setup", ["redis"], indirect=True)
 async def test_versions_never_repeat_when_redis_forgets_them(cache_setup: CacheSetup) -> None:
     """Tag versions lost (an empty restart, an eviction) come back as new tokens: a copy
     or entry made under the old stamp is never current again."""
-    store = RedisStore(REDIS_URL, cache_setup.prefix, timeout=5, retry_seconds=1)
+    calls = redis_calls()
+    store = RedisStore(calls, cache_setup.prefix, retry_seconds=1)
     client = aioredis.from_url(REDIS_URL)
     try:
         seen = set()
@@ -118,4 +127,4 @@ async def test_versions_never_repeat_when_redis_forgets_them(cache_setup: CacheS
         assert len(seen) == 10
     finally:
         await client.aclose()
-        await store.close()
+        await calls.client.aclose()

@@ -38,7 +38,7 @@ from tests.fault_world import (
 from tests.serving import serving
 
 # The slower of a frozen Redis's two costs here: one timed-out call, then the breaker.
-FAST_FAILURE = {"CACHE_REDIS_TIMEOUT_SECONDS": "0.5", "CACHE_REDIS_RETRY_SECONDS": "0.2"}
+FAST_FAILURE = {"REDIS_TIMEOUT_SECONDS": "0.5", "CACHE_REDIS_RETRY_SECONDS": "0.2"}
 
 
 @dataclass

@@ -18,7 +18,8 @@ from sqlalchemy import delete, select
 
 from data.changes import category_changed, product_changed
 from data.models import Category, Product, Review
-from gateway.redis_pipe import PipelinedRedis
+from gateway.redis_client import Commands, connect
+from gateway.settings import Settings
 from resolvers.ids import to_global_id
 from tests.cache_world import CacheWorld, build_cache_world, cache_settings
 from tests.conftest import running_gateway
@@ -453,7 +454,7 @@ async def test_a_redis_that_never_answers_costs_one_timeout_then_bypasses(
     cache_world: CacheWorld,
 ) -> None:
     """A Redis that accepts and then says nothing (a hung server, a black-holed route):
-    the lookup gives up after CACHE_REDIS_TIMEOUT_SECONDS, the answer is BYPASS, and the
+    the lookup gives up after REDIS_TIMEOUT_SECONDS, the answer is BYPASS, and the
     breaker spares the next requests the wait."""
     accepted: list[asyncio.StreamWriter] = []
 
@@ -467,7 +468,7 @@ async def test_a_redis_that_never_answers_costs_one_timeout_then_bypasses(
         cache_world.tmp,
         cache_world.setup,
         redis_url=f"redis://127.0.0.1:{port}/0",
-        cache_redis_timeout_seconds=0.3,
+        redis_timeout_seconds=0.3,
         cache_trust_seconds=2.0,
         rate_limit_enabled=False,
     )
@@ -503,14 +504,16 @@ async def test_a_write_redis_missed_is_announced_before_anything_is_served(
         warm = await gql_reviews(cache_world)
     assert warm.x_cache == "HIT"
     reachable = store.client
-    store.client = PipelinedRedis("redis://127.0.0.1:1/0", timeout=0.5)  # Redis gone
+    gone = connect(Settings(redis_url="redis://127.0.0.1:1/0", redis_timeout_seconds=0.5))
+    assert gone is not None
+    store.client = Commands(gone)  # Redis gone
     try:
         await rest_patch_me(cache_world, "Cleo Flaky")
         assert store.pending
         seen = await gql_reviews(cache_world)
         assert ("Cleo Flaky" in seen.text, seen.x_cache) == (True, "BYPASS")
     finally:
-        await store.client.aclose()
+        await gone.aclose()
         store.client = reachable  # back: the missed bump goes out in the background
     deadline = time.monotonic() + 10
     while True:

@@ -1,4 +1,4 @@
-"""The compiled lane (gateway/compiled_lane.py) answers a repeated compiled read exactly
+"""The compiled lane (gateway/compiled/lane.py) answers a repeated compiled read exactly
 as the full pipeline does - status, headers, body bytes - and leaves everything else to it.
 
 Two apps over one PostgreSQL database: compiled reads (and so the lane) on, and off. The
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from gateway import compiled_lane
-from gateway.compiled_lane import CompiledLane
+from gateway.compiled import lane as compiled_lane
+from gateway.compiled.lane import CompiledLane
 from resolvers.router import GatewayGraphQLRouter
 from tests.compiled_corpus import generate, rest_calls
 from tests.compiled_pair import Pair, pair_fixture  # noqa: F401  (provides ``pair``)

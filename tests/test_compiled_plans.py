@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from graphql import parse
 
-from gateway.compiled_lane import CompiledLane
-from resolvers.compiled import compiled_for
-from resolvers.plans import GraphQLPlans
+from gateway.compiled.graphql import compiled_for
+from gateway.compiled.graphql_plans import GraphQLPlans
+from gateway.compiled.lane import CompiledLane
 from resolvers.schema import schema
 from tests.compiled_corpus import Facts
 from tests.compiled_pair import Pair, pair_fixture  # noqa: F401  (provides ``pair``)

@@ -70,7 +70,7 @@ def result_json(text: str) -> Any:
     return json.loads(text.replace("\xa0", " "))
 
 
-# --- GraphiQL ----------------------------------------------------------------------
+# GraphiQL.
 
 
 async def test_graphiql_loads_the_schema_and_runs_a_query(live: Served, chromium: Browser) -> None:
@@ -179,7 +179,7 @@ def probe_after_subscribe(following: asyncio.Future[None]) -> Any:
     return handle
 
 
-# --- the graphql-ws library and EventSource, in a page of the gateway's origin --------
+# The graphql-ws library and EventSource, in a page of the gateway's origin.
 
 
 async def client_page(page: Page, live: Served) -> None:
@@ -290,7 +290,7 @@ async def test_an_event_source_follows_an_order(
             ] == [(f"{order_id}:paid", order_id, "pending", "paid")]
 
 
-# --- Swagger UI ------------------------------------------------------------------------
+# Swagger UI.
 
 
 async def test_swagger_ui_lists_every_operation_and_runs_one(

@@ -114,7 +114,7 @@ async def test_rest_bodies_match_the_documented_models(
             validate(model.model_fields["data"].annotation.__args__[0], item)  # type: ignore
 
 
-# -- migrations ---------------------------------------------------------------------------
+# Migrations.
 
 
 async def test_migrations_match_the_models_and_go_down_again(

@@ -18,7 +18,7 @@ from tests.streams import open_sse
 VERSIONS = ("v1", "v2")
 
 
-# --- server-sent events ---------------------------------------------------------------
+# Server-sent events.
 
 
 @pytest.mark.parametrize("version", VERSIONS)

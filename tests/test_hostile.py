@@ -148,7 +148,7 @@ def test_probes_answer_in_time_during_a_flood_of_huge_headers(server: Served) ->
     assert max(timings) < PROBE_TIMEOUT
 
 
-# --- the application's own inputs ---
+# The application's own inputs.
 
 
 def _token(claims: dict[str, Any], key: str = SECRET, alg: str = "HS256") -> str:

@@ -5,6 +5,12 @@ of the layers above it. ``resolvers`` (GraphQL) and ``rest`` (REST) are adapters
 side by side: neither imports the other, nor ``gateway``. ``gateway`` composes them; its
 concerns (``http``, ``cache``, ``ratelimit``, ``observability``) never reach back up to the
 modules that assemble and run the application. No modules import each other in a loop.
+
+The compiled read path (``gateway.compiled``) is one such concern, and a closed one: only
+the assembly imports it, so the resolvers and the REST handlers reach it solely through
+the hooks they define (``resolvers.fast_reads``, ``rest.fast_reads``), which the app
+factory fills. Its SQL planner (``gateway.compiled.planner``) builds on ``data`` alone,
+like ``data`` itself: no web framework, no GraphQL, no adapter.
 """
 
 from __future__ import annotations
@@ -16,7 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("data", "resolvers", "rest", "gateway")
 # The application's assembly and entry points: only they may import everything.
 ASSEMBLY = frozenset({"gateway.app", "gateway.cli", "gateway.server", "gateway.gunicorn_conf"})
-CONCERNS = ("gateway.http", "gateway.cache", "gateway.ratelimit", "gateway.observability")
+CONCERNS = (
+    "gateway.http",
+    "gateway.cache",
+    "gateway.ratelimit",
+    "gateway.observability",
+    "gateway.compiled",
+)
+COMPILED = "gateway.compiled"
+PLANNER = "gateway.compiled.planner"
 FRAMEWORKS = ("fastapi", "starlette", "strawberry", "uvicorn", "gunicorn")
 
 
@@ -74,6 +88,32 @@ def test_the_two_interfaces_import_neither_each_other_nor_the_gateway() -> None:
         if within(module, this)
         for name in names
         if name.split(".")[0] in others
+    )
+    assert wrong == []
+
+
+def test_only_the_assembly_imports_the_compiled_read_path() -> None:
+    found = imports()
+    assert "gateway.compiled.lane" in found
+    importers = sorted(
+        module
+        for module, names in found.items()
+        if not within(module, COMPILED)
+        if any(within(name, COMPILED) for name in names)
+    )
+    assert importers == ["gateway.app"]
+
+
+def test_the_planner_builds_on_data_alone() -> None:
+    found = imports()
+    assert "gateway.compiled.planner.graph" in found
+    wrong = sorted(
+        (module, name)
+        for module, names in found.items()
+        if within(module, PLANNER)
+        for name in names
+        if name.split(".")[0] in ("resolvers", "rest", "graphql", *FRAMEWORKS)
+        or (within(name, "gateway") and not within(name, PLANNER))
     )
     assert wrong == []
 

@@ -361,7 +361,7 @@ STREAM_OPERATIONS = (
     ),
 )
 OPERATIONS.update({op.name: op for op in STREAM_OPERATIONS})
-# Who may not follow an order is told it does not exist, whoever it is (issue 7).
+# Who may not follow an order is told it does not exist, whoever it is.
 MATRIX["follow_customer_order"] = (N, "ok", N, "ok", "ok", N, "ok", N)
 
 CASES = [

@@ -33,7 +33,7 @@ from tests.event_world import REDIS_PREFIX, require_redis
 from tests.principals import login
 from tests.serving import serving
 
-# --- the cache itself ------------------------------------------------------------------
+# The cache itself.
 
 ALICE = user_actor(7, "customer")
 
@@ -80,7 +80,7 @@ def test_entries_live_at_most_their_ttl() -> None:
     assert cache.get("t1") is None
 
 
-# --- one process -----------------------------------------------------------------------
+# One process.
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ async def test_deactivation_role_change_logout_and_key_revocation_apply_at_once(
     assert (await gw.client.get("/api/v1/products", headers=key)).status_code == 401
 
 
-# --- two processes on one Redis ----------------------------------------------------------
+# Two processes on one Redis.
 
 
 async def test_revocations_reach_another_instance_at_once(tmp_path: Path) -> None:

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import select, text
 
 from data.actor import user_actor
-from data.compiled.sql import MARK
 from data.db import Database
 from data.errors import DomainError
 from data.migrate import upgrade_async
 from data.models import Category, Product, User
 from data.seed import DEMO_PASSWORD, seed
 from data.services import catalog_writes, order_writes
+from gateway.compiled.planner.sql import MARK
 from tests.conftest import (
     Gateway,
     PostgresDatabases,

@@ -23,6 +23,8 @@ from data.models import Base
 from data.passwords import HashingPool
 from data.seed import DEMO_PASSWORD, seed
 from gateway.ratelimit.buckets import Backoff, Spend, Store
+from gateway.redis_client import Commands, connect
+from gateway.settings import Settings
 from tests.conftest import RATE_LIMIT_PREFIX, REDIS_URL, REQUIRE_SERVICES, make_settings
 from tests.conftest import running_gateway as _running_gateway
 
@@ -444,7 +446,9 @@ async def test_a_redis_that_never_answers_costs_one_timeout_not_one_per_request(
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    store = Store(f"redis://127.0.0.1:{port}/0", "hung:", Backoff(5, 60, 1, 60))
+    client = connect(Settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_seconds=1))
+    assert client is not None
+    store = Store(Commands(client), "hung:", Backoff(5, 60, 1, 60))
     spend = [Spend("ip:1", capacity=10, rate=1.0, cost=1)]
     try:
         loop = asyncio.get_running_loop()
@@ -459,7 +463,7 @@ async def test_a_redis_that_never_answers_costs_one_timeout_not_one_per_request(
         assert loop.time() - began < 0.5
         assert accepted
     finally:
-        await store.aclose()
+        await client.aclose()
         for writer in accepted:
             writer.close()
         server.close()

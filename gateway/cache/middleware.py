@@ -45,6 +45,7 @@ from gateway.cache.asgi import GRAPHQL_PATH, mark_hit, read_body, send_entry
 from gateway.cache.courier import InvalidationCourier
 from gateway.cache.documents import DocumentPolicy, ProductId
 from gateway.cache.store import Entry, MemoryStore, RedisStore, StoreUnavailable
+from gateway.redis_client import Commands, slot_prefix
 from gateway.settings import Settings
 from resolvers.ids import database_id_of
 from resolvers.media import media_of_headers
@@ -96,7 +97,9 @@ class ResponseCache:
         self.enabled = settings.cache_enabled and (
             settings.redis_url is not None or settings.web_concurrency == 1
         )
-        self.prefix = settings.cache_prefix
+        # Entries and tag versions share the prefix; in a Cluster it is a hash tag, so a
+        # lookup's script finds all of them in one slot.
+        self.prefix = slot_prefix(settings.cache_prefix, settings)
         self.ttl = settings.cache_ttl_seconds
         self.policy = DocumentPolicy(schema)
         self.store: MemoryStore | RedisStore = MemoryStore(settings.cache_max_entries)
@@ -105,12 +108,12 @@ class ResponseCache:
         self.counters: dict[tuple[str, str], Any] = {}
         self.metrics: Any = None
 
-    async def start(self, db: Database, metrics: Any = None) -> None:
-        if self.settings.redis_url:
+    async def start(self, db: Database, metrics: Any = None, redis: Commands | None = None) -> None:
+        """Puts the entries in Redis when the app has a client (``gateway.redis_client``)."""
+        if redis is not None:
             self.store = RedisStore(
-                self.settings.redis_url,
+                redis,
                 self.prefix,
-                timeout=self.settings.cache_redis_timeout_seconds,
                 retry_seconds=self.settings.cache_redis_retry_seconds,
             )
             # Even with this instance's cache off: it relays what others could not send.

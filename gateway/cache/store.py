@@ -23,9 +23,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from redis.exceptions import RedisError
-
-from gateway.redis_pipe import PipelinedRedis, Script
+from gateway.redis_client import FAILURES, Commands, Script
 
 # Versions and the entry at those versions, in one round trip. A missing version becomes
 # ARGV[3], a token fresh for this call (so a version never takes a value it had before).
@@ -136,8 +134,9 @@ class MemoryStore:
 
 class RedisStore:
     """Entries and tag versions in Redis, under ``prefix``; failures raise
-    ``StoreUnavailable`` fast (no reply within ``timeout``, no retries) and open a breaker for
-    ``retry_seconds`` so a dead Redis costs nothing per request.
+    ``StoreUnavailable`` fast (no reply within the client's ``REDIS_TIMEOUT_SECONDS``, no
+    retries) and open a breaker for ``retry_seconds`` so a dead Redis costs nothing per
+    request.
 
     A version bump that fails is remembered (``pending``) and sent again before the next
     lookup and by the invalidation courier (``gateway.cache.courier``) in the background:
@@ -146,9 +145,9 @@ class RedisStore:
     database; until this process has checked there recently (``trusted_until``, set by
     the courier) it does not serve from Redis either.
 
-    Commands go over one pipelined connection (``gateway.redis_pipe``): a lookup is on
-    every cached request's path, and redis-py's per-command pool checkout cost more than
-    the rest of a hit.
+    Commands go through the process's one client (``gateway.redis_client``). In a
+    Cluster ``prefix`` carries a hash tag: a lookup's script reads the tags' versions and
+    the entry, so all of them live in one slot.
 
     The process keeps the last entry it read for each key base (``copies``, at most
     ``copies_max_bytes`` in all, the least recently used dropped first). A lookup says
@@ -165,16 +164,15 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        client: Commands,
         prefix: str,
         *,
-        timeout: float,
         retry_seconds: float,
         copies_max_bytes: int = 32 << 20,
     ) -> None:
         self.prefix = prefix
         self.retry_seconds = retry_seconds
-        self.client = PipelinedRedis(url, timeout=timeout)
+        self.client = client
         self._lookup = Script(LOOKUP)
         self.down_until = 0.0
         self.pending: set[str] = set()
@@ -188,10 +186,10 @@ class RedisStore:
         return f"{self.prefix}t:{tag}"
 
     async def _call(self, coroutine: Any) -> Any:
-        # The client bounds every call (its connection's deadline is ``timeout``).
+        # The client bounds every call (REDIS_TIMEOUT_SECONDS).
         try:
             return await coroutine
-        except (RedisError, OSError) as exc:
+        except FAILURES as exc:
             self.down_until = time.monotonic() + self.retry_seconds
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
@@ -295,4 +293,4 @@ class RedisStore:
         await self._call(self.client.call("DEL", key + ":lock"))
 
     async def close(self) -> None:
-        await self.client.aclose()
+        return None  # the client is the app's, closed by it

@@ -148,7 +148,7 @@ def front_headers(headers: Any, path: str) -> tuple[list[tuple[bytes, bytes]], b
 class FrontHeaders:
     """``front_headers`` for the headers of an answer, remembered for headers given as a
     tuple: the compiled lane sends the same tuple for every repeat of a remembered
-    answer (``rest.compiled.RestPlan.memo``). Kept by identity, with the tuple itself
+    answer (``gateway.compiled.rest.RestPlan.memo``). Kept by identity, with the tuple itself
     (so that its id cannot be reused while kept), for non-HTML answers, whose headers do
     not depend on the path; bounded."""
 

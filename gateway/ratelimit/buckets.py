@@ -2,7 +2,7 @@
 
 With ``REDIS_URL`` both live in Redis, so every worker and instance shares them; each
 operation is one atomic Lua script run by ``EVALSHA`` (one round trip on the process's
-pipelined connection, ``gateway.redis_pipe``; ``EVAL`` again if the server lost it)
+Redis client, ``gateway.redis_client``; ``EVAL`` again if the server lost it)
 and timed by the Redis server's clock, so instances with skewed clocks still agree.
 Without Redis, or while Redis cannot be reached, they live in this process (a warning
 is logged: limits then hold per worker).
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 
 from data.errors import RateLimited
-from gateway.redis_pipe import PipelinedRedis, Script
+from gateway.redis_client import FAILURES, Commands, Script
 
 log = structlog.get_logger("gateway.ratelimit")
 
@@ -211,15 +210,16 @@ class LocalAttempts:
 
 
 REDIS_RETRY_SECONDS = 1.0
-REDIS_TIMEOUT_SECONDS = 1.0
 
 
 class Store:
-    """Buckets and login attempts: in Redis when given a URL, else (or when it fails) here."""
+    """Buckets and login attempts: in Redis when given a client, else (or when it fails)
+    here. In a Cluster ``prefix`` carries a hash tag: one request's buckets are taken in
+    one script, so all of them live in one slot."""
 
     def __init__(
         self,
-        redis_url: str | None,
+        redis: Commands | None,
         prefix: str,
         backoff: Backoff,
         on_login_refused: Callable[[], None] = lambda: None,
@@ -229,8 +229,7 @@ class Store:
         self.on_login_refused = on_login_refused
         self.local = LocalBuckets()
         self.local_attempts = LocalAttempts(backoff)
-        # Every request takes from a bucket: one pipelined connection (gateway.redis_pipe).
-        self.redis = PipelinedRedis(redis_url, timeout=REDIS_TIMEOUT_SECONDS) if redis_url else None
+        self.redis = redis  # the app's client (REDIS_TIMEOUT_SECONDS bounds every call)
         self._warned_at = -math.inf
         self._down_until = 0.0
 
@@ -259,7 +258,7 @@ class Store:
                 args += [spend.capacity, repr(spend.rate / 1000), spend.cost]
             try:
                 out = await self._run(TAKE, [self.prefix + s.key for s in spends], args)
-            except (RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self._fell_back(exc)
             else:
                 levels = [
@@ -278,7 +277,7 @@ class Store:
             try:
                 await self._run(GIVE, [self.prefix + s.key for s in spends], args)
                 return
-            except (RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self._fell_back(exc)
         await self.local.give_back(spends)
 
@@ -292,7 +291,7 @@ class Store:
         if self._shared():
             try:
                 locked_ms = int(await self._run(CHECK, [self._account(account)], []))
-            except (RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self._fell_back(exc)
                 locked_ms = self.local_attempts.locked_for(account) * 1000
         else:
@@ -311,7 +310,7 @@ class Store:
             try:
                 assert self.redis is not None
                 return int(await self.redis.call("HGET", self._account(account), "failures") or 0)
-            except (RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self._fell_back(exc)
         return self.local_attempts.failures(account)
 
@@ -326,7 +325,7 @@ class Store:
                     [b.failures, b.window * 1000, b.base * 1000, b.longest * 1000],
                 )
                 return
-            except (RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self._fell_back(exc)
         self.local_attempts.fail(account)
 
@@ -338,7 +337,7 @@ class Store:
                     FAIL, [self._account(account)], [2**31, self.backoff.window * 1000, 1, 1]
                 )
                 return
-            except (RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self._fell_back(exc)
         self.local_attempts.fail(account, lock_it=False)
 
@@ -348,10 +347,9 @@ class Store:
             try:
                 assert self.redis is not None
                 await self.redis.call("DEL", self._account(account))
-            except (RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self._fell_back(exc)
         self.local_attempts.forget(account)
 
     async def aclose(self) -> None:
-        if self.redis is not None:
-            await self.redis.aclose()
+        return None  # the client is the app's, closed by it

@@ -51,6 +51,7 @@ from data.passwords import configure_hashing
 from gateway.http.problems import problem_response
 from gateway.ratelimit.buckets import Backoff, Level, Spend, Store
 from gateway.ratelimit.login_backoff import attempts_for
+from gateway.redis_client import slot_prefix
 from gateway.settings import Settings
 from resolvers.cost import estimate_cost
 from resolvers.media import GRAPHQL_RESPONSE, JSON, RAW_CONTENT_TYPES, media_of_headers
@@ -454,8 +455,8 @@ def install_rate_limits(app: FastAPI, settings: Settings) -> None:
             metrics.rate_limited.labels("login").inc()
 
     store = Store(
-        settings.redis_url,
-        settings.rate_limit_key_prefix,
+        app.state.redis_commands,
+        slot_prefix(settings.rate_limit_key_prefix, settings),
         Backoff(
             settings.login_backoff_failures,
             settings.login_backoff_window_seconds,

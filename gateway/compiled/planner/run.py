@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 
 from data.actor import Actor
-from data.compiled.graph import CompiledQuery, Sel, compile_query
-from data.compiled.sql import MARK
 from data.db import Database
+from gateway.compiled.planner.graph import CompiledQuery, Sel, compile_query
+from gateway.compiled.planner.sql import MARK
 
 
 @functools.lru_cache(maxsize=1024)

@@ -7,11 +7,11 @@ cursors and prices a page is asked for are only the statement's parameters. So t
 of a plan holds the document, the operation name, the actor's key and, per variable,
 either its whole value (a *keyed* variable) or only its kind (a *bound* variable: absent,
 null, empty or not, a string or a number), and each parameter of the plan knows where to
-find its value in a later request (``data.compiled.sql.Bound``).
+find its value in a later request (``gateway.compiled.planner.sql.Bound``).
 
 A variable is bound when every use of it in the document is an argument listed in
 ``SCALAR_ROLES`` (or a field of a filter in ``FILTER_ROLES``); any other use (a directive,
-a page size, an order, a list) keeps it keyed. The walker in ``resolvers.compiled`` binds
+a page size, an order, a list) keeps it keyed. The walker in ``gateway.compiled.graphql`` binds
 exactly those arguments, so a value the SQL depends on is never bound. A bound value that
 the plan cannot take (an id that does not decode, a cursor of another list) raises when
 it is bound, and the request takes the full pipeline, which answers its error.
@@ -41,9 +41,9 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_variable_values
 
-from data.compiled import CompiledQuery, actor_key
-from data.compiled.plans import BoundedCache, Record
-from data.compiled.sql import bind
+from gateway.compiled.cache import BoundedCache, Record
+from gateway.compiled.planner import CompiledQuery, actor_key
+from gateway.compiled.planner.sql import bind
 
 # (parent type, field, argument) whose variable value is only ever a statement parameter.
 SCALAR_ROLES = frozenset(

@@ -1,6 +1,6 @@
 """A compiled read path: catalog reads as one JSON-building SQL statement (PostgreSQL)."""
 
-from data.compiled.graph import (
+from gateway.compiled.planner.graph import (
     NODE_TYPES,
     CompiledQuery,
     Sel,
@@ -8,8 +8,14 @@ from data.compiled.graph import (
     compile_query,
     page_request,
 )
-from data.compiled.run import compiled_data, fetch_compiled, fetch_json, fetch_query, fetch_raw
-from data.compiled.sql import Unsupported
+from gateway.compiled.planner.run import (
+    compiled_data,
+    fetch_compiled,
+    fetch_json,
+    fetch_query,
+    fetch_raw,
+)
+from gateway.compiled.planner.sql import Unsupported
 
 __all__ = [
     "NODE_TYPES",

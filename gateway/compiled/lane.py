@@ -3,9 +3,9 @@
 The first request of a shape (a GraphQL document, operation and actor class with the
 variable values its SQL depends on; a REST route with its representation, sort and the
 filters it has) goes through the full pipeline: FastAPI routing, Strawberry's parse,
-validation, limits and extensions, ``resolvers.compiled.CompiledReads`` or the REST
+validation, limits and extensions, ``gateway.compiled.graphql.CompiledReads`` or the REST
 handler, which answers it with one SQL statement and keeps it as the plan of that shape
-(``resolvers.plans``, ``rest.compiled``). Every later request of the shape, whatever its
+(``graphql_plans``, ``rest``). Every later request of the shape, whatever its
 ids, slugs, cursors and prices, costs the statement with its own parameters and one
 ``orjson.dumps``: this middleware, the innermost of the stack (identity, rate limits,
 the response cache, request limits, the access log and metrics all still run around
@@ -40,14 +40,14 @@ import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from data.compiled import compiled_data, fetch_raw
-from data.compiled.plans import BoundedCache
 from data.errors import Unavailable
 from gateway.cache.asgi import GRAPHQL_PATH, ROUTES, Route, read_body, route_of
+from gateway.compiled.cache import BoundedCache
+from gateway.compiled.graphql_plans import GraphQLPlans
+from gateway.compiled.planner import compiled_data, fetch_raw
+from gateway.compiled.rest import RestPlans
 from gateway.http.front import route_of as front_route_of
 from resolvers.media import CONTENT_TYPES, RAW_CONTENT_TYPES, negotiate
-from resolvers.plans import GraphQLPlans
-from rest.compiled import RestPlans
 
 log = logging.getLogger("gateway.graphql")
 MAX_LANE_BODY = 64 * 1024  # a catalog page's document is a few hundred bytes

@@ -1,6 +1,6 @@
 """The catalog's GraphQL shapes as one SQL statement that builds the response JSON.
 
-Input is an interface-neutral selection tree (``Sel``, built by ``resolvers.compiled``
+Input is an interface-neutral selection tree (``Sel``, built by ``gateway.compiled.graphql``
 from a validated document), output is SQL text whose one value is the ``data`` object.
 Rows are found with the predicates of ``data.policy`` and the sorts and cursors of
 ``data.pagination``; anything outside what is written here raises ``Unsupported`` and
@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.actor import Actor
-from data.compiled.sql import (
+from data.errors import Invalid
+from data.inputs import storable_int, storable_text
+from data.models import Product, ProductCount
+from data.money import CURRENCY
+from data.pagination import PageRequest, parse_sort
+from data.policy import can_read_stock, product_visible, visibility_class
+from data.services.categories import CATEGORY_SORTS, DEFAULT_CATEGORY_SORT
+from data.services.products import PRODUCT_SORTS, ProductFilter, _escape_like
+from data.services.reviews import DEFAULT_REVIEW_SORT, REVIEW_SORTS
+from gateway.compiled.planner.sql import (
     Source,
     Statement,
     Unsupported,
@@ -28,15 +37,6 @@ from data.compiled.sql import (
     predicate,
     require,
 )
-from data.errors import Invalid
-from data.inputs import storable_int, storable_text
-from data.models import Product, ProductCount
-from data.money import CURRENCY
-from data.pagination import PageRequest, parse_sort
-from data.policy import can_read_stock, product_visible, visibility_class
-from data.services.categories import CATEGORY_SORTS, DEFAULT_CATEGORY_SORT
-from data.services.products import PRODUCT_SORTS, ProductFilter, _escape_like
-from data.services.reviews import DEFAULT_REVIEW_SORT, REVIEW_SORTS
 
 MAX_KEYS = 50  # json_build_object takes at most 100 arguments
 

@@ -1,7 +1,7 @@
 """The compiled read path: a validated catalog query answered by one SQL statement.
 
 ``CompiledReads`` runs after Strawberry has parsed and validated the document. It turns
-the operation into the neutral selection tree of ``data.compiled`` (fragments, aliases,
+the operation into the neutral selection tree of ``gateway.compiled.planner`` (fragments, aliases,
 ``@skip``/``@include`` and variables resolved here, with graphql-core's own coercion) and
 sets the result, so graphql-core never executes. Whatever it does not cover returns
 ``None`` and the resolver path runs exactly as before.
@@ -10,11 +10,10 @@ sets the result, so graphql-core never executes. Whatever it does not cover retu
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from graphql import (
-    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -38,9 +37,18 @@ from graphql.execution.values import (
 )
 from graphql.type import GraphQLIncludeDirective
 from graphql.utilities import get_operation_ast
-from strawberry.extensions import SchemaExtension
 
-from data.compiled import (
+from data.errors import DomainError
+from data.outages import unavailable_from
+from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
+from gateway.compiled.graphql_plans import (
+    FILTER_BOUND,
+    FILTER_ROLES,
+    SCALAR_ROLES,
+    GraphQLPlan,
+    GraphQLPlans,
+)
+from gateway.compiled.planner import (
     NODE_TYPES,
     CompiledQuery,
     Sel,
@@ -50,12 +58,8 @@ from data.compiled import (
     fetch_json,
     page_request,
 )
-from data.compiled.sql import Bound, bind, mapped
-from data.errors import DomainError
-from data.outages import unavailable_from
-from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
+from gateway.compiled.planner.sql import Bound, bind, mapped
 from resolvers.ids import database_id_of, from_global_id
-from resolvers.plans import FILTER_BOUND, FILTER_ROLES, SCALAR_ROLES, GraphQLPlan, GraphQLPlans
 
 log = logging.getLogger("gateway.graphql")
 _CONDITIONS = {"skip", "include"}
@@ -189,7 +193,7 @@ def _variable(name: str, member: str | None = None) -> Any:
 
 
 def _bound(parent: str, name: str, node: FieldNode, args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` with the values of ``resolvers.plans``' roles bound to their variables
+    """``args`` with the values of ``graphql_plans``' roles bound to their variables
     (the plan of this shape takes them from each request)."""
     for argument in node.arguments or ():
         role, value, arg = (parent, name, argument.name.value), argument.value, argument.name.value
@@ -337,26 +341,26 @@ def compiled_for(
     return compiled, compiled.params
 
 
-class CompiledReads(SchemaExtension):
-    """Answers catalog queries on PostgreSQL with one statement; else does nothing."""
+class CompiledReads:
+    """Answers catalog queries on PostgreSQL with one statement; else ``None`` (the
+    schema's ``resolvers.fast_reads.FastReads``, installed by the app factory)."""
 
-    async def on_execute(self) -> AsyncIterator[None]:
-        ec = self.execution_context
+    def __init__(self, plans: GraphQLPlans | None) -> None:
+        self.plans = plans
+
+    async def answer(self, ec: Any) -> dict[str, Any] | None:
         context = ec.context
         if (
             getattr(context, "compiled_reads", False)
-            and ec.result is None
             and getattr(context, "identity_error", None) is None
             and context.db.dialect == "postgresql"
         ):
-            data = await self._run(ec, context)
-            if data is not None:
-                ec.result = ExecutionResult(data=data)
-        yield
+            return await self._run(ec, context)
+        return None
 
     async def _run(self, ec: Any, context: Any) -> dict[str, Any] | None:
         try:
-            found = compiled_for(ec, context.actor, getattr(context, "lane_plans", None))
+            found = compiled_for(ec, context.actor, self.plans)
             if found is None:
                 return None
             compiled, params = found

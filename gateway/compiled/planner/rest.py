@@ -17,8 +17,16 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import Actor
-from data.compiled.graph import Builder, Where, obj
-from data.compiled.sql import (
+from data.errors import Invalid
+from data.inputs import storable_int, storable_text
+from data.money import CURRENCY
+from data.pagination import PageRequest, parse_sort
+from data.policy import can_read_stock
+from data.services.categories import CATEGORY_SORTS, DEFAULT_CATEGORY_SORT
+from data.services.products import PRODUCT_SORTS, ProductFilter
+from data.services.reviews import DEFAULT_REVIEW_SORT, REVIEW_SORTS
+from gateway.compiled.planner.graph import Builder, Where, obj
+from gateway.compiled.planner.sql import (
     MARK,
     Unsupported,
     Window,
@@ -29,14 +37,6 @@ from data.compiled.sql import (
     plain,
     require,
 )
-from data.errors import Invalid
-from data.inputs import storable_int, storable_text
-from data.money import CURRENCY
-from data.pagination import PageRequest, parse_sort
-from data.policy import can_read_stock
-from data.services.categories import CATEGORY_SORTS, DEFAULT_CATEGORY_SORT
-from data.services.products import PRODUCT_SORTS, ProductFilter
-from data.services.reviews import DEFAULT_REVIEW_SORT, REVIEW_SORTS
 
 PRODUCT_FIELDS = (
     "id",
@@ -146,7 +146,7 @@ def _forward(page: PageRequest) -> PageRequest:
 
 
 # The statements a compiled REST read ran, with their parameters' sources, when
-# ``rest.compiled`` asks (the compiled lane keeps a read that ran exactly one as a plan).
+# ``gateway.compiled.rest`` asks (the compiled lane keeps a read that ran exactly one as a plan).
 STATEMENTS: ContextVar[list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] | None] = ContextVar(
     "compiled_rest_statements", default=None
 )

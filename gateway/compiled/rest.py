@@ -1,7 +1,8 @@
-"""The branch to the compiled read path (``data.compiled.rest``) for catalog handlers.
+"""The branch to the compiled read path (``gateway.compiled.planner.rest``) for catalog handlers.
 
-A handler asks ``compiled_body``; ``None`` means "answer as before" (the service path,
-which stays the reference: not found, invalid input, SQLite, the setting off).
+``CompiledRestReads`` is the catalog handlers' ``rest.fast_reads.FastReads``: each read
+asks ``compiled_body``; ``None`` means "answer as before" (the service path, which stays
+the reference: not found, invalid input, SQLite, the setting off).
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 from starlette.types import Scope
 
-from data.compiled import Unsupported, actor_key
-from data.compiled.plans import BoundedCache, Record
-from data.compiled.rest import STATEMENTS, Shape
-from data.compiled.sql import Bound, Unbindable, bind
+from data.actor import Actor
 from data.outages import unavailable_from
+from data.pagination import PageRequest
+from data.services.products import ProductFilter
+from gateway.compiled.cache import BoundedCache, Record
+from gateway.compiled.planner import Unsupported, actor_key
+from gateway.compiled.planner import rest as statements
+from gateway.compiled.planner.rest import STATEMENTS, Shape
+from gateway.compiled.planner.sql import Bound, Unbindable, bind
+from rest.catalog import Q_MAX_LENGTH
 from rest.representations import Representation
+from rest.responses import envelope_response, json_response
 
 log = logging.getLogger("gateway.rest")
 
@@ -128,7 +135,7 @@ class RestPlan:
 class RestPlans:
     """REST reads the handlers answered with one compiled statement, one plan per shape:
     route template, the actor's key and the query's ``KEYED`` values and ``BOUND`` kinds
-    (path ids, slugs, cursors and filter values are bound). ``gateway.compiled_lane``
+    (path ids, slugs, cursors and filter values are bound). ``gateway.compiled.lane``
     answers later requests of each shape. Bounded (``BoundedCache``)."""
 
     def __init__(self, size: int, record: Record | None = None) -> None:
@@ -240,3 +247,133 @@ def _remember(
         plans.remember(key, plan)
     else:
         log.error("compiled_plan_unbindable")
+
+
+def bound_page(page: PageRequest) -> PageRequest:
+    """The page with its cursor bound to the query (the size is the plan's own)."""
+    return PageRequest(first=page.first, after=query_value("cursor", page.after))
+
+
+async def _answer(
+    request: Request,
+    session: AsyncSession,
+    call: Callable[[], Awaitable[Any]],
+    respond: Respond,
+) -> Response | None:
+    body = await compiled_body(request, session, call, respond)
+    return None if body is None else respond(request, body)
+
+
+class CompiledRestReads:
+    """The catalog reads as compiled statements (``rest.fast_reads.FastReads``): the
+    handler's values bound to the query and path they came from, so that the plan the
+    read leaves behind serves later requests of its shape."""
+
+    async def categories(
+        self,
+        request: Request,
+        session: AsyncSession,
+        actor: Actor,
+        rep: Representation,
+        fields: str | None,
+        *,
+        page: PageRequest,
+    ) -> Response | None:
+        return await _answer(
+            request,
+            session,
+            lambda: statements.rest_categories(
+                session, actor, shape(rep, fields), page=bound_page(page)
+            ),
+            envelope_response,
+        )
+
+    async def category(
+        self,
+        request: Request,
+        session: AsyncSession,
+        actor: Actor,
+        rep: Representation,
+        fields: str | None,
+        *,
+        slug: str,
+    ) -> Response | None:
+        return await _answer(
+            request,
+            session,
+            lambda: statements.rest_category(
+                session, actor, shape(rep, fields), slug=path_text("slug", slug)
+            ),
+            json_response,
+        )
+
+    async def products(
+        self,
+        request: Request,
+        session: AsyncSession,
+        actor: Actor,
+        rep: Representation,
+        fields: str | None,
+        *,
+        where: ProductFilter,
+        sort: str,
+        page: PageRequest,
+    ) -> Response | None:
+        bound = ProductFilter(
+            category=query_value("category", where.category),
+            q=query_value("q", where.q, max_length=Q_MAX_LENGTH),
+            min_price=query_value("min_price", where.min_price, number=True),
+            max_price=query_value("max_price", where.max_price, number=True),
+            in_stock=where.in_stock,
+        )
+        return await _answer(
+            request,
+            session,
+            lambda: statements.rest_products(
+                session, actor, shape(rep, fields), where=bound, sort=sort, page=bound_page(page)
+            ),
+            envelope_response,
+        )
+
+    async def product(
+        self,
+        request: Request,
+        session: AsyncSession,
+        actor: Actor,
+        rep: Representation,
+        fields: str | None,
+        *,
+        product_id: int,
+    ) -> Response | None:
+        return await _answer(
+            request,
+            session,
+            lambda: statements.rest_product(
+                session, actor, shape(rep, fields), product_id=path_int("product_id", product_id)
+            ),
+            json_response,
+        )
+
+    async def product_reviews(
+        self,
+        request: Request,
+        session: AsyncSession,
+        actor: Actor,
+        rep: Representation,
+        fields: str | None,
+        *,
+        product_id: int,
+        page: PageRequest,
+    ) -> Response | None:
+        return await _answer(
+            request,
+            session,
+            lambda: statements.rest_product_reviews(
+                session,
+                actor,
+                shape(rep, fields),
+                product_id=path_int("product_id", product_id),
+                page=bound_page(page),
+            ),
+            envelope_response,
+        )

@@ -1,6 +1,6 @@
 """Bounded caches for compiled plans and the answers made from them.
 
-A plan is kept per operation shape (``resolvers.compiled``, ``rest.compiled``), so the
+A plan is kept per operation shape (``gateway.compiled.graphql``, ``gateway.compiled.rest``), so the
 number of plans follows the number of shapes clients send, not the number of requests:
 a client that sends ten thousand different documents must not grow the process without
 bound, nor push out the plans every other request uses. ``cachetools.LRUCache`` evicts
