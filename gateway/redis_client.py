@@ -41,7 +41,7 @@ Arg = str | bytes | int | float
 Client = Redis | RedisCluster
 
 # What a Redis call can fail with: the server away, too slow, refusing, or a cluster in flux.
-FAILURES: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
+FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 
 
 def _options(settings: Settings) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def connect(settings: Settings) -> Client | None:
     if settings.redis_sentinels:
         # The URL says how to talk to the master (TLS, user, password, db); the sentinels
         # say where it is. They are asked with the same timeouts, without credentials.
-        node = dict(parse_url(url))
+        node: dict[str, Any] = dict(parse_url(url))
         node.pop("host", None)
         node.pop("port", None)
         sentinels = [
@@ -83,12 +83,13 @@ def connect(settings: Settings) -> Client | None:
         connection_class = node.pop("connection_class", None)
         if connection_class is not None and connection_class.__name__ == "SSLConnection":
             node["ssl"] = True
-        return sentinel.master_for(
+        master: Redis = sentinel.master_for(
             settings.redis_sentinel_service,
             max_connections=settings.redis_max_connections,
             **node,
             **options,
         )
+        return master
     # A request that finds every connection busy waits for one (at most the timeout);
     # redis-py's default pool would fail it at once.
     pool = BlockingConnectionPool.from_url(
@@ -131,7 +132,7 @@ class Commands:
         pipe = self.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        return await pipe.execute()  # type: ignore[no-any-return]
+        return await pipe.execute()
 
     async def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """The script's reply, loading it into the server the first time it is missing."""

@@ -41,6 +41,7 @@ class RedisFloorBoard:
     async def _call(self, *command: str | int) -> bytes | None:
         if self.down_until and time.monotonic() < self.down_until:
             raise FloorUnavailable("redis marked down")
+        reply: bytes | None
         try:
             if command[0] == "RAISE":
                 reply = await self.client.run(RAISE_TO, [self.key], [command[1]])
@@ -49,7 +50,7 @@ class RedisFloorBoard:
         except FAILURES as exc:
             self.down_until = time.monotonic() + self.retry_seconds
             raise FloorUnavailable(str(exc) or type(exc).__name__) from exc
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     async def raise_to(self, lsn: int) -> None:
         await self._call("RAISE", f"{lsn:016x}")

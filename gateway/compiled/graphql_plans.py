@@ -243,14 +243,14 @@ class GraphQLPlans:
         named none and the document has one operation): a request without a name finds
         the same shape as one that names it."""
         key = ("document", query, operation_name)
-        shape = self.cache.get(key, count=False)
+        shape: DocumentShape | None = self.cache.get(key, count=False)
         if shape is None:
             shape = DocumentShape.of(self.schema, document, operation, operation_name)
             self.cache.put(key, shape)
             operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
             if len(operations) == 1:  # then no operationName means this same operation
                 self.cache.put(("document", query, None), shape)
-        return shape  # type: ignore[no-any-return]
+        return shape
 
     @staticmethod
     def key(shape: DocumentShape, query: str, variables: Any, actor: Any) -> tuple[Any, ...] | None:
@@ -263,7 +263,8 @@ class GraphQLPlans:
         self.cache.put(key, plan)
 
     def get(self, key: tuple[Any, ...]) -> GraphQLPlan | None:
-        return self.cache.get(key)  # type: ignore[no-any-return]
+        plan: GraphQLPlan | None = self.cache.get(key)
+        return plan
 
     def coerce(self, shape: DocumentShape, variables: Any) -> dict[str, Any] | None:
         """The variables as graphql-core coerces them (``None``: it refuses them)."""

@@ -232,5 +232,6 @@ class CompiledLane:
 def _host(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
         if name == b"host":
-            return value  # type: ignore[no-any-return]
+            host: bytes = value
+            return host
     return None

@@ -25,7 +25,7 @@ def fetch_raw(db: Database, sql: str, params: Sequence[Any]) -> Awaitable[str | 
     """The one JSON value ``sql`` selects, as PostgreSQL wrote it (``None`` for NULL):
     every compiled statement selects ``...::text``. Not a coroutine itself: the read's is
     the caller's to await, one frame fewer under the round trip."""
-    return db.read_value(_marked(sql), params)  # type: ignore[no-any-return]
+    return db.read_value(_marked(sql), params)
 
 
 async def fetch_json(db: Database, sql: str, params: Sequence[Any]) -> Any:

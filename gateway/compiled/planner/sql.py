@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, Integer, String, Text
@@ -100,7 +101,7 @@ def bind(params: Sequence[Any], sources: Sequence[Source | None], values: Any) -
     return tuple(p if s is None else s(values) for p, s in zip(params, sources, strict=True))
 
 
-_DIALECT = postgresql.dialect()
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves the dialect's __init__ unannotated
 
 
 def predicate(clause: ColumnElement[bool], table: Any, alias: str) -> str:
@@ -213,7 +214,7 @@ class Window:
                 continue
             decoded = mapped(value, lambda text: decode_cursor(scope, sort, text))
             params = ", ".join(
-                stmt.param(mapped(decoded, lambda d, i=i: d[i]), _sql_type(c))
+                stmt.param(mapped(decoded, itemgetter(i)), _sql_type(c))
                 for i, c in enumerate(sort.columns)
             )
             op = ">" if later != self.sort.descending else "<"
