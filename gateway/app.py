@@ -24,6 +24,7 @@ from gateway.operations import install_operations
 from gateway.ratelimit.middleware import install_rate_limits
 from gateway.replica_floor import share_floor
 from gateway.settings import Settings, load_settings
+from resolvers.core_schema import core_schema
 from resolvers.plans import GraphQLPlans
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     """A gateway for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings()
     graphql = graphql_options(settings)
-    cache = ResponseCache(settings, schema._schema)  # response cache
+    cache = ResponseCache(settings, core_schema(schema))  # response cache
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,7 +120,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.state.principals = principal_cache(settings)
     # Compiled reads: one plan per operation shape, per interface
     app.state.compiled_reads = settings.compiled_reads
-    app.state.lane_plans = GraphQLPlans(schema._schema, settings.compiled_plans_max_entries)
+    app.state.lane_plans = GraphQLPlans(core_schema(schema), settings.compiled_plans_max_entries)
     app.state.rest_plans = RestPlans(settings.compiled_plans_max_entries)
 
     @app.get("/.well-known/jwks.json", include_in_schema=False)

@@ -54,6 +54,7 @@ from data.compiled.sql import Bound, bind, mapped
 from data.errors import DomainError
 from data.outages import unavailable_from
 from data.services.products import DEFAULT_PRODUCT_SORT, ProductFilter
+from resolvers.core_schema import core_schema
 from resolvers.ids import database_id_of, from_global_id
 from resolvers.plans import FILTER_BOUND, FILTER_ROLES, SCALAR_ROLES, GraphQLPlan, GraphQLPlans
 
@@ -306,7 +307,7 @@ def compiled_for(
     """The statement for a validated request and its parameters (``None``: the compiler
     does not cover it). The plan of the request's shape is made on its first request and
     bound to the values of every later one."""
-    schema = ec.schema._schema
+    schema = core_schema(ec.schema)
     try:
         operation = operation_of(ec.graphql_document, ec.operation_name)
     except Unsupported:
