@@ -22,7 +22,9 @@ EXPOSED_HEADERS = [
 
 def install_operations(app: FastAPI, settings: Settings) -> None:
     """Routes and middleware; call last: the front door is the outermost layer."""
-    app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
+    app.state.metrics = Metrics(
+        settings.prometheus_multiproc_dir, tuned=settings.metrics_writes == "tuned"
+    )
     earlier = len(app.router.routes)
     app.include_router(health_router)
     app.include_router(metrics_router)
@@ -51,4 +53,5 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
         metrics=app.state.metrics,
         trusted_hosts=(None if settings.trusted_hosts == ["*"] else settings.trusted_hosts),
         log_flush_seconds=settings.log_flush_seconds,
+        tuned_access_lines=settings.access_log_lines == "tuned",
     )

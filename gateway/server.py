@@ -74,7 +74,8 @@ def server_options(settings: Settings) -> dict[str, object]:
                 header_count=settings.max_header_count,
                 header_line_bytes=settings.max_header_line_bytes,
                 header_bytes=settings.max_header_bytes,
-            )
+            ),
+            tuned=settings.http_writes == "tuned",
         ),
         "server_header": False,
         "access_log": False,  # the gateway writes its own access line

@@ -15,7 +15,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.http.coalescing import CoalescingTransport
-from gateway.http.protocol import GatewayCycle, GatewayHttpProtocol
+from gateway.http.protocol import GatewayCycle, GatewayHttpProtocol, HeadLimits
 
 
 class FakeTransport(asyncio.Transport):
@@ -89,11 +89,21 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def test_the_protocol_serves_keep_alive_requests_whole() -> None:
+@pytest.mark.parametrize("tuned", [True, False], ids=["tuned", "stock"])
+async def test_the_protocol_serves_keep_alive_requests_whole(tuned: bool) -> None:
+    """Both ways (``HTTP_WRITES``): the gateway's cycle over a coalescing transport, or
+    uvicorn's own cycle and transport; the head limits either way."""
+    seen: list[tuple[type, type]] = []
+
+    class Recording(GatewayHttpProtocol.with_limits(HeadLimits(), tuned=tuned)):  # type: ignore[misc]
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+            super()._start_asgi_task(cycle, app)
+            seen.append((type(cycle), type(self.transport)))
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(_app, http=GatewayHttpProtocol, log_config=None, lifespan="on")
+    config = uvicorn.Config(_app, http=Recording, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
@@ -107,6 +117,14 @@ async def test_the_protocol_serves_keep_alive_requests_whole() -> None:
         writer.close()
         responses = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
         assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in responses] == [b"/one", b"/two", b"/three"]
+        cycle, transport = (GatewayCycle, CoalescingTransport) if tuned else (None, None)
+        assert len(seen) == 3
+        for cycle_class, transport_class in seen:
+            if tuned:
+                assert (cycle_class, transport_class) == (cycle, transport)
+            else:
+                assert cycle_class is RequestResponseCycle
+                assert transport_class is not CoalescingTransport
     finally:
         server.should_exit = True
         await serving

@@ -309,6 +309,25 @@ def test_the_front_doors_access_line_is_the_general_paths_line(
     assert json.loads(reference)["request_id"] == "0123456789abcdef0123456789abcdef"
 
 
+@pytest.mark.parametrize("fields", REQUEST_LINES[:4])
+def test_the_stock_access_line_is_the_tuned_line(logs: Logs, fields: tuple[Any, ...]) -> None:
+    """``ACCESS_LOG_LINES=stock``: every line through structlog and the stdlib handler,
+    the same line as the template's but for the time it was written."""
+    from gateway.http.front import REQUEST_ID
+
+    token = REQUEST_ID.set("0123456789abcdef0123456789abcdef")
+    try:
+        with json_stream_alone():
+            AccessLog("gateway.access").request(*fields, REQUEST_ID)
+            AccessLog("gateway.access", tuned=False).request(*fields, REQUEST_ID)
+            logging.root.handlers[0].flush()
+    finally:
+        REQUEST_ID.reset(token)
+    tuned, stock = (json.loads(line) for line in logs.text.splitlines())
+    assert tuned.pop("timestamp") <= stock.pop("timestamp")
+    assert list(tuned.items()) == list(stock.items())
+
+
 def test_the_front_doors_access_line_merges_what_else_is_bound(logs: Logs) -> None:
     """Anything else bound in structlog's context, or an id JSON would escape, goes the
     general way: the line still carries it."""
@@ -449,6 +468,34 @@ async def test_metrics_are_written_at_the_end_of_the_loop_turn() -> None:
     metrics.observe_request("GET", "/api/v1/products", 200, 0.01)
     assert b"gateway_http_requests_in_flight 0.0" in metrics.render()  # a scrape flushes
     assert _sample(registry, "gateway_http_requests_total", **labels) == 3
+
+
+async def test_stock_metrics_are_written_as_they_are_recorded() -> None:
+    """``METRICS_WRITES=stock``: prometheus-client's own value class, and each record
+    written at once (no flush per loop turn), to the same samples."""
+    from prometheus_client import values as prometheus_values
+
+    from gateway.observability.metrics import STOCK_VALUE_CLASS, TUNED_VALUE_CLASS, Metrics
+
+    try:
+        metrics = Metrics(tuned=False)
+        assert prometheus_values.ValueClass is STOCK_VALUE_CLASS
+        metrics.request_started()
+        metrics.observe_request("GET", "/api/v1/products", 200, 0.02)
+        metrics.observe_request("GET", "/api/v1/products", 200, 0.2)
+        metrics.count(metrics.db_statements, 3)
+        labels = {"method": "GET", "route": "/api/v1/products", "status": "200"}
+        registry = metrics.registry
+        assert _sample(registry, "gateway_http_requests_total", **labels) == 2  # at once
+        assert (
+            _sample(registry, "gateway_http_request_duration_seconds_bucket", le="0.025", **labels)
+            == 1
+        )
+        assert _sample(registry, "gateway_db_statements_total") == 3
+        assert _sample(registry, "gateway_http_requests_in_flight") == 1
+    finally:
+        Metrics()
+    assert prometheus_values.ValueClass is TUNED_VALUE_CLASS
 
 
 def test_metrics_recorded_outside_a_loop_are_written_at_once() -> None:

@@ -188,9 +188,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     """
 
     limits = HeadLimits()
+    #: ``False`` (``HTTP_WRITES=stock``): uvicorn's own cycle and writes, heads still bounded
+    tuned = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport))
+        super().connection_made(CoalescingTransport(transport) if self.tuned else transport)
         self.in_head = True
         self.head_received = 0
         self.line_done = False
@@ -307,12 +309,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     @classmethod
-    def with_limits(cls, limits: HeadLimits) -> type[GatewayHttpProtocol]:
-        """This protocol with ``limits`` (uvicorn makes protocols from a class)."""
-        return type(cls.__name__, (cls,), {"limits": limits})
+    def with_limits(cls, limits: HeadLimits, *, tuned: bool = True) -> type[GatewayHttpProtocol]:
+        """This protocol with ``limits`` (uvicorn makes protocols from a class); with
+        ``tuned=False``, uvicorn's own response writing."""
+        return type(cls.__name__, (cls,), {"limits": limits, "tuned": tuned})
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # uvicorn makes the cycle in ``on_headers_complete``; every cycle, pipelined ones
         # too, starts here. GatewayCycle adds no state, only its ``send``.
-        cycle.__class__ = GatewayCycle
+        if self.tuned:
+            cycle.__class__ = GatewayCycle
         super()._start_asgi_task(cycle, app)

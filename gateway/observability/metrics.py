@@ -58,17 +58,24 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # of the last fork) answers the same, and it is what prometheus-client's
 # ``process_identifier`` is for. Chosen before any metric exists (metrics take their value
 # class when they are made; none is made at import).
-if getattr(prometheus_values.ValueClass, "_multiprocess", False):
-    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(
-        process_identifier=process_id
-    )  # type: ignore[no-untyped-call]
+# With ``METRICS_WRITES=stock`` the client's own value class and a write per record.
+STOCK_VALUE_CLASS = prometheus_values.ValueClass
+TUNED_VALUE_CLASS = (
+    prometheus_values.MultiProcessValue(process_identifier=process_id)  # type: ignore[no-untyped-call]
+    if getattr(STOCK_VALUE_CLASS, "_multiprocess", False)
+    else STOCK_VALUE_CLASS
+)
 
 
 class Metrics:
     """The gateway's instruments, in a registry of their own."""
 
-    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None, *, tuned: bool = True) -> None:
         self.multiprocess_dir = multiprocess_dir
+        # ``tuned=False`` (``METRICS_WRITES=stock``): every record written when it is made,
+        # through prometheus-client's own value class.
+        self.tuned = tuned
+        prometheus_values.ValueClass = TUNED_VALUE_CLASS if tuned else STOCK_VALUE_CLASS
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "gateway_http_requests",
@@ -285,6 +292,8 @@ class Metrics:
     def _batched(self) -> bool:
         """Whether a record can wait for this loop turn's flush (scheduled by the first).
         Outside a loop (a thread of its own, say) it is written at once."""
+        if not self.tuned:
+            return False
         try:
             loop = running_loop()
         except RuntimeError:
