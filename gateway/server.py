@@ -67,15 +67,14 @@ class GatewayServer(uvicorn.Server):
 def server_options(settings: Settings) -> dict[str, object]:
     """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
     return {
-        # httptools, one write per loop turn, request heads bounded
+        # httptools, request heads bounded
         "http": GatewayHttpProtocol.with_limits(
             HeadLimits(
                 target_bytes=settings.max_request_target_bytes,
                 header_count=settings.max_header_count,
                 header_line_bytes=settings.max_header_line_bytes,
                 header_bytes=settings.max_header_bytes,
-            ),
-            tuned=settings.http_writes == "tuned",
+            )
         ),
         "server_header": False,
         "access_log": False,  # the gateway writes its own access line

@@ -63,7 +63,6 @@ class Settings(BaseSettings):
     log_flush_seconds: float = Field(0.05, ge=0, le=5)
     # Where the gateway bypasses a library on the hot path, "stock" uses the library's own
     # way instead (docs/design/: what each bypass measured, and how to measure it again).
-    http_writes: Literal["tuned", "stock"] = "tuned"
     db_pool: Literal["tuned", "stock"] = "tuned"
     metrics_writes: Literal["tuned", "stock"] = "tuned"
     access_log_lines: Literal["tuned", "stock"] = "tuned"

@@ -3,9 +3,8 @@
 On this kind of machine a system call costs several microseconds, a noticeable part of a
 cached or compiled answer. ``CoalescingTransport`` keeps what is written during
 one turn of the loop and writes it at the turn's end, in one call, in order, with no wait
-added (the turn ends as soon as the ready callbacks have run). The HTTP server's
-connections (``gateway.http.protocol``) and the pipelined Redis connection
-(``gateway.redis_pipe``) both write through it.
+added (the turn ends as soon as the ready callbacks have run). The pipelined Redis
+connection (``gateway.redis_pipe``) writes through it.
 
 Everything else is the wrapped transport's own: flow control, closing (what is kept is
 written first), ``abort`` (what is kept is dropped), the extra info callers read.
