@@ -95,3 +95,35 @@ def test_prometheus_client_has_what_the_batched_metrics_use() -> None:
     assert len(histogram._buckets) == 3, PROMETHEUS
     assert callable(histogram._buckets[0].inc), PROMETHEUS
     assert callable(histogram._sum.inc), PROMETHEUS
+
+
+STRUCTLOG = f"structlog {version('structlog')}"
+
+
+def test_structlog_has_what_the_access_lines_template_uses() -> None:
+    """gateway.observability.logging.AccessLog: the lines it writes itself are
+    structlog's (tests/test_observability.py holds them to the same bytes); these are
+    the names and forms it copies."""
+    import contextvars
+    import re
+
+    import structlog
+    from structlog.contextvars import STRUCTLOG_KEY_PREFIX
+
+    from gateway.observability.logging import utc_now_iso
+
+    assert STRUCTLOG_KEY_PREFIX == "structlog_", STRUCTLOG
+    tokens = structlog.contextvars.bind_contextvars(request_id="r-1")
+    try:
+        bound = {
+            var.name: value
+            for var, value in contextvars.copy_context().items()
+            if var.name.startswith(STRUCTLOG_KEY_PREFIX)
+        }
+        assert bound == {"structlog_request_id": "r-1"}, STRUCTLOG
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
+    assert iso.fullmatch(stamp["timestamp"]), f"{STRUCTLOG}: {stamp['timestamp']}"
+    assert iso.fullmatch(utc_now_iso())
