@@ -102,7 +102,6 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         finally:
             await cache.close()
             await db.dispose()
-            app.state.metrics.flush()  # this loop turn's records, before the loop ends
             await app.state.rate_limits.aclose()  # rate limits
             await graphql["persisted"].close()
 

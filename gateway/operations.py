@@ -22,9 +22,7 @@ EXPOSED_HEADERS = [
 
 def install_operations(app: FastAPI, settings: Settings) -> None:
     """Routes and middleware; call last: the front door is the outermost layer."""
-    app.state.metrics = Metrics(
-        settings.prometheus_multiproc_dir, tuned=settings.metrics_writes == "tuned"
-    )
+    app.state.metrics = Metrics(settings.prometheus_multiproc_dir)
     earlier = len(app.router.routes)
     app.include_router(health_router)
     app.include_router(metrics_router)

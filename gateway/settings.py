@@ -64,7 +64,6 @@ class Settings(BaseSettings):
     # Where the gateway bypasses a library on the hot path, "stock" uses the library's own
     # way instead (docs/design/: what each bypass measured, and how to measure it again).
     db_pool: Literal["tuned", "stock"] = "tuned"
-    metrics_writes: Literal["tuned", "stock"] = "tuned"
     access_log_lines: Literal["tuned", "stock"] = "tuned"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False

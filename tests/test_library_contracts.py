@@ -77,26 +77,6 @@ def test_sqlalchemy_pool_has_what_the_fair_pool_uses() -> None:
     assert "fresh" in checkout, f"{SQLALCHEMY}: pre-ping no longer skips a fresh record"
 
 
-PROMETHEUS = f"prometheus-client {version('prometheus-client')}"
-
-
-def test_prometheus_client_has_what_the_batched_metrics_use() -> None:
-    """gateway.observability.metrics: the value class it chooses, and a histogram's
-    bounds, buckets and sum that ``observe_all`` writes."""
-    from prometheus_client import CollectorRegistry, Histogram
-    from prometheus_client import values as prometheus_values
-
-    assert hasattr(prometheus_values, "ValueClass"), PROMETHEUS
-    assert "process_identifier" in _parameters(prometheus_values.MultiProcessValue), PROMETHEUS
-    multiprocess = prometheus_values.MultiProcessValue(process_identifier=lambda: 1)
-    assert getattr(multiprocess, "_multiprocess", False) is True, PROMETHEUS
-    histogram = Histogram("h", "h", buckets=(0.1, 1.0), registry=CollectorRegistry())
-    assert list(histogram._upper_bounds) == [0.1, 1.0, float("inf")], PROMETHEUS
-    assert len(histogram._buckets) == 3, PROMETHEUS
-    assert callable(histogram._buckets[0].inc), PROMETHEUS
-    assert callable(histogram._sum.inc), PROMETHEUS
-
-
 STRUCTLOG = f"structlog {version('structlog')}"
 
 
