@@ -67,7 +67,7 @@ class GatewayServer(uvicorn.Server):
 def server_options(settings: Settings) -> dict[str, object]:
     """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
     return {
-        # httptools, one write per loop turn, request heads bounded
+        # httptools, request heads bounded
         "http": GatewayHttpProtocol.with_limits(
             HeadLimits(
                 target_bytes=settings.max_request_target_bytes,

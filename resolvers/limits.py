@@ -35,6 +35,7 @@ from graphql import (
 from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 
+from resolvers.core_schema import core_schema
 from resolvers.cost import estimate_cost
 
 
@@ -122,7 +123,7 @@ def check_limits(execution_context: object, limits: GraphQLLimits) -> GraphQLErr
         return limit_error(
             f"The query uses {aliases} aliases; the alias limit is {limits.max_aliases}."
         )
-    schema = execution_context.schema._schema  # type: ignore[attr-defined]
+    schema = core_schema(execution_context.schema)
     cost = estimate_cost(
         schema,
         document,
