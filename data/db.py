@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from data.changes import CommitListener, take_changes
@@ -54,6 +55,7 @@ class PoolSettings:
     recycle: int = 1800
     pre_ping: bool = True
     ping_after_idle: float = 2.0  # a connection used more recently is not pre-pinged
+    fair: bool = True  # FairAsyncPool (data/pool.py); False: SQLAlchemy's own pool
     statement_timeout_ms: int = 0
     connect_timeout: float = 5.0  # PostgreSQL: a connection attempt that takes longer fails
     command_timeout: float | None = None  # PostgreSQL: a client-side limit per statement
@@ -97,12 +99,12 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine:
         pool_timeout=pool.timeout,
         pool_recycle=pool.recycle,
         pool_pre_ping=pool.pre_ping,
-        poolclass=FairAsyncPool,
+        poolclass=FairAsyncPool if pool.fair else AsyncAdaptedQueuePool,
         connect_args=connect_args,
     )
     event.listen(engine.sync_engine, "handle_error", _connecting_is_an_outage)
-    assert isinstance(engine.pool, FairAsyncPool)
-    engine.pool.ping_after_idle = pool.ping_after_idle
+    if isinstance(engine.pool, FairAsyncPool):
+        engine.pool.ping_after_idle = pool.ping_after_idle
     return engine
 
 

@@ -29,6 +29,7 @@ from gateway.ratelimit.middleware import install_rate_limits
 from gateway.redis_client import commands, connect, slot_prefix
 from gateway.replica_floor import share_floor
 from gateway.settings import Settings, load_settings
+from resolvers.core_schema import core_schema
 from resolvers.schema import graphql_router, schema
 from rest.api import api_router
 from rest.openapi import finish_openapi
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     """A gateway for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings()
     graphql = graphql_options(settings)
-    cache = ResponseCache(settings, schema._schema)  # response cache
+    cache = ResponseCache(settings, core_schema(schema))  # response cache
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,7 +104,6 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         finally:
             await cache.close()
             await db.dispose()
-            app.state.metrics.flush()  # this loop turn's records, before the loop ends
             await app.state.rate_limits.aclose()  # rate limits
             await graphql["persisted"].close()
             if app.state.redis is not None:
@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.state.principals = principal_cache(settings)
     # Compiled reads: one plan per operation shape, per interface
     app.state.compiled_reads = settings.compiled_reads
-    app.state.lane_plans = GraphQLPlans(schema._schema, settings.compiled_plans_max_entries)
+    app.state.lane_plans = GraphQLPlans(core_schema(schema), settings.compiled_plans_max_entries)
     app.state.rest_plans = RestPlans(settings.compiled_plans_max_entries)
     # ... and the hooks through which the resolvers and the REST handlers ask for them
     app.state.graphql_fast_reads = CompiledReads(app.state.lane_plans)

@@ -157,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_persist_queries(args: argparse.Namespace) -> None:
     import json
 
+    from resolvers.core_schema import core_schema
     from resolvers.persisted import build_manifest
     from resolvers.schema import schema
 
@@ -167,7 +168,7 @@ def cmd_persist_queries(args: argparse.Namespace) -> None:
         for file in files:
             documents[str(file)] = file.read_text(encoding="utf-8")
     try:
-        manifest = build_manifest(documents, schema._schema)
+        manifest = build_manifest(documents, core_schema(schema))
     except ValueError as exc:
         raise SystemExit(f"gateway: {exc}") from None
     Path(args.output).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

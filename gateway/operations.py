@@ -51,4 +51,5 @@ def install_operations(app: FastAPI, settings: Settings) -> None:
         metrics=app.state.metrics,
         trusted_hosts=(None if settings.trusted_hosts == ["*"] else settings.trusted_hosts),
         log_flush_seconds=settings.log_flush_seconds,
+        tuned_access_lines=settings.access_log_lines == "tuned",
     )

@@ -78,7 +78,7 @@ class ServerOptions(TypedDict):
 def server_options(settings: Settings) -> ServerOptions:
     """uvicorn options shared by ``gateway serve`` and the gunicorn worker."""
     return {
-        # httptools, one write per loop turn, request heads bounded
+        # httptools, request heads bounded
         "http": GatewayHttpProtocol.with_limits(
             HeadLimits(
                 target_bytes=settings.max_request_target_bytes,

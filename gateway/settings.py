@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Access lines are written in batches, at most this long after their request.
     log_flush_seconds: float = Field(0.05, ge=0, le=5)
+    # Where the gateway bypasses a library on the hot path, "stock" uses the library's own
+    # way instead (docs/design/: what each bypass measured, and how to measure it again).
+    db_pool: Literal["tuned", "stock"] = "tuned"
+    access_log_lines: Literal["tuned", "stock"] = "tuned"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
@@ -258,6 +262,7 @@ class Settings(BaseSettings):
             recycle=self.db_pool_recycle,
             pre_ping=self.db_pool_pre_ping,
             ping_after_idle=self.db_pool_ping_after_idle,
+            fair=self.db_pool == "tuned",
             statement_timeout_ms=self.db_statement_timeout_ms,
             connect_timeout=self.db_connect_timeout_seconds,
             command_timeout=self.db_command_timeout_seconds or None,

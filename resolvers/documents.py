@@ -21,6 +21,8 @@ from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from resolvers.core_schema import core_schema
+
 MAX_DOCUMENTS = 512
 
 
@@ -61,7 +63,7 @@ class DocumentCache(SchemaExtension):
             and context.pre_execution_errors is None
             and context.validation_rules
         ):
-            schema: GraphQLSchema = context.schema._schema
+            schema: GraphQLSchema = core_schema(context.schema)
             rules = (schema, *context.validation_rules)
             if rules not in parsed.errors:
                 parsed.errors[rules] = validate_document(

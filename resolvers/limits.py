@@ -36,6 +36,7 @@ from graphql.validation import MaxIntrospectionDepthRule, NoSchemaIntrospectionC
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
+from resolvers.core_schema import core_schema
 from resolvers.cost import estimate_cost
 
 
@@ -125,7 +126,7 @@ def check_limits(execution_context: ExecutionContext, limits: GraphQLLimits) -> 
         return limit_error(
             f"The query uses {aliases} aliases; the alias limit is {limits.max_aliases}."
         )
-    schema = execution_context.schema._schema
+    schema = core_schema(execution_context.schema)
     cost = estimate_cost(
         schema, document, execution_context.variables, execution_context.operation_name
     )

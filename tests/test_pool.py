@@ -13,16 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from data.db import Database, PoolSettings, make_engine
 from data.errors import Unavailable
+from data.pool import FairAsyncPool
 from tests.conftest import POSTGRES_URL, require_postgres
 
 
 @pytest.fixture
 async def small_pool(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
     await require_postgres()
-    size, overflow, timeout = getattr(request, "param", (1, 1, 5.0))
+    size, overflow, timeout, *fair = getattr(request, "param", (1, 1, 5.0))
     engine = make_engine(
         POSTGRES_URL,
-        PoolSettings(size=size, max_overflow=overflow, timeout=timeout, pre_ping=False),
+        PoolSettings(
+            size=size, max_overflow=overflow, timeout=timeout, pre_ping=False, fair=all(fair)
+        ),
     )
     yield engine
     await engine.dispose()
@@ -72,7 +75,9 @@ async def test_a_request_arriving_as_a_connection_returns_waits_behind_earlier_o
     assert served == arrived
 
 
-@pytest.mark.parametrize("small_pool", [(1, 0, 0.2)], indirect=True)
+@pytest.mark.parametrize(
+    "small_pool", [(1, 0, 0.2, True), (1, 0, 0.2, False)], ids=["tuned", "stock"], indirect=True
+)
 async def test_a_wait_beyond_the_pool_timeout_is_sqlalchemys_timeout_and_frees_no_slot(
     small_pool: AsyncEngine,
 ) -> None:
@@ -89,7 +94,9 @@ async def test_a_wait_beyond_the_pool_timeout_is_sqlalchemys_timeout_and_frees_n
                 pass
 
 
-@pytest.mark.parametrize("small_pool", [(2, 1, 2.0)], indirect=True)
+@pytest.mark.parametrize(
+    "small_pool", [(2, 1, 2.0, True), (2, 1, 2.0, False)], ids=["tuned", "stock"], indirect=True
+)
 async def test_failures_give_their_connection_back(small_pool: AsyncEngine) -> None:
     async def failing() -> None:
         async with small_pool.connect() as connection:
@@ -148,11 +155,16 @@ async def test_an_idle_connection_is_pinged_so_a_dead_one_is_replaced_unseen() -
         await engine.dispose()
 
 
-async def test_read_value_is_one_statement_on_a_pooled_connection_and_counted() -> None:
+@pytest.mark.parametrize("fair", [True, False], ids=["tuned", "stock"])
+async def test_read_value_is_one_statement_on_a_pooled_connection_and_counted(
+    fair: bool,
+) -> None:
     """``Database.read_value`` (the compiled reads') bypasses SQLAlchemy's Connection but
-    not the pool, and the statement listeners still hear of every statement."""
+    not the pool, and the statement listeners still hear of every statement; the same
+    over SQLAlchemy's own pool (``DB_POOL=stock``)."""
     await require_postgres()
-    db = Database(_engine(size=1, max_overflow=0, ping_after_idle=60.0))
+    db = Database(_engine(size=1, max_overflow=0, ping_after_idle=60.0, fair=fair))
+    assert isinstance(db.engine.pool, FairAsyncPool) is fair
     heard: list[str] = []
     event.listen(
         db.engine.sync_engine,

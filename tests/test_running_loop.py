@@ -1,5 +1,5 @@
-"""``data.running.running_loop`` and the metrics' process id: what they spare (a getpid
-system call each) must not change what they answer."""
+"""``data.running.running_loop``: what it spares (a getpid system call) must not change
+what it answers; and multiprocess metrics in a forked worker."""
 
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def test_outside_a_loop_there_is_none() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_worker_writes_metrics_files_of_its_own(tmp_path: Path) -> None:
-    """Multiprocess metrics with the remembered process id: a child forked after a value
-    was written still starts files under its own pid, as with ``os.getpid``."""
+    """Multiprocess metrics: a child forked after a value was written starts files under
+    its own pid."""
     script = textwrap.dedent("""
         import os, sys
         from gateway.observability.metrics import Metrics

@@ -59,6 +59,7 @@ from gateway.compiled.planner import (
     page_request,
 )
 from gateway.compiled.planner.sql import Bound, bind, mapped
+from resolvers.core_schema import core_schema
 from resolvers.ids import database_id_of, from_global_id
 
 log = logging.getLogger("gateway.graphql")
@@ -310,7 +311,7 @@ def compiled_for(
     """The statement for a validated request and its parameters (``None``: the compiler
     does not cover it). The plan of the request's shape is made on its first request and
     bound to the values of every later one."""
-    schema = ec.schema._schema
+    schema = core_schema(ec.schema)
     try:
         operation = operation_of(ec.graphql_document, ec.operation_name)
     except Unsupported:

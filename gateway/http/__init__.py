@@ -3,6 +3,5 @@
 ``front`` (the outermost layer: request id, security headers, the access line, metrics,
 errors as problem+json), ``identity`` (the principal, resolved once), ``limits`` (body,
 URL and time limits), ``security`` (trusted hosts, headers), ``problems`` (RFC 9457
-bodies), ``protocol`` (the HTTP server protocol: head limits, coalesced writes with
-``coalescing``).
+bodies), ``protocol`` (the HTTP server protocol: head limits).
 """

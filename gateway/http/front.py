@@ -177,11 +177,12 @@ class FrontDoor:
         metrics: Metrics,
         trusted_hosts: list[str] | None = None,
         log_flush_seconds: float = 0.0,
+        tuned_access_lines: bool = True,
     ) -> None:
         self.app = app
         self.hosts = None if trusted_hosts is None else TrustedHosts(app, trusted_hosts)
         self.metrics = metrics
-        self.access = AccessLog("gateway.access", log_flush_seconds)
+        self.access = AccessLog("gateway.access", log_flush_seconds, tuned=tuned_access_lines)
         self.headers = FrontHeaders()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -171,8 +171,10 @@ class AccessLog:
     tenth of a REST read's instructions.
     """
 
-    def __init__(self, name: str, flush_seconds: float = 0.0) -> None:
+    def __init__(self, name: str, flush_seconds: float = 0.0, *, tuned: bool = True) -> None:
         self.flush_seconds = flush_seconds
+        # ``tuned=False`` (``ACCESS_LOG_LINES=stock``): every line through structlog
+        self.tuned = tuned
         self.log = structlog.get_logger(name)
         self.logger = logging.getLogger(name)
         self.render = _json_renderer()
@@ -184,6 +186,8 @@ class AccessLog:
         """The JSON stream when this line may be written to it directly: it is the root's
         only handler, with no filters, and the line's level is enabled."""
         sink = _json_sink
+        if not self.tuned:
+            return None
         handlers = logging.root.handlers
         if sink is None or len(handlers) != 1 or handlers[0] is not sink or sink.filters:
             return None

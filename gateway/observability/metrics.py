@@ -7,21 +7,18 @@ all, and ``gunicorn.conf.py`` marks a dead worker's files in ``child_exit``.
 Labels are bounded: route templates (never raw paths), a fixed set of methods, and at
 most ``MAX_OPERATION_NAMES`` distinct GraphQL operation names per process.
 
-What every request records (its count and duration, the requests in flight, the SQL
-statements it sent, its cache result) is gathered in memory and written once per
-event-loop turn (``Metrics.flush``): in multiprocess mode each write is a locked ``mmap``
-update, and five or six of them per request cost a REST detail read more than its own
-work. A scrape flushes first, so its own worker's numbers are exact; another
-worker's are at most one of its loop turns old.
+Every record is written when it is made, through prometheus-client's own value class
+(in multiprocess mode a locked ``mmap`` write each). Gathering a loop turn's records
+and writing them once, with a value class of the gateway's own, measured within the
+noise against this (docs/design/metrics.md). Pool gauges are read at most once a
+second while requests come, and on every scrape.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import re
 import time
-from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +31,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import event
 from starlette.responses import Response
 
 from data.errors import Unauthenticated
-from data.running import process_id, running_loop
 from gateway.http.problems import domain_problem
 
 UNMATCHED = "<unmatched>"
@@ -52,16 +47,6 @@ MAX_OPERATION_NAMES = 200
 # Pool gauges are read at most this often while requests come (and on every scrape).
 POOL_GAUGE_SECONDS = 1.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-# In multiprocess mode every write of a value first asks ``os.getpid()`` (a system call)
-# whether the process forked since, to start files of its own. ``process_id`` (the pid as
-# of the last fork) answers the same, and it is what prometheus-client's
-# ``process_identifier`` is for. Chosen before any metric exists (metrics take their value
-# class when they are made; none is made at import).
-if getattr(prometheus_values.ValueClass, "_multiprocess", False):
-    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(
-        process_identifier=process_id
-    )  # type: ignore[no-untyped-call]  # prometheus-client leaves MultiProcessValue unannotated
 
 
 class Metrics:
@@ -225,40 +210,16 @@ class Metrics:
         # arguments on every call (the label sets are bounded, see above).
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._operation_children: dict[tuple[str | None, str, str], tuple[Any, Any]] = {}
-        # This loop turn's records, written by ``flush`` (see the module's docstring).
-        self._counts: dict[Any, int] = {}
-        self._observations: dict[Any, list[float]] = {}
-        self._in_flight = self._in_flight_written = 0
-        self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is due
-        # Under gunicorn each worker's pool gauges are its own file: flushes keep them
+        # Under gunicorn each worker's pool gauges are its own file: requests keep them
         # current, to the second (reading the pools per request cost more than the probe).
         self._db: Any = None
         self._pools_observed_at = float("-inf")
 
     def count(self, counter: Any, amount: int = 1) -> None:
-        """``counter.inc(amount)``, at the end of this loop turn."""
-        if self._batched():
-            self._add(counter, amount)
-        else:
-            counter.inc(amount)
+        counter.inc(amount)
 
     def observe(self, histogram: Any, seconds: float) -> None:
-        """``histogram.observe(seconds)``, at the end of this loop turn."""
-        if self._batched():
-            self._append(histogram, seconds)
-        else:
-            histogram.observe(seconds)
-
-    def _add(self, counter: Any, amount: int) -> None:
-        counts = self._counts
-        counts[counter] = counts.get(counter, 0) + amount
-
-    def _append(self, histogram: Any, seconds: float) -> None:
-        observations = self._observations.get(histogram)
-        if observations is None:
-            self._observations[histogram] = [seconds]
-        else:
-            observations.append(seconds)
+        histogram.observe(seconds)
 
     def plan_recorder(self, interface: str) -> Any:
         """What a plan cache calls on each hit, miss and eviction of ``interface``."""
@@ -273,41 +234,14 @@ class Metrics:
         return record
 
     def request_started(self) -> None:
-        self._in_flight += 1
-        if not self._batched():
-            self.flush()
+        self.in_flight.inc()
+        self._observe_pools_now_and_then()
 
     def request_finished(self) -> None:
-        self._in_flight -= 1
-        if not self._batched():
-            self.flush()
+        self.in_flight.dec()
+        self._observe_pools_now_and_then()
 
-    def _batched(self) -> bool:
-        """Whether a record can wait for this loop turn's flush (scheduled by the first).
-        Outside a loop (a thread of its own, say) it is written at once."""
-        try:
-            loop = running_loop()
-        except RuntimeError:
-            return False
-        if self._flush_loop is not loop:
-            if self._flush_loop is not None:
-                self.flush()  # due on another loop, which may never run again
-            self._flush_loop = loop
-            loop.call_soon(self.flush)
-        return True
-
-    def flush(self) -> None:
-        """Writes what this process recorded since the last flush."""
-        self._flush_loop = None
-        counts, self._counts = self._counts, {}
-        observations, self._observations = self._observations, {}
-        for counter, amount in counts.items():
-            counter.inc(amount)
-        for histogram, values in observations.items():
-            observe_all(histogram, values)
-        if self._in_flight != self._in_flight_written:
-            self._in_flight_written = self._in_flight
-            self.in_flight.set(self._in_flight)
+    def _observe_pools_now_and_then(self) -> None:
         if self._db is not None:
             now = time.monotonic()
             if now - self._pools_observed_at >= POOL_GAUGE_SECONDS:
@@ -332,12 +266,8 @@ class Metrics:
             children = (self.requests.labels(*labels), self.durations.labels(*labels))
             if method in METHODS:
                 self._request_children[method, route or UNMATCHED, status] = children
-        if self._batched():  # ``count`` and ``observe`` under one check (every request)
-            self._add(children[0], 1)
-            self._append(children[1], seconds)
-        else:
-            children[0].inc()
-            children[1].observe(seconds)
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_operation(self, name: str | None, kind: str, outcome: str, seconds: float) -> None:
         children = self._operation_children.get((name, kind, outcome))
@@ -349,8 +279,8 @@ class Metrics:
             )
             if label == name:  # bounded: the names operation_label admitted
                 self._operation_children[name, kind, outcome] = children
-        self.count(children[0])
-        self.observe(children[1], seconds)
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_pools(self, db: Any) -> None:
         """Pool gauges from SQLAlchemy's pool; pools without counters are skipped."""
@@ -396,32 +326,11 @@ class Metrics:
         self.count(self.db_statements)
 
     def render(self) -> bytes:
-        self.flush()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
         return generate_latest(registry)
-
-
-def observe_all(histogram: Any, values: list[float]) -> None:
-    """``histogram.observe(value)`` for each of ``values``: one write for the sum and one
-    per bucket they fall in, rather than two per value. Through ``observe`` when the
-    histogram is not prometheus-client's as this was written for."""
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(values) == 1:
-        for value in values:
-            histogram.observe(value)
-        return
-    falls: dict[int, int] = {}
-    for value in values:
-        index = bisect_left(bounds, value)  # the first bound >= value, as observe's
-        falls[index] = falls.get(index, 0) + 1
-    total.inc(sum(values))
-    for index, amount in falls.items():
-        buckets[index].inc(amount)
 
 
 metrics_router = APIRouter(include_in_schema=False)

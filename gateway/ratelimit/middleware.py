@@ -53,6 +53,7 @@ from gateway.ratelimit.buckets import Backoff, Level, Spend, Store
 from gateway.ratelimit.login_backoff import attempts_for
 from gateway.redis_client import slot_prefix
 from gateway.settings import Settings
+from resolvers.core_schema import core_schema
 from resolvers.cost import estimate_cost
 from resolvers.media import GRAPHQL_RESPONSE, JSON, RAW_CONTENT_TYPES, media_of_headers
 from resolvers.schema import schema
@@ -186,7 +187,10 @@ class GraphQLCosts:
         name = name if isinstance(name, str) else None
         try:
             cost = estimate_cost(
-                schema._schema, document, variables if isinstance(variables, dict) else {}, name
+                core_schema(schema),
+                document,
+                variables if isinstance(variables, dict) else {},
+                name,
             )
         except Exception:  # an odd document the GraphQL layer will refuse
             cost = 1
