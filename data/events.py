@@ -212,19 +212,23 @@ class RedisBus(EventBus):
 
     def __init__(
         self,
-        url: str,
+        client: str | aioredis.Redis,
         *,
         prefix: str,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         start_timeout: float = 5.0,
     ) -> None:
+        """``client``: a redis-py client for pub/sub (the bus owns it and closes it), or
+        a URL to make one from."""
         super().__init__(queue_size=queue_size)
         self.channel = f"{prefix}:events:orders"
         self.revocations = f"{prefix}:events:principals"
-        # Named, so an operator can tell these connections apart in CLIENT LIST.
-        self._client = aioredis.from_url(
-            url, socket_connect_timeout=start_timeout, client_name=f"{prefix}:events"
-        )
+        if isinstance(client, str):
+            # Named, so an operator can tell these connections apart in CLIENT LIST.
+            client = aioredis.from_url(
+                client, socket_connect_timeout=start_timeout, client_name=f"{prefix}:events"
+            )
+        self._client = client
         self._start_timeout = start_timeout
         self._listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -311,9 +315,9 @@ class RedisBus(EventBus):
 
 
 def create_bus(
-    redis_url: str | None, *, prefix: str, queue_size: int = DEFAULT_QUEUE_SIZE
+    redis: str | aioredis.Redis | None, *, prefix: str, queue_size: int = DEFAULT_QUEUE_SIZE
 ) -> EventBus:
-    """A ``RedisBus`` when ``redis_url`` is set, else a ``LocalBus``."""
-    if redis_url:
-        return RedisBus(redis_url, prefix=prefix, queue_size=queue_size)
+    """A ``RedisBus`` over ``redis`` (a URL or a client) when given, else a ``LocalBus``."""
+    if redis:
+        return RedisBus(redis, prefix=prefix, queue_size=queue_size)
     return LocalBus(queue_size=queue_size)

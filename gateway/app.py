@@ -79,7 +79,10 @@ class GatewayApp(FastAPI):
 def create_app(settings: Settings | None = None) -> GatewayApp:
     """A gateway for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings()
-    graphql = graphql_options(settings)
+    # One Redis client for the cache, rate limits, replica floor, persisted queries and
+    # the readiness probe (the event bus subscribes on a connection of its own)
+    redis = connect(settings)
+    graphql = graphql_options(settings, redis)
     cache = ResponseCache(settings, core_schema(schema))  # response cache
 
     @asynccontextmanager
@@ -119,8 +122,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
-    # One Redis client for the cache, rate limits, replica floor and readiness probe
-    app.state.redis = connect(settings)
+    app.state.redis = redis
     app.state.redis_commands = (
         commands(app.state.redis, settings) if app.state.redis is not None else None
     )

@@ -10,6 +10,7 @@ from data.db import Database
 from data.events import EventBus, create_bus
 from data.principals import PrincipalCache
 from gateway.health import DRAIN
+from gateway.redis_client import subscriber
 from gateway.settings import Settings
 
 
@@ -27,7 +28,9 @@ async def running_event_bus(
     ``principals``, when given, hears of every revocation the bus carries.
     """
     bus = create_bus(
-        settings.redis_url, prefix=settings.redis_prefix, queue_size=settings.events_queue_size
+        subscriber(settings, name=f"{settings.redis_prefix}:events"),
+        prefix=settings.redis_prefix,
+        queue_size=settings.events_queue_size,
     )
     if principals is not None:
         bus.remember_principals(principals)

@@ -10,8 +10,9 @@ from resolvers.limits import GraphQLLimits
 from resolvers.persisted import MemoryStore, Persisted, RedisStore, load_manifest
 
 
-def graphql_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for ``graphql_router``."""
+def graphql_options(settings: Settings, redis: Any = None) -> dict[str, Any]:
+    """Keyword arguments for ``graphql_router``; ``redis``: the process's Redis client,
+    for persisted queries (else they are kept in process)."""
     limits = GraphQLLimits(
         max_depth=settings.graphql_max_depth,
         max_aliases=settings.graphql_max_aliases,
@@ -22,9 +23,7 @@ def graphql_options(settings: Settings) -> dict[str, Any]:
         suggestions=settings.suggestions_enabled,
     )
     store = (
-        RedisStore(settings.redis_url, settings.graphql_apq_redis_prefix)
-        if settings.redis_url
-        else MemoryStore()
+        RedisStore(redis, settings.graphql_apq_redis_prefix) if redis is not None else MemoryStore()
     )
     allowlist = load_manifest(settings.graphql_allowlist) if settings.graphql_allowlist else {}
     persisted = Persisted(

@@ -69,12 +69,8 @@ def connect(settings: Settings) -> Client | None:
         node: dict[str, Any] = dict(parse_url(url))
         node.pop("host", None)
         node.pop("port", None)
-        sentinels = [
-            (host, int(port))
-            for host, _, port in (item.rpartition(":") for item in settings.redis_sentinels)
-        ]
         sentinel = Sentinel(
-            sentinels,
+            _sentinel_addresses(settings),
             sentinel_kwargs={
                 "socket_timeout": settings.redis_timeout_seconds,
                 "socket_connect_timeout": settings.redis_timeout_seconds,
@@ -99,6 +95,46 @@ def connect(settings: Settings) -> Client | None:
         **options,
     )
     return Redis.from_pool(pool)
+
+
+def subscriber(settings: Settings, name: str) -> Redis | None:
+    """A client for pub/sub (the event bus), from the same settings as ``connect``: TLS,
+    ACL user and db from ``REDIS_URL``, the master from the sentinels with
+    ``REDIS_SENTINELS``. A subscription waits for messages as long as it lives, so its
+    replies have no timeout (connecting has ``REDIS_TIMEOUT_SECONDS``). In a Cluster it
+    subscribes at the URL's node: a Cluster carries every ``PUBLISH`` to all its nodes.
+    ``name`` tells its connections apart in ``CLIENT LIST``."""
+    url = settings.redis_url
+    if not url:
+        return None
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+        "client_name": name,
+    }
+    if settings.redis_sentinels and not settings.redis_cluster:
+        node = dict(parse_url(url))
+        node.pop("host", None)
+        node.pop("port", None)
+        connection_class = node.pop("connection_class", None)
+        if connection_class is not None and connection_class.__name__ == "SSLConnection":
+            node["ssl"] = True
+        sentinel = Sentinel(
+            _sentinel_addresses(settings),
+            sentinel_kwargs={
+                "socket_timeout": settings.redis_timeout_seconds,
+                "socket_connect_timeout": settings.redis_timeout_seconds,
+            },
+        )
+        client: Redis = sentinel.master_for(settings.redis_sentinel_service, **node, **options)
+        return client
+    return Redis.from_url(url, **options)
+
+
+def _sentinel_addresses(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        (host, int(port))
+        for host, _, port in (item.rpartition(":") for item in settings.redis_sentinels)
+    ]
 
 
 def slot_prefix(prefix: str, settings: Settings) -> str:

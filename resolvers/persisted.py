@@ -53,12 +53,13 @@ class MemoryStore:
 
 
 class RedisStore:
-    """Documents in Redis under ``prefix + hash``; an unreachable Redis is a miss."""
+    """Documents in Redis under ``prefix + hash``; an unreachable Redis is a miss.
 
-    def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as aioredis
+    ``client`` is the process's Redis client (redis-py's ``get``/``set``), shared with
+    the cache and the rate limits and closed by whoever made it."""
 
-        self.client = aioredis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
         self.prefix = prefix
 
     async def get(self, key: str) -> str | None:
@@ -73,9 +74,6 @@ class RedisStore:
             await self.client.set(self.prefix + key, query, ex=REDIS_TTL_SECONDS)
         except Exception:
             pass
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
 
 @dataclass

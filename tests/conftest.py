@@ -36,7 +36,11 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("GATEWAY_TEST_REQUIRE_SERVICES") == "1"
-RUN_ID = uuid.uuid4().hex[:10]
+# One id per run; each parallel worker (pytest-xdist) adds its own name to the run's id, so
+# workers never share a database or a Redis key.
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:10] + os.environ.get(
+    "PYTEST_XDIST_WORKER", ""
+)
 SEED_SCALE = 60
 
 # Fixtures of their own module: the world of principals for access tests.
@@ -93,7 +97,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         .replace("redis+x://", "redis://", 1)
     )
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    count = getattr(config.option, "numprocesses", None)
+    workers = f"gw<0-{count - 1}>" if count else ""  # each worker's own (see RUN_ID)
     return [
+        *([f"workers: {count} processes (pytest-xdist), file by file"] if count else []),
         "database: SQLite (embedded file, always) + PostgreSQL at "
         f"{where} ({_service_state(_postgres_reachable_now())}); "
         "each database test runs on both, file by file",
@@ -101,9 +108,66 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"{redis_shown} ({_service_state(_redis_reachable_now())}); "
         "cache, rate-limit and event tests run on both",
         f"chromium: {browser or 'not installed'} (the offline GraphiQL test)",
-        f"this run: databases gw_test_{RUN_ID}_<n> and Redis keys {REDIS_RUN_PREFIX}*, "
-        "removed at its end",
+        f"this run: databases gw_test_{RUN_ID}{workers}_<n> and Redis keys "
+        f"{REDIS_RUN_PREFIX}{workers}*, removed at its end",
     ]
+
+
+# `./dev test` without a path runs the suite in this many worker processes (pytest-xdist);
+# the tests mostly wait on PostgreSQL, Redis and servers of their own, so more workers than
+# cores pay. A path or -k runs in this process, as does an explicit -n 0 or -p no:xdist.
+WORKERS = 3
+
+# Files whose tests stop, freeze or time real processes (servers, PostgreSQL, the
+# benchmark's wrk): one worker runs them one after another, so two never load the machine
+# at once. Each other file is a group of its own: its module fixtures start once.
+ONE_AT_A_TIME = frozenset(
+    {
+        "test_bench.py",
+        "test_cache_faults.py",
+        "test_faults.py",
+        "test_replica.py",
+        "test_serving.py",
+    }
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Any:
+    """Spreads a whole-suite run over WORKERS processes, file by file (see WORKERS)."""
+    whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and "PYTEST_XDIST_WORKER" not in os.environ
+        and config.option.numprocesses is None
+        and whole_suite
+        and not config.option.keyword
+        and not config.option.collectonly
+        and not config.option.usepdb
+    ):
+        config.option.numprocesses = WORKERS
+    if config.pluginmanager.hasplugin("xdist") and config.option.numprocesses:
+        if config.option.dist == "no":  # -n alone: file by file, see ByFile
+            config.option.dist = "loadfile"
+            config.option.loadscopereorder = False  # the order pytest_collection_modifyitems made
+    if config.pluginmanager.hasplugin("xdist") and config.option.testrunuid is None:
+        config.option.testrunuid = RUN_ID  # the workers' ids start with this run's
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With --dist loadfile, hands each worker whole files, and the ONE_AT_A_TIME files as one."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "one-at-a-time" if Path(path).name in ONE_AT_A_TIME else path
+
+    return ByFile(config, log)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameters
@@ -112,12 +176,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     pytest orders tests to set each session fixture's parameter up once, which made a run
     list every file up to three times (SQLite pass, PostgreSQL pass, the rest). A stable
-    sort by each file's first place keeps pytest's order inside a file.
+    sort by each file's first place keeps pytest's order inside a file. A parallel worker
+    puts the ONE_AT_A_TIME files first, then the files with the most tests: the scheduler
+    hands files out in this order, so the longest ones start at once instead of ending the run.
     """
     first: dict[str, int] = {}
     for index, item in enumerate(items):
         first.setdefault(item.nodeid.split("::", 1)[0], index)
-    items.sort(key=lambda item: first[item.nodeid.split("::", 1)[0]])
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        items.sort(key=lambda item: first[item.nodeid.split("::", 1)[0]])
+        return
+    sizes: dict[str, int] = {}
+    for item in items:
+        sizes[item.path.name] = sizes.get(item.path.name, 0) + 1
+
+    def place(item: pytest.Item) -> tuple[bool, int, int]:
+        name = item.path.name
+        return (name not in ONE_AT_A_TIME, -sizes[name], first[item.nodeid.split("::", 1)[0]])
+
+    items.sort(key=place)
 
 
 async def require_postgres() -> None:
@@ -262,7 +339,9 @@ async def _delete_the_runs_redis_keys() -> AsyncIterator[None]:
 
     client = aioredis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
-        keys = [key async for key in client.scan_iter(match=REDIS_RUN_PREFIX + "*", count=1000)]
+        # Every prefix goes on with "-" or ":": worker gw1 must not match gw10's keys.
+        pattern = REDIS_RUN_PREFIX + "[-:]*"
+        keys = [key async for key in client.scan_iter(match=pattern, count=1000)]
         for start in range(0, len(keys), 500):
             await client.delete(*keys[start : start + 500])
     except (OSError, aioredis.RedisError):

@@ -1,4 +1,4 @@
-"""Read-your-writes with a real streaming replica that applies WAL two seconds late.
+"""Read-your-writes with a real streaming replica that applies WAL four seconds late.
 
 A private primary and a ``pg_basebackup -R`` replica with ``recovery_min_apply_delay``
 (``tests.pgcluster``), gateways started as processes with ``DATABASE_URL`` on the primary,
@@ -68,7 +68,7 @@ def pg() -> Iterator[Cluster]:
         _unavailable(reason)
     if not _redis_reachable_now():
         _unavailable(f"Redis is not reachable at {REDIS_URL}")
-    with pgcluster.cluster(apply_delay="2s") as cluster:
+    with pgcluster.cluster(apply_delay="4s") as cluster:
         env = {"DATABASE_URL": cluster.primary.url}
         _gateway(["migrate"], env)
         _gateway(["seed", "--scale", "20", "--demo"], env)
@@ -208,8 +208,11 @@ def test_a_rename_is_read_back_at_once_while_the_replica_lags(
                 seen = _names(served, product, staff)
                 assert set(seen.values()) == {name}, (attempt, served.port, seen)
             lagging += _replica_name(pg, product) != name
-        # The reads above were right while the replica still showed an older name.
-        assert lagging >= TRIES - 1
+        # The reads above were right while the replica still showed an older name. On a
+        # quiet machine every attempt sees it behind; on a loaded one an attempt can
+        # outlast the apply delay, so at least one must have (none would mean the reads
+        # were never put to the test).
+        assert lagging >= 1, lagging
 
         # Once it has caught up, reads go to it again.
         wait_for(lambda: _replica_name(pg, product) == name, "the replica catches up")
