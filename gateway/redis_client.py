@@ -112,7 +112,7 @@ def subscriber(settings: Settings, name: str) -> Redis | None:
         "client_name": name,
     }
     if settings.redis_sentinels and not settings.redis_cluster:
-        node = dict(parse_url(url))
+        node: dict[str, Any] = dict(parse_url(url))
         node.pop("host", None)
         node.pop("port", None)
         connection_class = node.pop("connection_class", None)
