@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
@@ -39,6 +38,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import await_only, greenlet_spawn
 from sqlalchemy.util.queue import Empty
 
+from data.deadlines import Deadlines
 from data.running import running_loop
 
 if TYPE_CHECKING:
@@ -49,19 +49,16 @@ _RETURNED_AT = "gateway.returned_at"
 
 class FifoGate:
     """A counting semaphore that serves waiters first come, first served, each within
-    ``timeout`` (``TimeoutError``), all their deadlines watched by one timer.
-
-    Under load most checkouts wait, and an ``asyncio.timeout`` around each wait (a timer
-    made and cancelled per request) cost more than the wait's own bookkeeping.
-    Every wait has the same timeout, so arrival order is deadline order: the timer is
-    armed for the oldest waiter only. A released slot goes straight to the next waiter.
+    ``timeout`` (``TimeoutError``), all their deadlines watched by one timer
+    (``data.deadlines``): under load most checkouts wait, and an ``asyncio.timeout``
+    around each wait cost more than the wait's own bookkeeping. A released slot goes
+    straight to the next waiter.
     """
 
     def __init__(self, slots: int, timeout: float) -> None:
         self.free = slots
         self.timeout = timeout
-        self.waiters: deque[tuple[asyncio.Future[None], float]] = deque()
-        self.timer: asyncio.TimerHandle | None = None
+        self.waiters: Deadlines[asyncio.Future[None]] = Deadlines(timeout, _time_out)
 
     def locked(self) -> bool:
         return self.free <= 0
@@ -70,41 +67,27 @@ class FifoGate:
         if self.free > 0 and not self.waiters:
             self.free -= 1
             return
-        loop = running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        deadline = loop.time() + self.timeout
-        self.waiters.append((future, deadline))
-        if self.timer is None:
-            self.timer = loop.call_at(deadline, self._expire)
+        future: asyncio.Future[None] = running_loop().create_future()
+        self.waiters.add(future)
         try:
             await future
         except asyncio.CancelledError:
+            self.waiters.discard(future)
             if future.done() and not future.cancelled() and future.exception() is None:
                 self.release()  # handed a slot just as we were cancelled: pass it on
             raise
 
     def release(self) -> None:
-        while self.waiters:
-            future, _ = self.waiters.popleft()
+        while (future := self.waiters.pop_oldest()) is not None:
             if not future.done():
                 future.set_result(None)  # the slot changes hands
                 return
         self.free += 1
 
-    def _expire(self) -> None:
-        self.timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self.waiters:
-            future, deadline = self.waiters[0]
-            if future.done():  # cancelled while waiting
-                self.waiters.popleft()
-            elif deadline > now:
-                self.timer = loop.call_at(deadline, self._expire)
-                return
-            else:
-                self.waiters.popleft()
-                future.set_exception(TimeoutError())
+
+def _time_out(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class FairAsyncPool(AsyncAdaptedQueuePool):

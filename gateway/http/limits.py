@@ -7,7 +7,7 @@ limit; whatever the app was about to answer is replaced. A query string over
 ``REQUEST_TIMEOUT_SECONDS`` is cancelled and answered 504 ``TIMEOUT`` (503
 ``UNAVAILABLE`` while the database is known to be down: that is why it waited); a streamed answer
 (server-sent events) is exempt once it has started. One timer watches every request in
-flight (``Deadlines``): an ``asyncio.timeout`` per request cost more than a cached
+flight (``data.deadlines.Deadlines``): an ``asyncio.timeout`` per request cost more than a cached
 answer's own work. REST paths answer problem+json,
 ``/graphql`` a GraphQL-shaped error, both with a code.
 """
@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from data.deadlines import Deadlines
 from data.errors import Unavailable
 from data.outages import DATABASE, RETRY_AFTER_SECONDS
 from data.running import running_loop
@@ -107,43 +108,6 @@ def _body_framing(scope: Scope) -> tuple[int | None, bool]:
     return length, framed
 
 
-class Deadlines:
-    """Requests in flight and when each must have started answering.
-
-    Every request gets the same time limit, so in arrival order the deadlines are in
-    order too: one timer, armed for the oldest, cancels the tasks whose time is up and
-    re-arms for the next. Entering and leaving are a dict insert and delete.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.running: dict[asyncio.Task[Any], float] = {}
-        self.expired: set[asyncio.Task[Any]] = set()
-        self.timer: asyncio.TimerHandle | None = None
-
-    def enter(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> None:
-        deadline = loop.time() + self.seconds
-        self.running[task] = deadline
-        if self.timer is None:
-            self.timer = loop.call_at(deadline, self._expire)
-
-    def leave(self, task: asyncio.Task[Any]) -> None:
-        self.running.pop(task, None)
-
-    def _expire(self) -> None:
-        self.timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self.running:
-            task, deadline = next(iter(self.running.items()))
-            if deadline > now:
-                self.timer = loop.call_at(deadline, self._expire)
-                return
-            del self.running[task]
-            self.expired.add(task)
-            task.cancel()
-
-
 async def _nothing() -> None:
     pass
 
@@ -161,7 +125,9 @@ class RequestLimitsMiddleware:
         self.max_body = max_body_bytes
         self.max_query = max_query_string_bytes
         self.timeout = timeout_seconds
-        self.deadlines = Deadlines(timeout_seconds)
+        # Tasks in flight, cancelled (and noted in ``expired``) when their time is up.
+        self.expired: set[asyncio.Task[Any]] = set()
+        self.deadlines: Deadlines[asyncio.Task[Any]] = Deadlines(timeout_seconds, self._expire)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,17 +173,17 @@ class RequestLimitsMiddleware:
                 return _nothing()  # the app's answer to a body it never got whole: ours replaces it
             if message["type"] == "http.response.start":
                 started = True
-                deadlines.leave(task)  # streaming answers may take as long as they like
+                deadlines.discard(task)  # streaming answers may take as long as they like
             return send(message)
 
-        deadlines.enter(task, loop)
+        deadlines.add(task)
         try:
             # In HTTP/1 a request without a length or an encoding has no body to count
             # (a wrapper less for every GET); HTTP/2 needs neither for a body.
             counted = framed or scope.get("http_version") not in ("1.1", "1.0")
             await self.app(scope, limited_receive if counted else receive, watched_send)
         except asyncio.CancelledError:
-            if task not in deadlines.expired:
+            if task not in self.expired:
                 raise  # not ours: the server's or the client's
             task.uncancel()
             if started:
@@ -241,11 +207,15 @@ class RequestLimitsMiddleware:
             if not over:
                 raise
         finally:
-            deadlines.leave(task)
-            if deadlines.expired:
-                deadlines.expired.discard(task)
+            deadlines.discard(task)
+            if self.expired:
+                self.expired.discard(task)
         if over and not started:
             await self._too_large(scope, receive, send)
+
+    def _expire(self, task: asyncio.Task[Any]) -> None:
+        self.expired.add(task)
+        task.cancel()
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         await refusal(
