@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from data.db import PoolSettings
@@ -21,7 +21,7 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "developmen
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     environment: Literal["development", "production", "test"] = "development"
     database_url: str | None = None
@@ -32,7 +32,11 @@ class Settings(BaseSettings):
         None, description="redis://[user:password@]host:port/db, rediss:// for TLS"
     )
     redis_timeout_seconds: float = Field(
-        0.5, gt=0, description="to connect, and for each reply; a call that overruns fails"
+        0.5,
+        gt=0,
+        description="to connect, and for each reply; a call that overruns fails",
+        # CACHE_REDIS_TIMEOUT_SECONDS: its name before it covered every Redis call.
+        validation_alias=AliasChoices("redis_timeout_seconds", "cache_redis_timeout_seconds"),
     )
     redis_health_check_seconds: int = Field(
         30, ge=0, description="PING a connection idle this long before using it (0: never)"

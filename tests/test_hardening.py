@@ -65,6 +65,19 @@ def test_settings_errors_name_the_setting_not_the_secret(monkeypatch: pytest.Mon
     assert SECRET_VALUE not in str(exc.value)
 
 
+def test_the_redis_timeout_is_still_read_by_its_old_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CACHE_REDIS_TIMEOUT_SECONDS", "3")
+    assert load_settings().redis_timeout_seconds == 3.0
+    monkeypatch.setenv("REDIS_TIMEOUT_SECONDS", "4")
+    assert load_settings().redis_timeout_seconds == 4.0  # the new name wins
+    monkeypatch.setenv("REDIS_TIMEOUT_SECONDS", "-1")
+    with pytest.raises(SystemExit) as exc:
+        load_settings()
+    assert "REDIS_TIMEOUT_SECONDS" in str(exc.value).upper()
+
+
 def test_the_cli_reports_a_bad_secret_without_its_value(tmp_path: Path) -> None:
     env = {
         key: value
