@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from rest import events
 from rest.accounts import accounts_router
 from rest.catalog import catalog_router
 from rest.catalog_writes import catalog_writes_router
-from rest.events import events_router
 from rest.orders import orders_router
 from rest.representations import V1, V2, Representation
 
@@ -22,5 +22,5 @@ def api_router(version: str) -> APIRouter:
     router.include_router(catalog_router(rep))
     router.include_router(orders_router(rep))
     router.include_router(catalog_writes_router(rep))
-    router.include_router(events_router())  # live order events
+    router.include_router(events.router)  # live order events
     return router

@@ -1,14 +1,17 @@
 """Catalog and review writes: thin adapters over ``data.services.catalog_writes`` and
 ``review_writes``. v1 takes ``price_cents``, v2 a Money object; nothing else differs."""
 
-# No ``from __future__ import annotations``: the body models differ per version and are
-# local to ``catalog_writes_router`` (see rest/catalog.py).
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import Field, StrictBool, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 from starlette.responses import Response
 
+from data.actor import Actor
 from data.inputs import MAX_INT
 from data.models import Review
 from data.money import cents_of
@@ -25,7 +28,7 @@ from rest.bodies import (
     StrictBody,
     located,
 )
-from rest.deps import ActorDep, WriteSession
+from rest.deps import ROUTE_CLASSES, ActorDep, RepresentationDep, WriteSession
 from rest.openapi import problems
 from rest.representations import Representation
 from rest.responses import json_response
@@ -117,118 +120,236 @@ def product_values(body: StrictBody) -> dict[str, Any]:
     return values
 
 
+async def review_body(
+    request: Request,
+    session: Any,
+    actor: Actor,
+    rep: Representation,
+    review: Review,
+    status: int = 200,
+) -> Response:
+    [author] = await users.load_users(session, actor, [review.author_id])
+    return json_response(request, rep.review(actor, review, author), status=status)
+
+
+async def create_category(
+    request: Request,
+    body: CategoryIn,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    """Create a category (staff, admins, catalog:write keys)."""
+    with located():
+        category = await catalog_writes.create_category(session, actor, **body.model_dump())
+    return json_response(request, rep.category(actor, category), status=201)
+
+
+async def update_category(
+    request: Request,
+    slug: str,
+    body: CategoryPatch,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    """Rename a category or change its slug."""
+    with located():
+        category = await catalog_writes.update_category(
+            session, actor, category_slug=slug, **body.model_dump(exclude_unset=True)
+        )
+    return json_response(request, rep.category(actor, category))
+
+
+async def delete_category(slug: str, session: WriteSession, actor: ActorDep) -> Response:
+    """Delete an empty category (move or deactivate its products first)."""
+    await catalog_writes.delete_category(session, actor, slug=slug)
+    return Response(status_code=204)
+
+
+async def create_product(
+    request: Request, body: StrictBody, session: Any, actor: Actor, rep: Representation
+) -> Response:
+    """Create a product (staff, admins, catalog:write keys)."""
+    with located(renames=CATEGORY_LOC):
+        product = await catalog_writes.create_product(session, actor, **product_values(body))
+    return json_response(request, rep.product(actor, product), status=201)
+
+
+async def create_product_v1(
+    request: Request,
+    body: ProductInV1,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    return await create_product(request, body, session, actor, rep)
+
+
+async def create_product_v2(
+    request: Request,
+    body: ProductInV2,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    return await create_product(request, body, session, actor, rep)
+
+
+async def update_product(
+    request: Request,
+    product_id: int,
+    body: StrictBody,
+    session: Any,
+    actor: Actor,
+    rep: Representation,
+) -> Response:
+    """Change a product's fields, its stock and whether it is for sale."""
+    with located(renames=CATEGORY_LOC):
+        product = await catalog_writes.update_product(
+            session, actor, product_id=product_id, **product_values(body)
+        )
+    return json_response(request, rep.product(actor, product))
+
+
+async def update_product_v1(
+    request: Request,
+    product_id: int,
+    body: ProductPatchV1,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    return await update_product(request, product_id, body, session, actor, rep)
+
+
+async def update_product_v2(
+    request: Request,
+    product_id: int,
+    body: ProductPatchV2,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    return await update_product(request, product_id, body, session, actor, rep)
+
+
+async def delete_product(product_id: int, session: WriteSession, actor: ActorDep) -> Response:
+    """Delete a product that was never ordered (else deactivate it)."""
+    await catalog_writes.delete_product(session, actor, product_id=product_id)
+    return Response(status_code=204)
+
+
+async def create_review(
+    request: Request,
+    product_id: int,
+    body: ReviewIn,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    """Review a product (once per product; signed-in users)."""
+    with located():
+        review = await review_writes.create_review(
+            session, actor, product_id=product_id, **body.model_dump()
+        )
+    return await review_body(request, session, actor, rep, review, status=201)
+
+
+async def update_review(
+    request: Request,
+    review_id: int,
+    body: ReviewPatch,
+    session: WriteSession,
+    actor: ActorDep,
+    rep: RepresentationDep,
+) -> Response:
+    """Edit your own review."""
+    with located():
+        review = await review_writes.update_review(
+            session, actor, review_id=review_id, **body.model_dump(exclude_unset=True)
+        )
+    return await review_body(request, session, actor, rep, review)
+
+
+async def delete_review(review_id: int, session: WriteSession, actor: ActorDep) -> Response:
+    """Delete your own review (staff and admins: any)."""
+    await review_writes.delete_review(session, actor, review_id=review_id)
+    return Response(status_code=204)
+
+
+@dataclass(frozen=True)
+class ProductWrites:
+    """One version's product write handlers: they differ only in the body model they read."""
+
+    model: type[BaseModel]
+    create: Callable[..., Awaitable[Response]]
+    update: Callable[..., Awaitable[Response]]
+
+
+PRODUCT_WRITES = {
+    False: ProductWrites(ProductV1, create_product_v1, update_product_v1),
+    True: ProductWrites(ProductV2, create_product_v2, update_product_v2),
+}
+
+
 def catalog_writes_router(rep: Representation) -> APIRouter:
-    """The catalog and review write routes of one API version."""
-    router = APIRouter(tags=["catalog"], responses=problems(400, 403, 404, 409))
-    product_model = ProductV2 if rep.money_objects else ProductV1
-    ProductIn = ProductInV2 if rep.money_objects else ProductInV1
-    ProductPatch = ProductPatchV2 if rep.money_objects else ProductPatchV1
+    """The catalog and review write routes of one API version: the handlers above.
 
-    async def review_body(
-        request: Request, session: Any, actor: Any, review: Review, status: int = 200
-    ) -> Response:
-        [author] = await users.load_users(session, actor, [review.author_id])
-        return json_response(request, rep.review(actor, review, author), status=status)
-
-    @router.post("/categories", status_code=201, responses={201: {"model": CategoryOut}})
-    async def create_category(
-        request: Request, body: CategoryIn, session: WriteSession, actor: ActorDep
-    ) -> Response:
-        """Create a category (staff, admins, catalog:write keys)."""
-        with located():
-            category = await catalog_writes.create_category(session, actor, **body.model_dump())
-        return json_response(request, rep.category(actor, category), status=201)
-
-    @router.patch("/categories/{slug}", responses={200: {"model": CategoryOut}})
-    async def update_category(
-        request: Request,
-        slug: str,
-        body: CategoryPatch,
-        session: WriteSession,
-        actor: ActorDep,
-    ) -> Response:
-        """Rename a category or change its slug."""
-        with located():
-            category = await catalog_writes.update_category(
-                session, actor, category_slug=slug, **body.model_dump(exclude_unset=True)
-            )
-        return json_response(request, rep.category(actor, category))
-
-    @router.delete("/categories/{slug}", status_code=204)
-    async def delete_category(slug: str, session: WriteSession, actor: ActorDep) -> Response:
-        """Delete an empty category (move or deactivate its products first)."""
-        await catalog_writes.delete_category(session, actor, slug=slug)
-        return Response(status_code=204)
-
-    @router.post("/products", status_code=201, responses={201: {"model": product_model}})
-    async def create_product(
-        request: Request,
-        body: ProductIn,  # type: ignore[valid-type]  # the version's model, read by FastAPI
-        session: WriteSession,
-        actor: ActorDep,
-    ) -> Response:
-        """Create a product (staff, admins, catalog:write keys)."""
-        with located(renames=CATEGORY_LOC):
-            product = await catalog_writes.create_product(session, actor, **product_values(body))
-        return json_response(request, rep.product(actor, product), status=201)
-
-    @router.patch("/products/{product_id}", responses={200: {"model": product_model}})
-    async def update_product(
-        request: Request,
-        product_id: int,
-        body: ProductPatch,  # type: ignore[valid-type]  # the version's model, read by FastAPI
-        session: WriteSession,
-        actor: ActorDep,
-    ) -> Response:
-        """Change a product's fields, its stock and whether it is for sale."""
-        with located(renames=CATEGORY_LOC):
-            product = await catalog_writes.update_product(
-                session, actor, product_id=product_id, **product_values(body)
-            )
-        return json_response(request, rep.product(actor, product))
-
-    @router.delete("/products/{product_id}", status_code=204)
-    async def delete_product(product_id: int, session: WriteSession, actor: ActorDep) -> Response:
-        """Delete a product that was never ordered (else deactivate it)."""
-        await catalog_writes.delete_product(session, actor, product_id=product_id)
-        return Response(status_code=204)
-
-    @router.post(
-        "/products/{product_id}/reviews", status_code=201, responses={201: {"model": ReviewOut}}
+    The product handlers are the version's pair, registered under the shared name and
+    description so the operation reads the same in both versions."""
+    router = APIRouter(
+        tags=["catalog"],
+        responses=problems(400, 403, 404, 409),
+        route_class=ROUTE_CLASSES[rep.version],
     )
-    async def create_review(
-        request: Request,
-        product_id: int,
-        body: ReviewIn,
-        session: WriteSession,
-        actor: ActorDep,
-    ) -> Response:
-        """Review a product (once per product; signed-in users)."""
-        with located():
-            review = await review_writes.create_review(
-                session, actor, product_id=product_id, **body.model_dump()
-            )
-        return await review_body(request, session, actor, review, status=201)
-
-    @router.patch("/reviews/{review_id}", responses={200: {"model": ReviewOut}})
-    async def update_review(
-        request: Request,
-        review_id: int,
-        body: ReviewPatch,
-        session: WriteSession,
-        actor: ActorDep,
-    ) -> Response:
-        """Edit your own review."""
-        with located():
-            review = await review_writes.update_review(
-                session, actor, review_id=review_id, **body.model_dump(exclude_unset=True)
-            )
-        return await review_body(request, session, actor, review)
-
-    @router.delete("/reviews/{review_id}", status_code=204)
-    async def delete_review(review_id: int, session: WriteSession, actor: ActorDep) -> Response:
-        """Delete your own review (staff and admins: any)."""
-        await review_writes.delete_review(session, actor, review_id=review_id)
-        return Response(status_code=204)
-
+    products = PRODUCT_WRITES[rep.money_objects]
+    router.add_api_route(
+        "/categories",
+        create_category,
+        methods=["POST"],
+        status_code=201,
+        responses={201: {"model": CategoryOut}},
+    )
+    router.add_api_route(
+        "/categories/{slug}",
+        update_category,
+        methods=["PATCH"],
+        responses={200: {"model": CategoryOut}},
+    )
+    router.add_api_route("/categories/{slug}", delete_category, methods=["DELETE"], status_code=204)
+    router.add_api_route(
+        "/products",
+        products.create,
+        methods=["POST"],
+        status_code=201,
+        responses={201: {"model": products.model}},
+        name=create_product.__name__,
+        description=create_product.__doc__,
+    )
+    router.add_api_route(
+        "/products/{product_id}",
+        products.update,
+        methods=["PATCH"],
+        responses={200: {"model": products.model}},
+        name=update_product.__name__,
+        description=update_product.__doc__,
+    )
+    router.add_api_route(
+        "/products/{product_id}", delete_product, methods=["DELETE"], status_code=204
+    )
+    router.add_api_route(
+        "/products/{product_id}/reviews",
+        create_review,
+        methods=["POST"],
+        status_code=201,
+        responses={201: {"model": ReviewOut}},
+    )
+    router.add_api_route(
+        "/reviews/{review_id}",
+        update_review,
+        methods=["PATCH"],
+        responses={200: {"model": ReviewOut}},
+    )
+    router.add_api_route("/reviews/{review_id}", delete_review, methods=["DELETE"], status_code=204)
     return router

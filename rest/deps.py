@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from data.actor import ANONYMOUS, Actor
@@ -18,6 +19,7 @@ from data.db import Database
 from data.errors import DomainError
 from data.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest
 from data.tokens import TokenIssuer
+from rest.representations import V1, V2, Representation
 
 
 async def get_db(request: Request) -> Database:
@@ -63,6 +65,35 @@ async def page_request(
     return PageRequest(first=limit, after=cursor)
 
 
+class VersionRoute(APIRoute):
+    """A route of one API version: it carries that version's representation.
+
+    Handlers are module-level functions shared by ``/api/v1`` and ``/api/v2``; a version's
+    router registers them with its own route class, and ``get_representation`` reads the
+    representation from the route serving the request.
+    """
+
+    representation: Representation
+
+
+class V1Route(VersionRoute):
+    representation = V1
+
+
+class V2Route(VersionRoute):
+    representation = V2
+
+
+ROUTE_CLASSES: dict[str, type[VersionRoute]] = {"v1": V1Route, "v2": V2Route}
+
+
+async def get_representation(request: Request) -> Representation:
+    """How the API version serving this request shows objects (v1 or v2)."""
+    route = request.scope["route"]
+    assert isinstance(route, VersionRoute), "registered without a version's route class"
+    return route.representation
+
+
 TokensDep = Annotated[TokenIssuer, Depends(get_tokens)]
 DbDep = Annotated[Database, Depends(get_db)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
@@ -72,3 +103,4 @@ ReadSession = Annotated[AsyncSession, Depends(read_session)]
 WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
 PageDep = Annotated[PageRequest, Depends(page_request)]
 AttemptsDep = Annotated[LoginAttempts, Depends(get_login_attempts)]
+RepresentationDep = Annotated[Representation, Depends(get_representation)]

@@ -104,47 +104,45 @@ async def stream_actor(
     return actor
 
 
-def events_router() -> APIRouter:
-    """The event stream route (the same in every API version)."""
-    router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"])
+"""The event stream route: the same in every API version, so one router serves both."""
 
-    @router.get(
-        "/orders/{order_id}/events",
-        response_class=StreamingResponse,
-        responses={
-            200: {
-                "description": f"`text/event-stream` of `{EVENT_NAME}` events.",
-                "content": {"text/event-stream": {}},
-            },
-            **problems(404),
+
+@router.get(
+    "/orders/{order_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": f"`text/event-stream` of `{EVENT_NAME}` events.",
+            "content": {"text/event-stream": {}},
         },
+        **problems(404),
+    },
+)
+async def order_events(
+    request: Request,
+    order_id: int,
+    db: DbDep,
+    actor: Annotated[Actor, Depends(stream_actor)],
+) -> StreamingResponse:
+    """Stream the order's status changes as server-sent events."""
+    bus: EventBus = request.app.state.events
+    # Subscribe first, so a change committed while we check is not missed.
+    subscription = bus.subscribe(order_id)
+    try:
+        # Its own short session: an open stream must not hold a pooled connection.
+        async with db.read() as session:
+            await orders.find_order_to_follow(session, actor, order_id=order_id)
+    except BaseException:
+        subscription.close()
+        raise
+    options: Any = request.app.state.settings
+    return StreamingResponse(
+        sse_stream(
+            subscription,
+            heartbeat=options.events_heartbeat_seconds,
+            retry_ms=options.events_retry_ms,
+        ),
+        media_type="text/event-stream",
+        headers=STREAM_HEADERS,
     )
-    async def order_events(
-        request: Request,
-        order_id: int,
-        db: DbDep,
-        actor: Annotated[Actor, Depends(stream_actor)],
-    ) -> StreamingResponse:
-        """Stream the order's status changes as server-sent events."""
-        bus: EventBus = request.app.state.events
-        # Subscribe first, so a change committed while we check is not missed.
-        subscription = bus.subscribe(order_id)
-        try:
-            # Its own short session: an open stream must not hold a pooled connection.
-            async with db.read() as session:
-                await orders.find_order_to_follow(session, actor, order_id=order_id)
-        except BaseException:
-            subscription.close()
-            raise
-        options: Any = request.app.state.settings
-        return StreamingResponse(
-            sse_stream(
-                subscription,
-                heartbeat=options.events_heartbeat_seconds,
-                retry_ms=options.events_retry_ms,
-            ),
-            media_type="text/event-stream",
-            headers=STREAM_HEADERS,
-        )
-
-    return router
