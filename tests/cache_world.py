@@ -128,6 +128,11 @@ def cache_settings(url: str, tmp: Path, setup: CacheSetup, **overrides: Any) -> 
         "cache_prefix": setup.prefix,
         "redis_timeout_seconds": 5.0,
         "cache_trust_seconds": 10.0,
+        # A request that finds another computing its answer waits for it this long, then
+        # computes it too; the tests that count one computation must not see a loaded
+        # machine's slow first answer as a lost lock.
+        "cache_lock_seconds": 30.0,
+        "cache_lock_wait_seconds": 10.0,
         **overrides,
     }
     return make_settings(url, tmp, **values)

@@ -54,10 +54,19 @@ def test_metrics_sum_requests_across_gunicorn_workers(tmp_path: Path) -> None:
             assert response.status_code == 200
             sent += 1
         assert len(access_pids(served, PRODUCTS)) == 2, "one worker answered everything"
-        # Whichever worker answers the scrape, it reports both workers' requests.
-        for _ in range(6):
+
+        def counted() -> float:
             text = httpx.get(served.url + "/metrics", timeout=10).text
-            assert metric(text, "gateway_http_requests_total", route=PRODUCTS, status="200") == sent
+            return metric(text, "gateway_http_requests_total", route=PRODUCTS, status="200")
+
+        # A worker records a request as it finishes it, a moment after the client has its
+        # answer: wait (bounded) until the last one is in, then whichever worker answers
+        # a scrape reports both workers' requests.
+        deadline = time.monotonic() + 10
+        while counted() != sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(6):
+            assert counted() == sent
         assert "server" not in {key.lower() for key in response.headers}
 
 
