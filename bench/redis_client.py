@@ -40,13 +40,15 @@ async def main(args: argparse.Namespace) -> None:
             tags = [f"product:{n % 1000}", f"category:{n % args.tags}"]
             await cache.lookup(f"{run}c:r:page:{n % 1000}:", tags)
 
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    took = time.perf_counter() - began
-    print(f"{args.client}: {args.requests / took:,.0f} requests/s")
-    async for key in client.scan_iter(match=run + "*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+    try:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        took = time.perf_counter() - began
+        print(f"{args.client}: {args.requests / took:,.0f} requests/s")
+    finally:  # an interrupted run leaves no keys either
+        async for key in client.scan_iter(match=run + "*", count=1000):
+            await client.delete(key)
+        await client.aclose()
 
 
 if __name__ == "__main__":
